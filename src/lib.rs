@@ -1,0 +1,11 @@
+//! unamentis-agent: an OpenTelemetry-native host agent for a local AI server
+//! stack. See README.md and ../shared/DESIGN.md-derived docs in the repo.
+
+pub mod config;
+pub mod host;
+pub mod instruments;
+#[rustfmt::skip]
+pub mod semconv;
+pub mod snapshot;
+pub mod sources;
+pub mod telemetry;

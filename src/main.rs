@@ -1,0 +1,361 @@
+//! Command line of unamentis-agent.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use opentelemetry::metrics::MeterProvider as _;
+use unamentis_agent::config::{self, ConfigError, Flags, Loaded, LogFormat};
+use unamentis_agent::snapshot::{CycleSampler, Point, Sampler};
+use unamentis_agent::{instruments, sources, telemetry};
+
+/// How long after start the first export is forced: long enough for a CPU
+/// percentage over a meaningful window, well inside the 1 s budget.
+const FIRST_EXPORT_AFTER: Duration = Duration::from_millis(250);
+
+#[derive(Parser)]
+#[command(
+    name = "unamentis-agent",
+    version,
+    about = "OpenTelemetry host agent for a local AI server stack",
+    long_about = "Watches the host (CPU, memory; later GPU, power, thermal) and the services of a local AI \
+stack, and pushes the metrics over OTLP to an OpenTelemetry Collector or SigNoz.\n\n\
+Configuration comes from built-in defaults, then a TOML file (--config or UNAMENTIS_AGENT_CONFIG), \
+then environment variables (the standard OTEL_* ones, then UNAMENTIS_AGENT_*), then these flags; \
+`check-config` shows the result and where each value came from."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+
+    /// TOML config file [env: UNAMENTIS_AGENT_CONFIG]
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Sampling and export interval, e.g. 5s, 500ms [key: interval]
+    #[arg(long, global = true, value_name = "DURATION")]
+    interval: Option<String>,
+    /// OTLP endpoint, e.g. http://localhost:4317 [key: export.endpoint]
+    #[arg(long, global = true, value_name = "URL")]
+    endpoint: Option<String>,
+    /// OTLP protocol: grpc or http/protobuf [key: export.protocol]
+    #[arg(long, global = true, value_name = "PROTOCOL")]
+    protocol: Option<String>,
+    /// Log filter, e.g. info, debug, warn,unamentis_agent=debug; RUST_LOG wins [key: log.level]
+    #[arg(long, global = true, value_name = "FILTER")]
+    log_level: Option<String>,
+    /// Log format: text or json [key: log.format]
+    #[arg(long, global = true, value_name = "FORMAT")]
+    log_format: Option<String>,
+    /// Local HTTP server address [key: server.listen]
+    #[arg(long, global = true, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Host procfs, e.g. /host/proc in a container [key: host.proc]
+    #[arg(long, global = true, value_name = "DIR")]
+    host_proc: Option<String>,
+    /// Host sysfs, e.g. /host/sys in a container [key: host.sys]
+    #[arg(long, global = true, value_name = "DIR")]
+    host_sys: Option<String>,
+    /// Host root filesystem, e.g. /host [key: host.root]
+    #[arg(long, global = true, value_name = "DIR")]
+    host_root: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the agent: sample every interval and push metrics over OTLP until SIGINT/SIGTERM,
+    /// then flush the last data and exit.
+    Run,
+    /// Sample the host once and print every metric (name, value, unit, attributes), then exit.
+    /// Needs no collector.
+    Snapshot {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Time between the baseline and the sample that CPU percentages cover.
+        #[arg(long, default_value = "250ms", value_parser = humantime::parse_duration)]
+        window: Duration,
+    },
+    /// Validate the configuration and print the effective value of every key with where it came
+    /// from. Exit code 2 when it is invalid.
+    CheckConfig,
+    /// List the services the agent watches and how each is matched.
+    Services,
+}
+
+impl Cli {
+    fn flags(&self) -> Flags {
+        let pairs = [
+            ("--interval", &self.interval),
+            ("--endpoint", &self.endpoint),
+            ("--protocol", &self.protocol),
+            ("--log-level", &self.log_level),
+            ("--log-format", &self.log_format),
+            ("--listen", &self.listen),
+            ("--host-proc", &self.host_proc),
+            ("--host-sys", &self.host_sys),
+            ("--host-root", &self.host_root),
+        ];
+        pairs
+            .into_iter()
+            .filter_map(|(f, v)| v.clone().map(|v| (f, v)))
+            .collect()
+    }
+}
+
+fn env_help() -> String {
+    let mut s = String::from("Environment variables (lowest precedence first within a key):\n");
+    for (var, key) in config::env_vars() {
+        s.push_str(&format!("  {var:<42} {key}\n"));
+    }
+    s.push_str(
+        "  RUST_LOG                                   log filter, overrides log.level\n  \
+         K8S_NODE_NAME                              adds k8s.node.name to the resource\n\n\
+         Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.",
+    );
+    s
+}
+
+fn main() -> ExitCode {
+    let matches = Cli::command().after_long_help(env_help()).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    let loaded = match config::load(
+        cli.config.as_deref(),
+        &|k| std::env::var(k).ok(),
+        &cli.flags(),
+    ) {
+        Ok(l) => l,
+        Err(e) => return config_error(&e),
+    };
+    match cli.command {
+        Command::CheckConfig => {
+            match &loaded.file {
+                Some(f) => println!("# configuration is valid; file: {}", f.display()),
+                None => println!("# configuration is valid; no config file"),
+            }
+            print!("{}", loaded.render());
+            ExitCode::SUCCESS
+        }
+        Command::Services => {
+            print_services(&loaded);
+            ExitCode::SUCCESS
+        }
+        Command::Snapshot { json, window } => {
+            init_logging(&loaded);
+            snapshot(&loaded, json, window)
+        }
+        Command::Run => {
+            init_logging(&loaded);
+            match run(&loaded) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}
+
+fn config_error(e: &ConfigError) -> ExitCode {
+    eprintln!("unamentis-agent: configuration error: {e}");
+    ExitCode::from(2)
+}
+
+fn init_logging(loaded: &Loaded) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&loaded.config.log.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match loaded.config.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn resource_attributes(loaded: &Loaded) -> Vec<(String, String)> {
+    let host = loaded.config.host_paths().identity();
+    telemetry::resource_attributes(&loaded.config, &host, std::env::var("K8S_NODE_NAME").ok())
+}
+
+fn print_services(loaded: &Loaded) {
+    println!(
+        "{:<12} {:<20} {:<14} {:<20} pid_file",
+        "service", "process", "ports", "cmdline"
+    );
+    for s in loaded.config.effective_services() {
+        let ports: Vec<String> = s.port.iter().chain(&s.ports).map(u16::to_string).collect();
+        println!(
+            "{:<12} {:<20} {:<14} {:<20} {}",
+            s.name,
+            or_dash(s.process.join(",")),
+            or_dash(ports.join(",")),
+            or_dash(s.cmdline.clone().unwrap_or_default()),
+            s.pid_file
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "-".into())
+        );
+    }
+    println!("\n(process discovery and per-service metrics are not implemented yet)");
+}
+
+fn or_dash(s: String) -> String {
+    if s.is_empty() { "-".into() } else { s }
+}
+
+fn snapshot(loaded: &Loaded, json: bool, window: Duration) -> ExitCode {
+    let paths = loaded.config.host_paths();
+    let mut sampler = Sampler::new(sources::default_sources(&paths));
+    std::thread::sleep(window);
+    let points = sampler.sample().points();
+    if json {
+        let out = serde_json::json!({
+            "resource": resource_attributes(loaded).into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+            "metrics": points.iter().map(point_json).collect::<Vec<_>>(),
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).expect("JSON of plain values")
+        );
+    } else {
+        print_table(&points);
+    }
+    ExitCode::SUCCESS
+}
+
+fn point_json(p: &Point) -> serde_json::Value {
+    let attrs: serde_json::Map<String, serde_json::Value> = p
+        .attrs
+        .iter()
+        .map(|(k, v)| {
+            let v = match v {
+                unamentis_agent::snapshot::AttrValue::Str(s) => serde_json::Value::from(s.clone()),
+                unamentis_agent::snapshot::AttrValue::Int(i) => serde_json::Value::from(*i),
+            };
+            ((*k).to_owned(), v)
+        })
+        .collect();
+    serde_json::json!({
+        "name": p.metric.name,
+        "instrument": format!("{:?}", p.metric.instrument).to_lowercase(),
+        "unit": p.metric.unit,
+        "attributes": attrs,
+        "value": p.value,
+    })
+}
+
+fn print_table(points: &[Point]) {
+    let rows: Vec<[String; 4]> = points
+        .iter()
+        .map(|p| {
+            let attrs: Vec<String> = p.attrs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            [
+                p.metric.name.to_owned(),
+                format!("{:.2}", p.value),
+                p.metric.unit.to_owned(),
+                attrs.join(" "),
+            ]
+        })
+        .collect();
+    let w0 = rows.iter().map(|r| r[0].len()).max().unwrap_or(0);
+    let w1 = rows.iter().map(|r| r[1].len()).max().unwrap_or(0);
+    let w2 = rows.iter().map(|r| r[2].len()).max().unwrap_or(0);
+    println!(
+        "{:<w0$}  {:>w1$}  {:<w2$}  attributes",
+        "metric", "value", "unit"
+    );
+    for [name, value, unit, attrs] in rows {
+        println!("{name:<w0$}  {value:>w1$}  {unit:<w2$}  {attrs}");
+    }
+}
+
+fn run(loaded: &Loaded) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        // spawn_blocking threads (flush, shutdown) leave soon after use.
+        .thread_keep_alive(Duration::from_secs(1))
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    rt.block_on(run_async(loaded))
+}
+
+async fn run_async(loaded: &Loaded) -> Result<(), String> {
+    let cfg = &loaded.config;
+    let paths = cfg.host_paths();
+    // Building the sources primes baselines (CPU times) for the first cycle.
+    let cycle = CycleSampler::new(
+        Sampler::new(sources::default_sources(&paths)),
+        instruments::reader_count(),
+    );
+
+    if !cfg.export.enabled {
+        tracing::warn!(
+            "export disabled (OTEL_SDK_DISABLED or export.enabled = false): nothing will be sent"
+        );
+        let sig = wait_for_signal().await?;
+        tracing::info!("{sig}: exiting");
+        return Ok(());
+    }
+
+    let exporter = telemetry::build_exporter(&cfg.export)?;
+    let resource = telemetry::resource(resource_attributes(loaded));
+    let provider = telemetry::meter_provider(exporter, cfg.interval.0, resource);
+    let meter = provider.meter(telemetry::AGENT_NAME);
+    let _instruments = instruments::register(&meter, &cycle);
+    tracing::info!(
+        endpoint = %cfg.export.effective_endpoint(),
+        protocol = ?cfg.export.protocol,
+        interval = %humantime::format_duration(cfg.interval.0),
+        "agent started"
+    );
+
+    // The reader's first tick is one interval away; export once early so a
+    // dashboard sees the host within a second of start.
+    let early = provider.clone();
+    tokio::task::spawn_blocking(move || {
+        std::thread::sleep(FIRST_EXPORT_AFTER);
+        if let Err(e) = early.force_flush() {
+            tracing::debug!("early export: {e}");
+        }
+    });
+
+    let sig = wait_for_signal().await?;
+    tracing::info!("{sig}: flushing the last data and shutting down");
+    // shutdown() blocks on the reader thread, whose export needs this
+    // runtime: run it off the runtime thread.
+    let result = tokio::task::spawn_blocking(move || provider.shutdown())
+        .await
+        .map_err(|e| format!("shutdown task: {e}"))?;
+    if let Err(e) = result {
+        tracing::warn!("final export: {e}");
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() -> Result<&'static str, String> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term =
+            signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
+        let mut int =
+            signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT handler: {e}"))?;
+        tokio::select! {
+            _ = term.recv() => Ok("SIGTERM"),
+            _ = int.recv() => Ok("SIGINT"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c()
+            .await
+            .map_err(|e| format!("Ctrl-C handler: {e}"))?;
+        Ok("Ctrl-C")
+    }
+}

@@ -1,0 +1,475 @@
+// @generated from semconv/registry.yaml by `UPDATE_SEMCONV=1 cargo test --test semconv`.
+// Do not edit: change the registry and regenerate.
+
+//! Names, units and descriptions of every metric and attribute the agent
+//! emits (the public catalogue).
+
+/// Every instrument is observable: gauges are sampled values, counters
+/// are cumulative totals that never go backwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Instrument {
+    Gauge,
+    Counter,
+}
+
+#[derive(Debug)]
+pub struct Metric {
+    pub name: &'static str,
+    pub instrument: Instrument,
+    pub unit: &'static str,
+    pub brief: &'static str,
+    /// Attribute keys a point of this metric may carry.
+    pub attributes: &'static [&'static str],
+}
+
+/// Attribute keys.
+pub mod attr {
+    /// Averaging period of a load average: one of 1m, 5m, 15m.
+    pub const PERIOD: &str = "period";
+    /// Which CPU core count: logical (online logical CPUs), physical (distinct physical cores), or available (physical cores not taken by the 1-minute load).
+    pub const KIND: &str = "kind";
+    /// Zero-based index of the GPU in the enumeration order of its source (NVML / nvidia-smi index, amdgpu card order, IOAccelerator order).
+    pub const GPU_INDEX: &str = "gpu.index";
+    /// Product name of the GPU as reported by its driver.
+    pub const GPU_NAME: &str = "gpu.name";
+    /// GPU vendor: nvidia, amd, apple, or ollama-estimate when no GPU telemetry is readable and the value is estimated from Ollama's /api/ps (size_vram of the loaded models).
+    pub const GPU_VENDOR: &str = "gpu.vendor";
+    /// Stable unique identifier of the GPU where the driver provides one (NVIDIA GPU-/MIG- UUID, amdgpu unique_id).
+    pub const GPU_UUID: &str = "gpu.uuid";
+    /// PCI address of the GPU, normalised to the sysfs form (4-hex-digit domain, lower-case hex).
+    pub const GPU_PCI_BUS_ID: &str = "gpu.pci_bus_id";
+    /// Power domain of an energy counter: one of cpu, gpu, package, dram, battery.
+    pub const DOMAIN: &str = "domain";
+    /// Identifier of a fan: on Linux the hwmon chip name and the fan's label or channel (e.g. nct6775.fan2), on Intel Macs smc.
+    pub const FAN: &str = "fan";
+    /// Name of the monitored service (from the built-in catalogue or the config file), or the pseudo-service other (host minus the named services).
+    pub const UNAMENTIS_SERVICE: &str = "unamentis.service";
+    /// Executable name of a process (the comm name from /proc/<pid>/stat on Linux).
+    pub const PROCESS_EXECUTABLE_NAME: &str = "process.executable.name";
+    /// Process identifier in the host PID namespace.
+    pub const PROCESS_PID: &str = "process.pid";
+    /// Name of a model loaded in Ollama, as reported by /api/ps (name:tag).
+    pub const MODEL: &str = "model";
+    /// Activity probe that observed the activity: push (reported by the service to the agent's /v1/activity), connections (TCP connections on the service's ports), or ollama (Ollama's /api/ps).
+    pub const PROBE: &str = "probe";
+    /// Name of an agent source (what its Source::name() returns), e.g. cpu, memory, process, service, rapl, hwmon, battery, nvml, nvidia-smi, amdgpu, apple-gpu, powermetrics, thermal, ollama.
+    pub const SOURCE: &str = "source";
+}
+
+pub static CPU_PERCENT: Metric = Metric {
+    name: "unamentis.server.cpu.percent",
+    instrument: Instrument::Gauge,
+    unit: "%",
+    brief: "Busy share of all logical CPUs of the host over the last collection interval, as a percentage from 0 to 100.",
+    attributes: &[],
+};
+
+pub static CPU_LOAD_AVERAGE: Metric = Metric {
+    name: "unamentis.server.cpu.load_average",
+    instrument: Instrument::Gauge,
+    unit: "{load}",
+    brief: "System load average (runnable plus uninterruptible tasks) over the period given by the period attribute, in tasks.",
+    attributes: &[attr::PERIOD],
+};
+
+pub static CPU_CORES: Metric = Metric {
+    name: "unamentis.server.cpu.cores",
+    instrument: Instrument::Gauge,
+    unit: "{core}",
+    brief: "Number of CPU cores of the kind given by the kind attribute: logical CPUs online, physical cores, or cores available = max(1, physical - 1-minute load average).",
+    attributes: &[attr::KIND],
+};
+
+pub static MEMORY_USED_MB: Metric = Metric {
+    name: "unamentis.server.memory.used_mb",
+    instrument: Instrument::Gauge,
+    unit: "MiBy",
+    brief: "Host memory in use, computed as MemTotal - MemAvailable, in mebibytes.",
+    attributes: &[],
+};
+
+pub static MEMORY_AVAILABLE_MB: Metric = Metric {
+    name: "unamentis.server.memory.available_mb",
+    instrument: Instrument::Gauge,
+    unit: "MiBy",
+    brief: "Host memory available for new workloads without swapping (MemAvailable), in mebibytes.",
+    attributes: &[],
+};
+
+pub static MEMORY_TOTAL_MB: Metric = Metric {
+    name: "unamentis.server.memory.total_mb",
+    instrument: Instrument::Gauge,
+    unit: "MiBy",
+    brief: "Total usable host memory (MemTotal), in mebibytes.",
+    attributes: &[],
+};
+
+pub static MEMORY_PERCENT: Metric = Metric {
+    name: "unamentis.server.memory.percent",
+    instrument: Instrument::Gauge,
+    unit: "%",
+    brief: "Share of host memory in use, computed as used / total * 100 with used = MemTotal - MemAvailable, as a percentage from 0 to 100.",
+    attributes: &[],
+};
+
+pub static GPU_VRAM_USED_MB: Metric = Metric {
+    name: "unamentis.server.gpu.vram_used_mb",
+    instrument: Instrument::Gauge,
+    unit: "MiBy",
+    brief: "GPU memory currently in use on one GPU, in mebibytes.",
+    attributes: &[attr::GPU_INDEX, attr::GPU_NAME, attr::GPU_VENDOR, attr::GPU_UUID, attr::GPU_PCI_BUS_ID],
+};
+
+pub static GPU_VRAM_TOTAL_MB: Metric = Metric {
+    name: "unamentis.server.gpu.vram_total_mb",
+    instrument: Instrument::Gauge,
+    unit: "MiBy",
+    brief: "Total GPU memory of one GPU, in mebibytes.",
+    attributes: &[attr::GPU_INDEX, attr::GPU_NAME, attr::GPU_VENDOR, attr::GPU_UUID, attr::GPU_PCI_BUS_ID],
+};
+
+pub static GPU_UTILIZATION_PERCENT: Metric = Metric {
+    name: "unamentis.server.gpu.utilization_percent",
+    instrument: Instrument::Gauge,
+    unit: "%",
+    brief: "Busy share of one GPU as reported by its driver, as a percentage from 0 to 100.",
+    attributes: &[attr::GPU_INDEX, attr::GPU_NAME, attr::GPU_VENDOR, attr::GPU_UUID, attr::GPU_PCI_BUS_ID],
+};
+
+pub static GPU_TEMPERATURE: Metric = Metric {
+    name: "unamentis.server.gpu.temperature",
+    instrument: Instrument::Gauge,
+    unit: "Cel",
+    brief: "Temperature of one GPU die, in degrees Celsius.",
+    attributes: &[attr::GPU_INDEX, attr::GPU_NAME, attr::GPU_VENDOR, attr::GPU_UUID, attr::GPU_PCI_BUS_ID],
+};
+
+pub static POWER_CPU_WATTS: Metric = Metric {
+    name: "unamentis.server.power.cpu_watts",
+    instrument: Instrument::Gauge,
+    unit: "W",
+    brief: "Average power drawn by the CPU cores over the last collection interval, in watts.",
+    attributes: &[],
+};
+
+pub static POWER_GPU_WATTS: Metric = Metric {
+    name: "unamentis.server.power.gpu_watts",
+    instrument: Instrument::Gauge,
+    unit: "W",
+    brief: "Average power drawn by a GPU over the last collection interval, in watts; carries the gpu.* attributes where power is read per device.",
+    attributes: &[attr::GPU_INDEX, attr::GPU_NAME, attr::GPU_VENDOR, attr::GPU_UUID, attr::GPU_PCI_BUS_ID],
+};
+
+pub static POWER_PACKAGE_WATTS: Metric = Metric {
+    name: "unamentis.server.power.package_watts",
+    instrument: Instrument::Gauge,
+    unit: "W",
+    brief: "Average power drawn by the whole processor package (cores, uncore, integrated GPU) over the last collection interval, in watts.",
+    attributes: &[],
+};
+
+pub static POWER_DRAM_WATTS: Metric = Metric {
+    name: "unamentis.server.power.dram_watts",
+    instrument: Instrument::Gauge,
+    unit: "W",
+    brief: "Average power drawn by DRAM over the last collection interval, from the RAPL dram zones, in watts.",
+    attributes: &[],
+};
+
+pub static POWER_ANE_WATTS: Metric = Metric {
+    name: "unamentis.server.power.ane_watts",
+    instrument: Instrument::Gauge,
+    unit: "W",
+    brief: "Average power drawn by the Apple Neural Engine over the last collection interval, from powermetrics ane_power, in watts.",
+    attributes: &[],
+};
+
+pub static POWER_BATTERY_WATTS: Metric = Metric {
+    name: "unamentis.server.power.battery_watts",
+    instrument: Instrument::Gauge,
+    unit: "W",
+    brief: "Rate at which the system battery is discharging, in watts; 0 while the battery is charging or full.",
+    attributes: &[],
+};
+
+pub static ENERGY_JOULES: Metric = Metric {
+    name: "unamentis.server.energy.joules",
+    instrument: Instrument::Counter,
+    unit: "J",
+    brief: "Cumulative energy consumed by a power domain since the agent started, in joules; never goes backwards.",
+    attributes: &[attr::DOMAIN],
+};
+
+pub static THERMAL_TEMPERATURE: Metric = Metric {
+    name: "unamentis.server.thermal.temperature",
+    instrument: Instrument::Gauge,
+    unit: "Cel",
+    brief: "Temperature of the hottest CPU die sensor, in degrees Celsius.",
+    attributes: &[],
+};
+
+pub static THERMAL_PRESSURE: Metric = Metric {
+    name: "unamentis.server.thermal.pressure",
+    instrument: Instrument::Gauge,
+    unit: "{level}",
+    brief: "Thermal pressure level of the host on a 0-3 scale: 0 nominal, 1 fair, 2 serious, 3 critical.",
+    attributes: &[],
+};
+
+pub static THERMAL_FAN_RPM: Metric = Metric {
+    name: "unamentis.server.thermal.fan_rpm",
+    instrument: Instrument::Gauge,
+    unit: "{rpm}",
+    brief: "Speed of one fan, in revolutions per minute; 0 is a real reading (fan stopped).",
+    attributes: &[attr::FAN],
+};
+
+pub static THERMAL_THROTTLE_EVENTS: Metric = Metric {
+    name: "unamentis.server.thermal.throttle_events",
+    instrument: Instrument::Counter,
+    unit: "{event}",
+    brief: "Cumulative number of CPU thermal throttling events since boot, from the Linux thermal_throttle counters, in events.",
+    attributes: &[],
+};
+
+pub static SERVICE_CPU_PERCENT: Metric = Metric {
+    name: "unamentis.server.service.cpu_percent",
+    instrument: Instrument::Gauge,
+    unit: "%",
+    brief: "CPU used by the service's whole process tree over the last collection interval, as a percentage of one core like ps (100 = one full core; can exceed 100).",
+    attributes: &[attr::UNAMENTIS_SERVICE],
+};
+
+pub static SERVICE_MEMORY_MB: Metric = Metric {
+    name: "unamentis.server.service.memory_mb",
+    instrument: Instrument::Gauge,
+    unit: "MiBy",
+    brief: "Resident set size (RSS) of the service's whole process tree, in mebibytes.",
+    attributes: &[attr::UNAMENTIS_SERVICE],
+};
+
+pub static SERVICE_THREADS: Metric = Metric {
+    name: "unamentis.server.service.threads",
+    instrument: Instrument::Gauge,
+    unit: "1",
+    brief: "Number of threads in the service's whole process tree (sum of num_threads), as a count.",
+    attributes: &[attr::UNAMENTIS_SERVICE],
+};
+
+pub static SERVICE_OPEN_FILES: Metric = Metric {
+    name: "unamentis.server.service.open_files",
+    instrument: Instrument::Gauge,
+    unit: "1",
+    brief: "Number of open file descriptors (files, sockets, pipes) in the service's whole process tree, as a count.",
+    attributes: &[attr::UNAMENTIS_SERVICE],
+};
+
+pub static SERVICE_PROCESSES: Metric = Metric {
+    name: "unamentis.server.service.processes",
+    instrument: Instrument::Gauge,
+    unit: "1",
+    brief: "Number of processes in the service's tree (matched processes and their descendants), as a count.",
+    attributes: &[attr::UNAMENTIS_SERVICE],
+};
+
+pub static SERVICE_UP: Metric = Metric {
+    name: "unamentis.server.service.up",
+    instrument: Instrument::Gauge,
+    unit: "1",
+    brief: "1 when at least one process matched the service in this cycle, 0 when none did.",
+    attributes: &[attr::UNAMENTIS_SERVICE],
+};
+
+pub static SERVICE_MEMORY_GROWTH_MB_PER_HOUR: Metric = Metric {
+    name: "unamentis.server.service.memory_growth_mb_per_hour",
+    instrument: Instrument::Gauge,
+    unit: "MiBy/h",
+    brief: "Growth rate of the service's tree RSS, the least-squares slope of service.memory_mb over a sliding window, in mebibytes per hour; for leak alerts.",
+    attributes: &[attr::UNAMENTIS_SERVICE],
+};
+
+pub static SERVICE_VRAM_MB: Metric = Metric {
+    name: "unamentis.server.service.vram_mb",
+    instrument: Instrument::Gauge,
+    unit: "MiBy",
+    brief: "GPU memory used by the service's process tree on all GPUs, from NVML per-process memory, in mebibytes.",
+    attributes: &[attr::UNAMENTIS_SERVICE],
+};
+
+pub static SERVICE_POWER_WATTS: Metric = Metric {
+    name: "unamentis.server.service.power_watts",
+    instrument: Instrument::Gauge,
+    unit: "W",
+    brief: "ESTIMATE of the power attributable to the service, in watts: package power times the service's share of host busy CPU time over the interval; the services plus other never add up to more than package power.",
+    attributes: &[attr::UNAMENTIS_SERVICE],
+};
+
+pub static SERVICE_ENERGY_JOULES: Metric = Metric {
+    name: "unamentis.server.service.energy.joules",
+    instrument: Instrument::Counter,
+    unit: "J",
+    brief: "Cumulative ESTIMATED energy attributable to the service since the agent started, in joules: package energy times the service's share of host busy CPU time, per interval; the services plus other never add up to more than package energy.",
+    attributes: &[attr::UNAMENTIS_SERVICE],
+};
+
+pub static PROCESS_CPU_PERCENT: Metric = Metric {
+    name: "unamentis.server.process.cpu_percent",
+    instrument: Instrument::Gauge,
+    unit: "%",
+    brief: "CPU used by one of the top-N busiest processes not matched by any service over the last collection interval, as a percentage of one core like ps.",
+    attributes: &[attr::PROCESS_EXECUTABLE_NAME, attr::PROCESS_PID],
+};
+
+pub static PROCESS_MEMORY_MB: Metric = Metric {
+    name: "unamentis.server.process.memory_mb",
+    instrument: Instrument::Gauge,
+    unit: "MiBy",
+    brief: "Resident set size of one of the top-N busiest processes not matched by any service, in mebibytes.",
+    attributes: &[attr::PROCESS_EXECUTABLE_NAME, attr::PROCESS_PID],
+};
+
+pub static MODEL_LOADED: Metric = Metric {
+    name: "unamentis.server.model.loaded",
+    instrument: Instrument::Gauge,
+    unit: "1",
+    brief: "1 for each model currently loaded in Ollama, from GET /api/ps; a model that is not loaded reports no point.",
+    attributes: &[attr::MODEL],
+};
+
+pub static MODEL_VRAM_MB: Metric = Metric {
+    name: "unamentis.server.model.vram_mb",
+    instrument: Instrument::Gauge,
+    unit: "MiBy",
+    brief: "GPU memory held by a model loaded in Ollama (size_vram from GET /api/ps), in mebibytes; 0 for a model running on the CPU only.",
+    attributes: &[attr::MODEL],
+};
+
+pub static IDLE_DURATION_SECONDS: Metric = Metric {
+    name: "unamentis.server.idle.duration_seconds",
+    instrument: Instrument::Gauge,
+    unit: "s",
+    brief: "Seconds since the last activity seen by any probe; the host-wide point has no attribute, per-service points carry unamentis.service and count since that service's last activity.",
+    attributes: &[attr::UNAMENTIS_SERVICE],
+};
+
+pub static IDLE_STATE: Metric = Metric {
+    name: "unamentis.server.idle.state",
+    instrument: Instrument::Gauge,
+    unit: "1",
+    brief: "1 when the host-wide idle.duration_seconds is at least the configured idle_after, else 0.",
+    attributes: &[],
+};
+
+pub static IDLE_ENERGY_JOULES: Metric = Metric {
+    name: "unamentis.server.idle.energy.joules",
+    instrument: Instrument::Counter,
+    unit: "J",
+    brief: "Cumulative energy consumed by a power domain while the stack was idle (idle.state = 1) since the agent started, in joules.",
+    attributes: &[attr::DOMAIN],
+};
+
+pub static SERVICE_IDLE_CPU_SECONDS: Metric = Metric {
+    name: "unamentis.server.service.idle_cpu_seconds",
+    instrument: Instrument::Counter,
+    unit: "s",
+    brief: "Cumulative CPU time (user + system) used by the service's process tree while the stack was idle (idle.state = 1) since the agent started, in seconds.",
+    attributes: &[attr::UNAMENTIS_SERVICE],
+};
+
+pub static ACTIVITY_REQUESTS: Metric = Metric {
+    name: "unamentis.server.activity.requests",
+    instrument: Instrument::Counter,
+    unit: "{request}",
+    brief: "Cumulative number of requests to the service observed by the probe named in probe since the agent started, in requests.",
+    attributes: &[attr::UNAMENTIS_SERVICE, attr::PROBE],
+};
+
+pub static ACTIVITY_INFERENCES: Metric = Metric {
+    name: "unamentis.server.activity.inferences",
+    instrument: Instrument::Counter,
+    unit: "{request}",
+    brief: "Cumulative number of model inferences (generations, transcriptions, syntheses) by the service observed by the probe named in probe since the agent started, in requests.",
+    attributes: &[attr::UNAMENTIS_SERVICE, attr::PROBE],
+};
+
+pub static ACTIVITY_CONNECTIONS: Metric = Metric {
+    name: "unamentis.server.activity.connections",
+    instrument: Instrument::Gauge,
+    unit: "{connection}",
+    brief: "Number of established TCP connections on the service's listening ports, in connections.",
+    attributes: &[attr::UNAMENTIS_SERVICE],
+};
+
+pub static AGENT_COLLECTION_DURATION: Metric = Metric {
+    name: "unamentis.server.agent.collection.duration",
+    instrument: Instrument::Gauge,
+    unit: "s",
+    brief: "Wall-clock time the source took to take its sample in the last collection cycle, in seconds.",
+    attributes: &[attr::SOURCE],
+};
+
+pub static AGENT_SOURCE_UP: Metric = Metric {
+    name: "unamentis.server.agent.source.up",
+    instrument: Instrument::Gauge,
+    unit: "1",
+    brief: "1 when the source's last sample succeeded, 0 when it is unavailable (no permission, no hardware) or failed.",
+    attributes: &[attr::SOURCE],
+};
+
+pub static AGENT_EXPORT_DROPPED_BATCHES: Metric = Metric {
+    name: "unamentis.server.agent.export.dropped_batches",
+    instrument: Instrument::Counter,
+    unit: "{batch}",
+    brief: "Cumulative number of metric export batches dropped because the bounded export queue was full (collector down or slow) since the agent started, in batches.",
+    attributes: &[],
+};
+
+/// Every metric of the registry, in registry order.
+pub static ALL: &[&Metric] = &[
+    &CPU_PERCENT,
+    &CPU_LOAD_AVERAGE,
+    &CPU_CORES,
+    &MEMORY_USED_MB,
+    &MEMORY_AVAILABLE_MB,
+    &MEMORY_TOTAL_MB,
+    &MEMORY_PERCENT,
+    &GPU_VRAM_USED_MB,
+    &GPU_VRAM_TOTAL_MB,
+    &GPU_UTILIZATION_PERCENT,
+    &GPU_TEMPERATURE,
+    &POWER_CPU_WATTS,
+    &POWER_GPU_WATTS,
+    &POWER_PACKAGE_WATTS,
+    &POWER_DRAM_WATTS,
+    &POWER_ANE_WATTS,
+    &POWER_BATTERY_WATTS,
+    &ENERGY_JOULES,
+    &THERMAL_TEMPERATURE,
+    &THERMAL_PRESSURE,
+    &THERMAL_FAN_RPM,
+    &THERMAL_THROTTLE_EVENTS,
+    &SERVICE_CPU_PERCENT,
+    &SERVICE_MEMORY_MB,
+    &SERVICE_THREADS,
+    &SERVICE_OPEN_FILES,
+    &SERVICE_PROCESSES,
+    &SERVICE_UP,
+    &SERVICE_MEMORY_GROWTH_MB_PER_HOUR,
+    &SERVICE_VRAM_MB,
+    &SERVICE_POWER_WATTS,
+    &SERVICE_ENERGY_JOULES,
+    &PROCESS_CPU_PERCENT,
+    &PROCESS_MEMORY_MB,
+    &MODEL_LOADED,
+    &MODEL_VRAM_MB,
+    &IDLE_DURATION_SECONDS,
+    &IDLE_STATE,
+    &IDLE_ENERGY_JOULES,
+    &SERVICE_IDLE_CPU_SECONDS,
+    &ACTIVITY_REQUESTS,
+    &ACTIVITY_INFERENCES,
+    &ACTIVITY_CONNECTIONS,
+    &AGENT_COLLECTION_DURATION,
+    &AGENT_SOURCE_UP,
+    &AGENT_EXPORT_DROPPED_BATCHES,
+];

@@ -1,0 +1,418 @@
+//! Host CPU: busy percent from `/proc/stat`, load averages from
+//! `/proc/loadavg`, core counts from `/sys/devices/system/cpu` topology.
+//! Other platforms use sysinfo behind the same `CpuSource` API.
+//!
+//! Formats: proc(5) (`/proc/stat`, `/proc/loadavg`) and the kernel's
+//! Documentation/admin-guide/cputopology.rst.
+
+use super::ParseError;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CpuStats {
+    /// Busy share of all logical CPUs since the previous sample, 0–100.
+    pub percent: Option<f64>,
+    /// 1, 5 and 15 minute load averages.
+    pub load: Option<[f64; 3]>,
+    pub logical: Option<u32>,
+    pub physical: Option<u32>,
+}
+
+impl CpuStats {
+    /// Cores not taken by runnable work: max(1, physical − load1).
+    pub fn available(&self) -> Option<f64> {
+        let physical = f64::from(self.physical?);
+        let load1 = self.load?[0];
+        Some((physical - load1).max(1.0))
+    }
+}
+
+/// Cumulative jiffies of the aggregate `cpu` line of `/proc/stat`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuTimes {
+    pub user: u64,
+    pub nice: u64,
+    pub system: u64,
+    pub idle: u64,
+    pub iowait: u64,
+    pub irq: u64,
+    pub softirq: u64,
+    pub steal: u64,
+}
+
+impl CpuTimes {
+    /// guest and guest_nice are already counted in user and nice, so they are
+    /// left out of the total (proc(5)).
+    pub fn total(&self) -> u64 {
+        self.user
+            + self.nice
+            + self.system
+            + self.idle
+            + self.iowait
+            + self.irq
+            + self.softirq
+            + self.steal
+    }
+
+    /// iowait is idle time spent waiting for I/O: the CPU was free to run
+    /// other work, so it counts as idle (as top and psutil do).
+    pub fn idle_all(&self) -> u64 {
+        self.idle + self.iowait
+    }
+}
+
+/// Busy percent between two samples; `None` when no time passed or the
+/// counters went backwards (iowait can decrease on some kernels).
+pub fn busy_percent(prev: &CpuTimes, cur: &CpuTimes) -> Option<f64> {
+    let total = cur.total().checked_sub(prev.total())?;
+    if total == 0 {
+        return None;
+    }
+    let idle = cur.idle_all().saturating_sub(prev.idle_all()).min(total);
+    Some(((total - idle) as f64 / total as f64 * 100.0).clamp(0.0, 100.0))
+}
+
+/// The parts of `/proc/stat` this source uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcStat {
+    pub total: CpuTimes,
+    /// Number of `cpuN` lines: the online logical CPUs.
+    pub logical_cpus: u32,
+}
+
+pub fn parse_stat(text: &str) -> Result<ProcStat, ParseError> {
+    let mut total = None;
+    let mut logical_cpus = 0u32;
+    for line in text.lines() {
+        let mut fields = line.split_ascii_whitespace();
+        let Some(label) = fields.next() else { continue };
+        if label == "cpu" {
+            let mut v = [0u64; 8];
+            for (i, slot) in v.iter_mut().enumerate() {
+                // Kernels before 2.6.11 lack steal; treat missing trailing
+                // columns as 0, but at least user..idle must be there.
+                match fields.next() {
+                    Some(f) => {
+                        *slot = f.parse().map_err(|_| {
+                            ParseError(format!("cpu line: column {} is not a number: {f:?}", i + 1))
+                        })?
+                    }
+                    None if i >= 4 => break,
+                    None => return Err(ParseError(format!("cpu line has only {i} columns"))),
+                }
+            }
+            total = Some(CpuTimes {
+                user: v[0],
+                nice: v[1],
+                system: v[2],
+                idle: v[3],
+                iowait: v[4],
+                irq: v[5],
+                softirq: v[6],
+                steal: v[7],
+            });
+        } else if label.len() > 3
+            && label.starts_with("cpu")
+            && label[3..].bytes().all(|b| b.is_ascii_digit())
+        {
+            logical_cpus += 1;
+        }
+    }
+    let total = total.ok_or_else(|| ParseError("no aggregate `cpu` line".into()))?;
+    Ok(ProcStat {
+        total,
+        logical_cpus,
+    })
+}
+
+/// `/proc/loadavg`: "0.20 0.18 0.12 1/80 11206".
+pub fn parse_loadavg(text: &str) -> Result<[f64; 3], ParseError> {
+    let mut fields = text.split_ascii_whitespace();
+    let mut out = [0.0; 3];
+    for (i, slot) in out.iter_mut().enumerate() {
+        let f = fields
+            .next()
+            .ok_or_else(|| ParseError(format!("expected 3 load averages, found {i}")))?;
+        let v: f64 = f
+            .parse()
+            .map_err(|_| ParseError(format!("load average {f:?} is not a number")))?;
+        if !v.is_finite() || v < 0.0 {
+            return Err(ParseError(format!("load average {f:?} is out of range")));
+        }
+        *slot = v;
+    }
+    Ok(out)
+}
+
+/// A kernel cpulist ("0-3,8,10-11") as the CPU numbers it names.
+pub fn parse_cpu_list(text: &str) -> Result<Vec<u32>, ParseError> {
+    let text = text.trim();
+    let mut cpus = Vec::new();
+    if text.is_empty() {
+        return Ok(cpus);
+    }
+    for part in text.split(',') {
+        let bad = || ParseError(format!("bad cpu list entry {part:?}"));
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (u32, u32) =
+                    (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+                if a > b || b - a > 65_536 {
+                    return Err(bad());
+                }
+                cpus.extend(a..=b);
+            }
+            None => cpus.push(part.parse().map_err(|_| bad())?),
+        }
+    }
+    Ok(cpus)
+}
+
+#[cfg(target_os = "linux")]
+mod imp {
+    use std::collections::HashSet;
+
+    use super::*;
+    use crate::host::HostPaths;
+    use crate::snapshot::Snapshot;
+    use crate::sources::{Source, SourceError};
+
+    pub struct CpuSource {
+        paths: HostPaths,
+        prev: Option<CpuTimes>,
+        /// Physical cores, re-read only when the online set changes.
+        physical: Option<(u32, Option<u32>)>,
+    }
+
+    impl CpuSource {
+        /// Reads `/proc/stat` once so the first sample has a baseline.
+        pub fn new(paths: HostPaths) -> Self {
+            let prev = paths
+                .read_proc("stat")
+                .ok()
+                .and_then(|t| parse_stat(&t).ok())
+                .map(|s| s.total);
+            CpuSource {
+                paths,
+                prev,
+                physical: None,
+            }
+        }
+
+        /// Distinct `core_cpus_list` (or, before 5.6, `thread_siblings_list`)
+        /// values among online CPUs: one per physical core, across packages.
+        fn physical_cores(&self) -> Result<u32, SourceError> {
+            let online = self.paths.read_sys("devices/system/cpu/online")?;
+            let online =
+                parse_cpu_list(&online).map_err(|e| e.in_file("devices/system/cpu/online"))?;
+            let mut cores = HashSet::new();
+            for cpu in online {
+                let dir = format!("devices/system/cpu/cpu{cpu}/topology");
+                let siblings = self
+                    .paths
+                    .read_sys(format!("{dir}/core_cpus_list"))
+                    .or_else(|_| self.paths.read_sys(format!("{dir}/thread_siblings_list")))?;
+                cores.insert(siblings.trim().to_owned());
+            }
+            match u32::try_from(cores.len()) {
+                Ok(n) if n > 0 => Ok(n),
+                _ => Err(SourceError::Failed(
+                    "no online CPU in sysfs topology".into(),
+                )),
+            }
+        }
+    }
+
+    impl Source for CpuSource {
+        fn name(&self) -> &'static str {
+            "cpu"
+        }
+
+        fn sample(&mut self, snap: &mut Snapshot) -> Result<(), SourceError> {
+            let mut stats = CpuStats::default();
+            let mut first_err = None;
+
+            match self.paths.read_proc("stat") {
+                Ok(text) => match parse_stat(&text) {
+                    Ok(stat) => {
+                        stats.percent = self.prev.and_then(|p| busy_percent(&p, &stat.total));
+                        self.prev = Some(stat.total);
+                        stats.logical = Some(stat.logical_cpus).filter(|&n| n > 0);
+                    }
+                    Err(e) => first_err = Some(e.in_file("/proc/stat")),
+                },
+                Err(e) => first_err = Some(e.into()),
+            }
+
+            match self.paths.read_proc("loadavg") {
+                Ok(text) => match parse_loadavg(&text) {
+                    Ok(l) => stats.load = Some(l),
+                    Err(e) => first_err = first_err.or(Some(e.in_file("/proc/loadavg"))),
+                },
+                Err(e) => first_err = first_err.or(Some(e.into())),
+            }
+
+            let logical = stats.logical.unwrap_or(0);
+            match self.physical {
+                Some((n, physical)) if n == logical => stats.physical = physical,
+                _ => {
+                    let physical = match self.physical_cores() {
+                        Ok(p) => Some(p),
+                        Err(e) => {
+                            first_err = first_err.or(Some(e));
+                            None
+                        }
+                    };
+                    self.physical = Some((logical, physical));
+                    stats.physical = physical;
+                }
+            }
+
+            snap.cpu = Some(stats);
+            first_err.map_or(Ok(()), Err)
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod imp {
+    use super::*;
+    use crate::host::HostPaths;
+    use crate::snapshot::Snapshot;
+    use crate::sources::{Source, SourceError};
+    use sysinfo::System;
+
+    pub struct CpuSource {
+        sys: Option<System>,
+        physical: Option<u32>,
+    }
+
+    impl CpuSource {
+        /// Refreshes CPU usage once so the first sample has a baseline.
+        /// `HostPaths` has no meaning here: sysinfo reads the local host.
+        pub fn new(_paths: HostPaths) -> Self {
+            let mut sys = System::new().ok();
+            if let Some(s) = sys.as_mut() {
+                s.refresh_cpu_usage();
+            }
+            let physical = System::physical_core_count()
+                .ok()
+                .and_then(|n| u32::try_from(n).ok());
+            CpuSource { sys, physical }
+        }
+    }
+
+    impl Source for CpuSource {
+        fn name(&self) -> &'static str {
+            "cpu"
+        }
+
+        fn sample(&mut self, snap: &mut Snapshot) -> Result<(), SourceError> {
+            let sys = self
+                .sys
+                .as_mut()
+                .ok_or_else(|| SourceError::Unavailable("sysinfo cannot read this host".into()))?;
+            sys.refresh_cpu_usage();
+            let load = System::load_average()
+                .ok()
+                .map(|l| [l.one, l.five, l.fifteen]);
+            snap.cpu = Some(CpuStats {
+                percent: Some(f64::from(sys.global_cpu_usage()).clamp(0.0, 100.0)),
+                load,
+                logical: u32::try_from(sys.cpus().len()).ok().filter(|&n| n > 0),
+                physical: self.physical,
+            });
+            Ok(())
+        }
+    }
+}
+
+pub use imp::CpuSource;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STAT: &str = "cpu  100 5 50 800 40 3 2 0 7 0\ncpu0 50 2 25 400 20 1 1 0 0 0\ncpu1 50 3 25 400 20 2 1 0 0 0\nintr 1 2 3\nctxt 42\n";
+
+    #[test]
+    fn stat_aggregate_and_logical_count() {
+        let s = parse_stat(STAT).unwrap();
+        assert_eq!(s.logical_cpus, 2);
+        assert_eq!(s.total.user, 100);
+        assert_eq!(s.total.iowait, 40);
+        // guest (7) is not added again.
+        assert_eq!(s.total.total(), 100 + 5 + 50 + 800 + 40 + 3 + 2);
+    }
+
+    #[test]
+    fn stat_old_kernel_without_steal() {
+        let s = parse_stat("cpu 1 2 3 4 5\ncpu0 1 2 3 4 5\n").unwrap();
+        assert_eq!(s.total.total(), 15);
+    }
+
+    #[test]
+    fn stat_rejects_garbage() {
+        assert!(parse_stat("").is_err());
+        assert!(parse_stat("cpu 1 2 x 4\n").is_err());
+        assert!(parse_stat("cpu 1 2\n").is_err());
+    }
+
+    #[test]
+    fn busy_percent_counts_iowait_as_idle() {
+        let a = CpuTimes {
+            user: 100,
+            idle: 100,
+            ..Default::default()
+        };
+        let b = CpuTimes {
+            user: 130,
+            idle: 150,
+            iowait: 20,
+            ..Default::default()
+        };
+        // 100 jiffies passed, 30 busy.
+        assert_eq!(busy_percent(&a, &b), Some(30.0));
+        assert_eq!(
+            busy_percent(&b, &a),
+            None,
+            "counters going back give no value"
+        );
+        assert_eq!(busy_percent(&a, &a), None, "no time passed gives no value");
+    }
+
+    #[test]
+    fn loadavg() {
+        assert_eq!(
+            parse_loadavg("0.20 1.18 12.50 1/80 11206\n").unwrap(),
+            [0.2, 1.18, 12.5]
+        );
+        assert!(parse_loadavg("0.20 1.18\n").is_err());
+        assert!(parse_loadavg("0.20 nan 1 1/2 3").is_err());
+    }
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(
+            parse_cpu_list("0-3,8,10-11\n").unwrap(),
+            vec![0, 1, 2, 3, 8, 10, 11]
+        );
+        assert_eq!(parse_cpu_list("0\n").unwrap(), vec![0]);
+        assert!(parse_cpu_list("").unwrap().is_empty());
+        assert!(parse_cpu_list("3-1").is_err());
+        assert!(parse_cpu_list("a").is_err());
+    }
+
+    #[test]
+    fn available_cores() {
+        let mut s = CpuStats {
+            physical: Some(4),
+            load: Some([1.5, 0.0, 0.0]),
+            ..Default::default()
+        };
+        assert_eq!(s.available(), Some(2.5));
+        s.load = Some([9.0, 0.0, 0.0]);
+        assert_eq!(s.available(), Some(1.0), "never below one core");
+        s.physical = None;
+        assert_eq!(s.available(), None);
+    }
+}

@@ -1,0 +1,77 @@
+//! Sources read one part of the host into a [`Snapshot`]. They know files and
+//! units, never OpenTelemetry: the mapping to metric names lives in
+//! `snapshot.rs`.
+
+use std::fmt;
+use std::io;
+
+use crate::host::ReadError;
+use crate::snapshot::Snapshot;
+
+pub mod cpu;
+pub mod memory;
+
+pub trait Source: Send {
+    /// Stable short name, used as the `source` attribute of self-metrics.
+    fn name(&self) -> &'static str;
+    /// Take one sample into `snap`. Values that could be read stay in the
+    /// snapshot even when the call reports an error for the rest.
+    fn sample(&mut self, snap: &mut Snapshot) -> Result<(), SourceError>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceError {
+    /// No such hardware, file or permission: expected on some hosts. Logged
+    /// once; the source is reported down.
+    Unavailable(String),
+    /// Something that should have worked did not (a malformed file). Logged,
+    /// rate-limited.
+    Failed(String),
+}
+
+impl fmt::Display for SourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SourceError::Unavailable(why) => write!(f, "unavailable: {why}"),
+            SourceError::Failed(why) => write!(f, "failed: {why}"),
+        }
+    }
+}
+
+impl From<ReadError> for SourceError {
+    fn from(e: ReadError) -> Self {
+        match e.kind() {
+            io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied => {
+                SourceError::Unavailable(e.to_string())
+            }
+            _ => SourceError::Failed(e.to_string()),
+        }
+    }
+}
+
+/// A file that was read but could not be understood.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError(pub String);
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+impl ParseError {
+    /// Name the file the text came from.
+    pub fn in_file(self, file: &str) -> SourceError {
+        SourceError::Failed(format!("{file}: {}", self.0))
+    }
+}
+
+/// Every source this build knows, in sampling order.
+pub fn default_sources(paths: &crate::host::HostPaths) -> Vec<Box<dyn Source>> {
+    vec![
+        Box::new(cpu::CpuSource::new(paths.clone())),
+        Box::new(memory::MemorySource::new(paths.clone())),
+    ]
+}
