@@ -1,0 +1,90 @@
+//! The real agent binary, spawned with a clean environment.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Agent {
+    pub child: Child,
+    pub log: tempfile::NamedTempFile,
+}
+
+/// A command for the agent binary without any inherited OTEL_* or
+/// UNAMENTIS_AGENT_* variable, so the host's environment cannot leak in.
+pub fn command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_unamentis-agent"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("OTEL_")
+            || k.starts_with("UNAMENTIS_AGENT_")
+            || k == "RUST_LOG"
+            || k == "K8S_NODE_NAME"
+        {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+impl Agent {
+    pub fn spawn(env: &[(&str, &str)], args: &[&str]) -> Agent {
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let mut cmd = command();
+        cmd.args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log.reopen().unwrap());
+        Agent {
+            child: cmd.spawn().expect("spawn agent"),
+            log,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    /// Waits for the process to exit (the limit only guards against a hang).
+    pub fn wait(&mut self, limit: Duration) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if start.elapsed() > limit {
+                let _ = self.child.kill();
+                panic!(
+                    "agent did not exit within {limit:?}; log:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.log.path().to_path_buf()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! Shared test support: real OTLP receivers (gRPC via opentelemetry-proto's
+//! tonic server, HTTP/protobuf via a minimal HTTP/1.1 server) and a handle
+//! on the agent binary.
+#![allow(dead_code)] // each test file uses a different part
+
+pub mod agent;
+pub mod otlp_receiver;
