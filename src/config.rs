@@ -654,19 +654,11 @@ pub fn load(
 
     let loaded_file = file.map(|(p, _)| p);
     let config: Config = serde_path_to_error::deserialize(Value::Table(table)).map_err(|e| {
-        let mut key = e.path().to_string();
-        let mut reason = e.inner().message().to_owned();
-        // serde reports an unknown field at its parent; name the field.
-        if let Some(rest) = reason.strip_prefix("unknown field `") {
-            if let Some((field, _)) = rest.split_once('`') {
-                key = if key == "." {
-                    field.to_owned()
-                } else {
-                    format!("{key}.{field}")
-                };
-            }
-            reason = reason.replacen("unknown field", "unknown key", 1);
-        }
+        let key = e.path().to_string();
+        let reason = e
+            .inner()
+            .message()
+            .replacen("unknown field", "unknown key", 1);
         let origin = Loaded {
             config: Config::default(),
             file: None,
@@ -719,7 +711,11 @@ fn record_file_origins(
         } else {
             format!("{prefix}.{k}")
         };
-        out.insert(key.clone(), origin.clone());
+        // Tables themselves get no origin: their keys may come from
+        // different layers.
+        if !v.is_table() {
+            out.insert(key.clone(), origin.clone());
+        }
         match v {
             Value::Table(sub) => record_file_origins(&key, sub, origin, out),
             Value::Array(items) => {
