@@ -4,6 +4,7 @@ mod support;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use support::agent::Agent;
 use support::otlp_receiver::{Receiver, find_value, metrics, resource_attrs};
 use unamentis_agent::semconv;
@@ -64,6 +65,16 @@ async fn first_export_is_early_complete_and_sigterm_flushes_the_last() {
             .unwrap_or_else(|| panic!("{} is not in the registry", m.name));
         assert_eq!(m.unit, def.unit, "{}", m.name);
         assert_eq!(m.description, def.brief, "{}", m.name);
+        match (&m.data, def.instrument) {
+            (Some(Data::Gauge(_)), semconv::Instrument::Gauge) => {}
+            (Some(Data::Sum(s)), semconv::Instrument::Counter) => {
+                assert!(s.is_monotonic, "{}", m.name)
+            }
+            (data, kind) => panic!(
+                "{} is a {kind:?} in the registry but arrived as {data:?}",
+                m.name
+            ),
+        }
     }
     let pct = find_value(&first, "unamentis.server.cpu.percent", None).expect("cpu.percent");
     assert!((0.0..=100.0).contains(&pct), "{pct}");
@@ -302,4 +313,69 @@ async fn otel_sdk_disabled_sends_nothing() {
         rx.received().is_empty(),
         "OTEL_SDK_DISABLED=true must send nothing"
     );
+}
+
+/// A CA and a `localhost` server certificate it signed, as PEM.
+fn test_pki() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "unamentis test CA");
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    (ca.pem(), cert.pem(), key.serialize_pem())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_collector_is_trusted_through_otel_exporter_otlp_certificate() {
+    let (ca_pem, cert_pem, key_pem) = test_pki();
+    let rx = Receiver::grpc_tls(&cert_pem, &key_pem).await;
+    let ca = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(ca.path(), ca_pem).unwrap();
+    let endpoint = format!("https://localhost:{}", rx.addr.port());
+
+    // Without the CA the server's certificate is not trusted: nothing lands.
+    let mut untrusted = Agent::spawn(
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("UNAMENTIS_AGENT_INTERVAL", "60s"),
+        ],
+        &["run"],
+    );
+    for _ in 0..1000 {
+        if untrusted.log_text().contains("export failed") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        untrusted.log_text().contains("export failed"),
+        "{}",
+        untrusted.log_text()
+    );
+    untrusted.signal("TERM");
+    untrusted.wait(LIMIT);
+    assert!(rx.received().is_empty());
+
+    let mut agent = Agent::spawn(
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            (
+                "OTEL_EXPORTER_OTLP_CERTIFICATE",
+                &ca.path().display().to_string(),
+            ),
+            ("UNAMENTIS_AGENT_INTERVAL", "60s"),
+        ],
+        &["run"],
+    );
+    let first = rx.wait_for(1, LIMIT).await.remove(0);
+    assert!(find_value(&first, "unamentis.server.memory.total_mb", None).is_some());
+    agent.signal("TERM");
+    assert!(agent.wait(LIMIT).success(), "{}", agent.log_text());
 }

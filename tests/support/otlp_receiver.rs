@@ -85,6 +85,17 @@ impl Receiver {
     }
 
     pub async fn grpc_on(addr: SocketAddr) -> Self {
+        Self::grpc_with(addr, None).await
+    }
+
+    /// An OTLP/gRPC receiver over TLS with the given PEM certificate chain
+    /// and key.
+    pub async fn grpc_tls(cert_pem: &str, key_pem: &str) -> Self {
+        let identity = tonic::transport::Identity::from_pem(cert_pem, key_pem);
+        Self::grpc_with("127.0.0.1:0".parse().unwrap(), Some(identity)).await
+    }
+
+    async fn grpc_with(addr: SocketAddr, tls: Option<tonic::transport::Identity>) -> Self {
         let listener = TcpListener::bind(addr).await.expect("bind receiver");
         let addr = listener.local_addr().unwrap();
         let store = Arc::new(Store::default());
@@ -92,8 +103,14 @@ impl Receiver {
         let svc = MetricsServiceServer::new(Service(store.clone()))
             // Without this, gzip requests are rejected.
             .accept_compressed(CompressionEncoding::Gzip);
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(identity) = tls {
+            builder = builder
+                .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+                .expect("server TLS config");
+        }
         tokio::spawn(async move {
-            tonic::transport::Server::builder()
+            builder
                 .add_service(svc)
                 .serve_with_incoming_shutdown(
                     tokio_stream::wrappers::TcpListenerStream::new(listener),
