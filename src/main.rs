@@ -132,17 +132,16 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::CheckConfig => {
-            match &loaded.file {
-                Some(f) => println!("# configuration is valid; file: {}", f.display()),
-                None => println!("# configuration is valid; no config file"),
-            }
-            print!("{}", loaded.render());
-            ExitCode::SUCCESS
+            let file = match &loaded.file {
+                Some(f) => format!("file: {}", f.display()),
+                None => "no config file".into(),
+            };
+            emit(&format!(
+                "# configuration is valid; {file}\n{}",
+                loaded.render()
+            ))
         }
-        Command::Services => {
-            print_services(&loaded);
-            ExitCode::SUCCESS
-        }
+        Command::Services => emit(&services_table(&loaded)),
         Command::Snapshot { json, window } => {
             init_logging(&loaded);
             snapshot(&loaded, json, window)
@@ -156,6 +155,20 @@ fn main() -> ExitCode {
                     ExitCode::from(1)
                 }
             }
+        }
+    }
+}
+
+/// Writes command output; a closed pipe (`| head`) is not an error.
+fn emit(text: &str) -> ExitCode {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("unamentis-agent: cannot write output: {e}");
+            ExitCode::from(1)
         }
     }
 }
@@ -184,15 +197,15 @@ fn resource_attributes(loaded: &Loaded) -> Vec<(String, String)> {
     telemetry::resource_attributes(&loaded.config, &host, std::env::var("K8S_NODE_NAME").ok())
 }
 
-fn print_services(loaded: &Loaded) {
-    println!(
-        "{:<12} {:<20} {:<14} {:<20} pid_file",
+fn services_table(loaded: &Loaded) -> String {
+    let mut out = format!(
+        "{:<12} {:<20} {:<14} {:<20} pid_file\n",
         "service", "process", "ports", "cmdline"
     );
     for s in loaded.config.effective_services() {
         let ports: Vec<String> = s.port.iter().chain(&s.ports).map(u16::to_string).collect();
-        println!(
-            "{:<12} {:<20} {:<14} {:<20} {}",
+        out.push_str(&format!(
+            "{:<12} {:<20} {:<14} {:<20} {}\n",
             s.name,
             or_dash(s.process.join(",")),
             or_dash(ports.join(",")),
@@ -200,9 +213,10 @@ fn print_services(loaded: &Loaded) {
             s.pid_file
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|| "-".into())
-        );
+        ));
     }
-    println!("\n(process discovery and per-service metrics are not implemented yet)");
+    out.push_str("\n(process discovery and per-service metrics are not implemented yet)\n");
+    out
 }
 
 fn or_dash(s: String) -> String {
@@ -219,14 +233,10 @@ fn snapshot(loaded: &Loaded, json: bool, window: Duration) -> ExitCode {
             "resource": resource_attributes(loaded).into_iter().collect::<std::collections::BTreeMap<_, _>>(),
             "metrics": points.iter().map(point_json).collect::<Vec<_>>(),
         });
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&out).expect("JSON of plain values")
-        );
+        emit(&format!("{out:#}\n"))
     } else {
-        print_table(&points);
+        emit(&points_table(&points))
     }
-    ExitCode::SUCCESS
 }
 
 fn point_json(p: &Point) -> serde_json::Value {
@@ -250,7 +260,7 @@ fn point_json(p: &Point) -> serde_json::Value {
     })
 }
 
-fn print_table(points: &[Point]) {
+fn points_table(points: &[Point]) -> String {
     let rows: Vec<[String; 4]> = points
         .iter()
         .map(|p| {
@@ -266,13 +276,16 @@ fn print_table(points: &[Point]) {
     let w0 = rows.iter().map(|r| r[0].len()).max().unwrap_or(0);
     let w1 = rows.iter().map(|r| r[1].len()).max().unwrap_or(0);
     let w2 = rows.iter().map(|r| r[2].len()).max().unwrap_or(0);
-    println!(
-        "{:<w0$}  {:>w1$}  {:<w2$}  attributes",
+    let mut out = format!(
+        "{:<w0$}  {:>w1$}  {:<w2$}  attributes\n",
         "metric", "value", "unit"
     );
     for [name, value, unit, attrs] in rows {
-        println!("{name:<w0$}  {value:>w1$}  {unit:<w2$}  {attrs}");
+        out.push_str(&format!(
+            "{name:<w0$}  {value:>w1$}  {unit:<w2$}  {attrs}\n"
+        ));
     }
+    out
 }
 
 fn run(loaded: &Loaded) -> Result<(), String> {

@@ -379,3 +379,43 @@ async fn tls_collector_is_trusted_through_otel_exporter_otlp_certificate() {
     agent.signal("TERM");
     assert!(agent.wait(LIMIT).success(), "{}", agent.log_text());
 }
+
+#[test]
+fn snapshot_json_prints_real_host_values_without_a_collector() {
+    let out = support::agent::command()
+        .args(["snapshot", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let metrics = v["metrics"].as_array().unwrap();
+    let get = |name: &str| {
+        metrics
+            .iter()
+            .find(|m| m["name"] == name)
+            .map(|m| m["value"].as_f64().unwrap())
+    };
+    assert!((get("unamentis.server.memory.total_mb").unwrap() - mem_total_mib()).abs() < 1e-6);
+    let pct = get("unamentis.server.cpu.percent").unwrap();
+    assert!((0.0..=100.0).contains(&pct));
+    for m in metrics {
+        let def = semconv::ALL
+            .iter()
+            .find(|d| d.name == m["name"])
+            .expect("registered");
+        assert_eq!(m["unit"], def.unit);
+    }
+    assert_eq!(v["resource"]["service.name"], "unamentis-agent");
+    // The human table has the same metrics.
+    let out = support::agent::command().arg("snapshot").output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("unamentis.server.memory.total_mb")),
+        "{text}"
+    );
+}
