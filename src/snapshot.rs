@@ -80,56 +80,58 @@ impl Snapshot {
     pub fn points(&self) -> Vec<Point> {
         let mut out = Vec::with_capacity(32);
         if let Some(cpu) = &self.cpu {
-            if let Some(p) = cpu.percent {
-                out.push(Point::new(&semconv::CPU_PERCENT, p));
-            }
-            if let Some([l1, l5, l15]) = cpu.load {
-                for (period, v) in [("1m", l1), ("5m", l5), ("15m", l15)] {
-                    out.push(Point::new(&semconv::CPU_LOAD_AVERAGE, v).with(attr::PERIOD, period));
-                }
-            }
-            let cores = [
-                ("logical", cpu.logical.map(f64::from)),
-                ("physical", cpu.physical.map(f64::from)),
-                ("available", cpu.available()),
-            ];
-            for (kind, v) in cores {
-                if let Some(v) = v {
-                    out.push(Point::new(&semconv::CPU_CORES, v).with(attr::KIND, kind));
-                }
-            }
+            cpu_points(cpu, &mut out);
         }
         if let Some(mem) = &self.memory {
-            out.push(Point::new(
-                &semconv::MEMORY_TOTAL_MB,
-                mem.total_bytes as f64 / MIB,
-            ));
-            out.push(Point::new(
-                &semconv::MEMORY_AVAILABLE_MB,
-                mem.available_bytes as f64 / MIB,
-            ));
-            out.push(Point::new(
-                &semconv::MEMORY_USED_MB,
-                mem.used_bytes() as f64 / MIB,
-            ));
-            if let Some(p) = mem.percent() {
-                out.push(Point::new(&semconv::MEMORY_PERCENT, p));
-            }
+            memory_points(mem, &mut out);
         }
-        for s in &self.sources {
-            out.push(
-                Point::new(
-                    &semconv::AGENT_COLLECTION_DURATION,
-                    s.duration.as_secs_f64(),
-                )
-                .with(attr::SOURCE, s.name),
-            );
-            out.push(
-                Point::new(&semconv::AGENT_SOURCE_UP, if s.up { 1.0 } else { 0.0 })
-                    .with(attr::SOURCE, s.name),
-            );
-        }
+        self_points(&self.sources, &mut out);
         out
+    }
+}
+
+fn cpu_points(cpu: &CpuStats, out: &mut Vec<Point>) {
+    if let Some(p) = cpu.percent {
+        out.push(Point::new(&semconv::CPU_PERCENT, p));
+    }
+    if let Some([l1, l5, l15]) = cpu.load {
+        for (period, v) in [("1m", l1), ("5m", l5), ("15m", l15)] {
+            out.push(Point::new(&semconv::CPU_LOAD_AVERAGE, v).with(attr::PERIOD, period));
+        }
+    }
+    let cores = [
+        ("logical", cpu.logical.map(f64::from)),
+        ("physical", cpu.physical.map(f64::from)),
+        ("available", cpu.available()),
+    ];
+    for (kind, v) in cores {
+        if let Some(v) = v {
+            out.push(Point::new(&semconv::CPU_CORES, v).with(attr::KIND, kind));
+        }
+    }
+}
+
+fn memory_points(mem: &MemoryStats, out: &mut Vec<Point>) {
+    let mib = |bytes: u64| bytes as f64 / MIB;
+    out.push(Point::new(&semconv::MEMORY_TOTAL_MB, mib(mem.total_bytes)));
+    out.push(Point::new(
+        &semconv::MEMORY_AVAILABLE_MB,
+        mib(mem.available_bytes),
+    ));
+    out.push(Point::new(&semconv::MEMORY_USED_MB, mib(mem.used_bytes())));
+    if let Some(p) = mem.percent() {
+        out.push(Point::new(&semconv::MEMORY_PERCENT, p));
+    }
+}
+
+fn self_points(sources: &[SourceStatus], out: &mut Vec<Point>) {
+    for s in sources {
+        let duration = s.duration.as_secs_f64();
+        out.push(
+            Point::new(&semconv::AGENT_COLLECTION_DURATION, duration).with(attr::SOURCE, s.name),
+        );
+        let up = if s.up { 1.0 } else { 0.0 };
+        out.push(Point::new(&semconv::AGENT_SOURCE_UP, up).with(attr::SOURCE, s.name));
     }
 }
 
