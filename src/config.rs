@@ -292,6 +292,15 @@ impl Config {
         out
     }
 
+    /// The defaults, reading the host at `paths` (fixture trees in tests).
+    pub fn for_host(paths: &crate::host::HostPaths) -> Config {
+        let mut c = Config::default();
+        c.host.proc = paths.proc.clone();
+        c.host.sys = paths.sys.clone();
+        c.host.root = paths.root.clone();
+        c
+    }
+
     pub fn host_paths(&self) -> crate::host::HostPaths {
         crate::host::HostPaths {
             proc: self.host.proc.clone(),

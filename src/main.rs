@@ -224,8 +224,7 @@ fn or_dash(s: String) -> String {
 }
 
 fn snapshot(loaded: &Loaded, json: bool, window: Duration) -> ExitCode {
-    let paths = loaded.config.host_paths();
-    let mut sampler = Sampler::new(sources::default_sources(&paths));
+    let mut sampler = Sampler::new(sources::build(&loaded.config));
     std::thread::sleep(window);
     let points = sampler.sample().points();
     if json {
@@ -300,10 +299,9 @@ fn run(loaded: &Loaded) -> Result<(), String> {
 
 async fn run_async(loaded: &Loaded) -> Result<(), String> {
     let cfg = &loaded.config;
-    let paths = cfg.host_paths();
     // Building the sources primes baselines (CPU times) for the first cycle.
     let cycle = CycleSampler::new(
-        Sampler::new(sources::default_sources(&paths)),
+        Sampler::new(sources::build(cfg)),
         instruments::reader_count(),
     );
 

@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+use unamentis_agent::config::Config;
 use unamentis_agent::host::HostPaths;
 use unamentis_agent::semconv;
 use unamentis_agent::snapshot::{AttrValue, Point, Sampler, Snapshot};
@@ -36,7 +37,7 @@ fn sample(name: &str) -> (Snapshot, HostPaths, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     copy_tree(&fixture(name), dir.path());
     let paths = HostPaths::under(dir.path());
-    let mut sampler = Sampler::new(sources::default_sources(&paths));
+    let mut sampler = Sampler::new(sources::build(&Config::for_host(&paths)));
     let later = dir.path().join("stat.later");
     if later.exists() {
         std::fs::copy(later, dir.path().join("proc/stat")).unwrap();
@@ -203,7 +204,7 @@ fn corrupt_and_missing_files_mark_sources_down_without_values() {
 #[test]
 fn a_missing_host_is_absent_not_zero() {
     let paths = HostPaths::under("/nonexistent/unamentis-host");
-    let snap = Sampler::new(sources::default_sources(&paths)).sample();
+    let snap = Sampler::new(sources::build(&Config::for_host(&paths))).sample();
     let p = snap.points();
     assert!(
         p.iter()

@@ -68,10 +68,12 @@ impl ParseError {
     }
 }
 
-/// Every source this build knows, in sampling order.
-pub fn default_sources(paths: &crate::host::HostPaths) -> Vec<Box<dyn Source>> {
+/// Every source the configuration asks for, in sampling order. Building
+/// them primes baselines (CPU times) for the first sample.
+pub fn build(cfg: &crate::config::Config) -> Vec<Box<dyn Source>> {
+    let paths = cfg.host_paths();
     vec![
         Box::new(cpu::CpuSource::new(paths.clone())),
-        Box::new(memory::MemorySource::new(paths.clone())),
+        Box::new(memory::MemorySource::new(paths)),
     ]
 }
