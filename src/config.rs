@@ -29,6 +29,9 @@ pub struct Config {
     /// Keep the built-in service catalogue; `[[service]]` entries extend it
     /// and replace a built-in one of the same name. `false`: only the file's.
     pub default_services: bool,
+    /// Also report the N busiest processes no service matched (0 = off,
+    /// at most 50): costs a read of every process's stat each cycle.
+    pub top_processes: u32,
     #[serde(rename = "service")]
     pub services: Vec<ServiceConfig>,
 }
@@ -187,6 +190,7 @@ impl Default for Config {
             host: HostConfig::default(),
             server: ServerConfig::default(),
             default_services: true,
+            top_processes: 0,
             services: Vec::new(),
         }
     }
@@ -235,24 +239,26 @@ impl Default for ServerConfig {
     }
 }
 
-/// The services of the stack the agent knows without a config file.
+/// The services of the stack the agent knows without a config file. All
+/// matchers of a service must hold: "a python process listening on 8766".
 pub fn builtin_services() -> Vec<ServiceConfig> {
-    let by_port = |name: &str, process: &[&str], port: u16| ServiceConfig {
+    let svc = |name: &str, process: &[&str], port: Option<u16>| ServiceConfig {
         name: name.into(),
         process: process.iter().map(|s| s.to_string()).collect(),
         cmdline: None,
-        port: Some(port),
+        port,
         ports: Vec::new(),
         pid_file: None,
     };
     vec![
-        by_port("management", &["python", "python3"], 8766),
-        // The server and its `ollama runner` children share the name.
-        by_port("ollama", &["ollama"], 11434),
-        by_port("vibevoice", &["python", "python3"], 8880),
-        by_port("nextjs", &["node", "next-server"], 3000),
-        by_port("whisper", &[], 11401),
-        by_port("piper", &[], 11402),
+        svc("management", &["python", "python3"], Some(8766)),
+        // By name alone: the server and its `ollama runner` children share
+        // it, and the server may listen elsewhere than 11434 (OLLAMA_HOST).
+        svc("ollama", &["ollama"], None),
+        svc("vibevoice", &["python", "python3"], Some(8880)),
+        svc("nextjs", &["node", "next-server"], Some(3000)),
+        svc("whisper", &[], Some(11401)),
+        svc("piper", &[], Some(11402)),
     ]
 }
 
@@ -901,6 +907,15 @@ fn validate(l: &Loaded) -> Result<(), ConfigError> {
         if k.trim().is_empty() {
             return Err(err("resource.attributes", "empty attribute key".into()));
         }
+    }
+    if c.top_processes > 50 {
+        return Err(err(
+            "top_processes",
+            format!(
+                "{} is more than 50 (each is a time series)",
+                c.top_processes
+            ),
+        ));
     }
     let mut names = std::collections::HashSet::new();
     for (i, s) in c.services.iter().enumerate() {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use crate::semconv::{self, Metric, attr};
 use crate::sources::cpu::CpuStats;
 use crate::sources::memory::MemoryStats;
+use crate::sources::service::ServicesSample;
 use crate::sources::{Source, SourceError};
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -19,6 +20,7 @@ const MIB: f64 = 1024.0 * 1024.0;
 pub struct Snapshot {
     pub cpu: Option<CpuStats>,
     pub memory: Option<MemoryStats>,
+    pub services: Option<ServicesSample>,
     pub sources: Vec<SourceStatus>,
 }
 
@@ -85,6 +87,10 @@ impl Snapshot {
         if let Some(mem) = &self.memory {
             memory_points(mem, &mut out);
         }
+        if let Some(svc) = &self.services {
+            service_points(svc, &mut out);
+            other_points(self, svc, &mut out);
+        }
         self_points(&self.sources, &mut out);
         out
     }
@@ -121,6 +127,72 @@ fn memory_points(mem: &MemoryStats, out: &mut Vec<Point>) {
     out.push(Point::new(&semconv::MEMORY_USED_MB, mib(mem.used_bytes())));
     if let Some(p) = mem.percent() {
         out.push(Point::new(&semconv::MEMORY_PERCENT, p));
+    }
+}
+
+/// The pseudo-service that makes the services add up to the host.
+pub const OTHER: &str = "other";
+
+fn service_points(svc: &ServicesSample, out: &mut Vec<Point>) {
+    for s in &svc.services {
+        let name = s.name.as_str();
+        let up = if s.up() { 1.0 } else { 0.0 };
+        out.push(Point::new(&semconv::SERVICE_UP, up).with(attr::UNAMENTIS_SERVICE, name));
+        if !s.up() {
+            continue;
+        }
+        let values = [
+            (&semconv::SERVICE_PROCESSES, Some(s.pids.len() as f64)),
+            (&semconv::SERVICE_CPU_PERCENT, s.cpu_percent),
+            (
+                &semconv::SERVICE_MEMORY_MB,
+                s.rss_bytes.map(|b| b as f64 / MIB),
+            ),
+            (&semconv::SERVICE_THREADS, s.threads.map(|t| t as f64)),
+            (&semconv::SERVICE_OPEN_FILES, s.open_files.map(|n| n as f64)),
+            (
+                &semconv::SERVICE_MEMORY_GROWTH_MB_PER_HOUR,
+                s.growth_mib_per_hour,
+            ),
+        ];
+        for (metric, v) in values {
+            if let Some(v) = v {
+                out.push(Point::new(metric, v).with(attr::UNAMENTIS_SERVICE, name));
+            }
+        }
+    }
+    for p in &svc.top {
+        let point = |m, v| {
+            Point::new(m, v)
+                .with(attr::PROCESS_EXECUTABLE_NAME, p.name.as_str())
+                .with(attr::PROCESS_PID, AttrValue::Int(i64::from(p.pid)))
+        };
+        out.push(point(&semconv::PROCESS_CPU_PERCENT, p.cpu_percent));
+        out.push(point(&semconv::PROCESS_MEMORY_MB, p.rss_bytes as f64 / MIB));
+    }
+}
+
+/// `other` = the host's busy CPU (in % of one core) and used memory minus
+/// the named services, clamped at 0. Both come from the same cycle, so no
+/// per-process scan is needed.
+fn other_points(snap: &Snapshot, svc: &ServicesSample, out: &mut Vec<Point>) {
+    let host_cpu = snap
+        .cpu
+        .and_then(|c| Some(c.percent? * f64::from(c.logical?)));
+    if let Some(host) = host_cpu {
+        let services: f64 = svc.services.iter().filter_map(|s| s.cpu_percent).sum();
+        out.push(
+            Point::new(&semconv::SERVICE_CPU_PERCENT, (host - services).max(0.0))
+                .with(attr::UNAMENTIS_SERVICE, OTHER),
+        );
+    }
+    if let Some(mem) = &snap.memory {
+        let services: u64 = svc.services.iter().filter_map(|s| s.rss_bytes).sum();
+        let other = mem.used_bytes().saturating_sub(services);
+        out.push(
+            Point::new(&semconv::SERVICE_MEMORY_MB, other as f64 / MIB)
+                .with(attr::UNAMENTIS_SERVICE, OTHER),
+        );
     }
 }
 
@@ -363,9 +435,24 @@ mod tests {
 
     #[test]
     fn every_point_uses_only_its_registered_attributes() {
+        use crate::sources::service::{ProcessSample, ServiceSample};
+        let up = ServiceSample {
+            name: "ollama".into(),
+            pids: vec![10, 11],
+            cpu_percent: Some(30.0),
+            rss_bytes: Some(1 << 30),
+            threads: Some(12),
+            open_files: Some(40),
+            growth_mib_per_hour: Some(1.5),
+            ..Default::default()
+        };
+        let down = ServiceSample {
+            name: "piper".into(),
+            ..Default::default()
+        };
         let snap = Snapshot {
             cpu: Some(CpuStats {
-                percent: Some(1.0),
+                percent: Some(50.0),
                 load: Some([1.0, 2.0, 3.0]),
                 logical: Some(4),
                 physical: Some(2),
@@ -374,6 +461,15 @@ mod tests {
                 total_bytes: 4 << 30,
                 available_bytes: 1 << 30,
             }),
+            services: Some(ServicesSample {
+                services: vec![up, down],
+                top: vec![ProcessSample {
+                    pid: 99,
+                    name: "yes".into(),
+                    cpu_percent: 99.0,
+                    rss_bytes: 1 << 20,
+                }],
+            }),
             sources: vec![SourceStatus {
                 name: "cpu",
                 up: true,
@@ -381,7 +477,30 @@ mod tests {
             }],
         };
         let pts = snap.points();
-        assert_eq!(pts.len(), 1 + 3 + 3 + 4 + 2);
+        // other = 50 % of 4 cores (200 % of one) − 30, and 3 GiB used − 1 GiB.
+        let other: Vec<f64> = pts
+            .iter()
+            .filter(|p| {
+                p.attrs
+                    .contains(&(attr::UNAMENTIS_SERVICE, AttrValue::from(OTHER)))
+            })
+            .map(|p| p.value)
+            .collect();
+        assert_eq!(other, vec![170.0, 2048.0]);
+        let down_points: Vec<_> = pts
+            .iter()
+            .filter(|p| {
+                p.attrs
+                    .contains(&(attr::UNAMENTIS_SERVICE, AttrValue::from("piper")))
+            })
+            .collect();
+        assert_eq!(
+            down_points.len(),
+            1,
+            "a down service has service.up 0 and nothing else"
+        );
+        assert_eq!(down_points[0].value, 0.0);
+        assert_eq!(pts.len(), 13 + 7 + 1 + 2 + 2);
         for p in &pts {
             assert!(
                 semconv::ALL.iter().any(|m| std::ptr::eq(*m, p.metric)),

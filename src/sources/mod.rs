@@ -10,6 +10,9 @@ use crate::snapshot::Snapshot;
 
 pub mod cpu;
 pub mod memory;
+pub mod net_tcp;
+pub mod process;
+pub mod service;
 
 pub trait Source: Send {
     /// Stable short name, used as the `source` attribute of self-metrics.
@@ -75,5 +78,6 @@ pub fn build(cfg: &crate::config::Config) -> Vec<Box<dyn Source>> {
     vec![
         Box::new(cpu::CpuSource::new(paths.clone())),
         Box::new(memory::MemorySource::new(paths)),
+        Box::new(service::ServiceSource::new(cfg)),
     ]
 }

@@ -1,0 +1,114 @@
+//! TCP sockets from `/proc/net/tcp` and `/proc/net/tcp6` (proc(5); the
+//! format is `tcp4_seq_show`/`tcp6_seq_show` in net/ipv4/tcp_ipv4.c and
+//! net/ipv6/tcp_ipv6.c).
+//!
+//! Addresses are printed as the in-memory 32-bit words of the network-order
+//! address, so on the little-endian hosts the agent targets each word's hex
+//! must be read back little-endian; ports are printed in host order.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use super::ParseError;
+
+/// `st` column values (include/net/tcp_states.h).
+pub const TCP_ESTABLISHED: u8 = 0x01;
+pub const TCP_LISTEN: u8 = 0x0A;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpSocket {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub state: u8,
+    pub uid: u32,
+    pub inode: u64,
+}
+
+pub fn parse_net_tcp(text: &str) -> Result<Vec<TcpSocket>, ParseError> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate().skip(1) {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad = |what: &str| ParseError(format!("line {}: {what}: {line:?}", n + 1));
+        let f: Vec<&str> = line.split_ascii_whitespace().collect();
+        // sl local rem st tx:rx tr:when retrnsmt uid timeout inode
+        if f.len() < 10 {
+            return Err(bad("fewer than 10 columns"));
+        }
+        let local = parse_addr(f[1]).ok_or_else(|| bad("bad local address"))?;
+        let remote = parse_addr(f[2]).ok_or_else(|| bad("bad remote address"))?;
+        let state = u8::from_str_radix(f[3], 16).map_err(|_| bad("bad state"))?;
+        let uid = f[7].parse().map_err(|_| bad("bad uid"))?;
+        let inode = f[9].parse().map_err(|_| bad("bad inode"))?;
+        out.push(TcpSocket {
+            local,
+            remote,
+            state,
+            uid,
+            inode,
+        });
+    }
+    Ok(out)
+}
+
+fn parse_addr(s: &str) -> Option<SocketAddr> {
+    let (ip, port) = s.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let word = |h: &str| u32::from_str_radix(h, 16).ok().map(u32::to_le_bytes);
+    let ip = match ip.len() {
+        8 => IpAddr::V4(Ipv4Addr::from(word(ip)?)),
+        32 => {
+            let mut bytes = [0u8; 16];
+            for (i, chunk) in bytes.chunks_mut(4).enumerate() {
+                chunk.copy_from_slice(&word(ip.get(i * 8..i * 8 + 8)?)?);
+            }
+            IpAddr::V6(Ipv6Addr::from(bytes))
+        }
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Captured from a Linux 6.x host (tcp) and written to the same format (tcp6).
+    const TCP: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000:07E8 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1062 1 000000003e790254 100 0 0 10 0
+   1: 0100007F:D75C 0100007F:9983 01 00000000:00000000 03:00000D81 00000000  1000        0 0 3 0000000012b13aae
+";
+    const TCP6: &str = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000000000000000000000000000:2BCB 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000   999        0 48213 1 0000000000000000 100 0 0 10 0
+   1: 00000000000000000000000001000000:1F90 00000000000000000000000001000000:C350 01 00000000:00000000 00:00000000 00000000     0        0 48999 1 0000000000000000 20 4 0 10 -1
+";
+
+    #[test]
+    fn ipv4() {
+        let s = parse_net_tcp(TCP).unwrap();
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0].local, "0.0.0.0:2024".parse().unwrap());
+        assert_eq!(s[0].state, TCP_LISTEN);
+        assert_eq!(s[0].inode, 1062);
+        assert_eq!(s[1].local, "127.0.0.1:55132".parse().unwrap());
+        assert_eq!(s[1].remote, "127.0.0.1:39299".parse().unwrap());
+        assert_eq!(s[1].state, TCP_ESTABLISHED);
+        assert_eq!(s[1].uid, 1000);
+    }
+
+    #[test]
+    fn ipv6() {
+        let s = parse_net_tcp(TCP6).unwrap();
+        assert_eq!(s[0].local, "[::]:11211".parse().unwrap());
+        assert_eq!(s[0].uid, 999);
+        assert_eq!(s[1].local, "[::1]:8080".parse().unwrap());
+        assert_eq!(s[1].remote, "[::1]:50000".parse().unwrap());
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert!(parse_net_tcp("header\n 0: zz:zz 00000000:0000 0A 0 0 0 0 0 1\n").is_err());
+        assert!(parse_net_tcp("header\n 0: 0100007F:1F90\n").is_err());
+        assert!(parse_net_tcp("header only\n").unwrap().is_empty());
+    }
+}

@@ -1,0 +1,215 @@
+//! Per-service CPU and memory: find each configured service's processes and
+//! measure the whole process tree under them.
+//!
+//! A service's matchers must all hold for a process to be one of its roots
+//! (`process` name, `cmdline` regex, listening `port`s, `pid_file`); the
+//! service is every root plus all descendants. A process two services
+//! match goes to the one listed first.
+//!
+//! Cost: each cycle lists the proc directory once (no file reads) and reads
+//! `stat` of new processes and of the services' processes only; the owners
+//! of listening ports are looked up (a readlink per open fd) only when the
+//! set of listening sockets changes. Every `RESCAN_EVERY` cycles all
+//! processes' `stat` is re-read, to see a process that exec'd into a match.
+
+use std::collections::VecDeque;
+
+use crate::config::ServiceConfig;
+
+/// One service's sample.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServiceSample {
+    pub name: String,
+    pub pids: Vec<u32>,
+    /// How the roots were found, for `services` and logs.
+    pub matched: Vec<String>,
+    /// Why nothing matched, when it is known (an unreadable socket owner).
+    pub note: Option<String>,
+    /// % of one core over the time since the previous sample (like `ps`).
+    pub cpu_percent: Option<f64>,
+    pub rss_bytes: Option<u64>,
+    pub threads: Option<u64>,
+    pub open_files: Option<u64>,
+    pub growth_mib_per_hour: Option<f64>,
+}
+
+impl ServiceSample {
+    pub fn up(&self) -> bool {
+        !self.pids.is_empty()
+    }
+}
+
+/// A busy process no service claimed (`top_processes`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessSample {
+    pub pid: u32,
+    pub name: String,
+    pub cpu_percent: f64,
+    pub rss_bytes: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServicesSample {
+    pub services: Vec<ServiceSample>,
+    pub top: Vec<ProcessSample>,
+}
+
+/// The compiled matchers of one service.
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    pub name: String,
+    pub process: Vec<String>,
+    pub cmdline: Option<regex::Regex>,
+    pub ports: Vec<u16>,
+    pub pid_file: Option<std::path::PathBuf>,
+}
+
+impl Matcher {
+    /// Config is validated before this (regexes compile), so a failure here
+    /// only drops that matcher's regex.
+    pub fn from_config(c: &ServiceConfig) -> Matcher {
+        Matcher {
+            name: c.name.clone(),
+            process: c.process.clone(),
+            cmdline: c.cmdline.as_deref().and_then(|r| regex::Regex::new(r).ok()),
+            ports: c.port.iter().chain(&c.ports).copied().collect(),
+            pid_file: c.pid_file.clone(),
+        }
+    }
+
+    /// Name matching: the kernel's `comm` (15 bytes at most) or the first
+    /// word of argv[0]'s file name (`/usr/bin/python3`, and process titles
+    /// like `next-server (v14.2.3)`).
+    pub fn name_matches(&self, comm: &str, cmdline: &str) -> bool {
+        if self.process.is_empty() {
+            return true;
+        }
+        let argv0 = cmdline.split(' ').next().unwrap_or("");
+        let base = argv0.rsplit('/').next().unwrap_or("");
+        self.process.iter().any(|n| n == comm || n == base)
+    }
+}
+
+/// Least-squares slope of RSS over time, for leak alerts.
+#[derive(Debug, Clone, Default)]
+pub struct Growth {
+    samples: VecDeque<(f64, f64)>,
+}
+
+/// Memory growth is reported over the last half hour, once the samples span
+/// at least this many seconds (a shorter slope is noise).
+pub const GROWTH_WINDOW_S: f64 = 1800.0;
+pub const GROWTH_MIN_SPAN_S: f64 = 60.0;
+
+impl Growth {
+    pub fn push(&mut self, t_secs: f64, mib: f64) {
+        self.samples.push_back((t_secs, mib));
+        while self
+            .samples
+            .front()
+            .is_some_and(|&(t, _)| t_secs - t > GROWTH_WINDOW_S)
+        {
+            self.samples.pop_front();
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.samples.clear();
+    }
+
+    /// MiB per hour, once the window spans `GROWTH_MIN_SPAN_S`.
+    pub fn mib_per_hour(&self) -> Option<f64> {
+        let (first, last) = (self.samples.front()?, self.samples.back()?);
+        if last.0 - first.0 < GROWTH_MIN_SPAN_S {
+            return None;
+        }
+        let n = self.samples.len() as f64;
+        let (mt, mv) = self
+            .samples
+            .iter()
+            .fold((0.0, 0.0), |(a, b), &(t, v)| (a + t / n, b + v / n));
+        let (num, den) = self.samples.iter().fold((0.0, 0.0), |(num, den), &(t, v)| {
+            (num + (t - mt) * (v - mv), den + (t - mt) * (t - mt))
+        });
+        (den > 0.0).then(|| num / den * 3600.0)
+    }
+}
+
+/// `lsof -nP -iTCP -sTCP:LISTEN -Fpn` output: `p<pid>` lines, each
+/// followed by `n<address>:<port>` lines of that process's listeners.
+pub fn parse_lsof_listen(text: &str) -> Vec<(u32, u16)> {
+    let mut out = Vec::new();
+    let mut pid = None;
+    for line in text.lines() {
+        if let Some(p) = line.strip_prefix('p') {
+            pid = p.trim().parse().ok();
+        } else if let (Some(n), Some(pid)) = (line.strip_prefix('n'), pid)
+            && let Some(port) = n.rsplit(':').next().and_then(|p| p.parse().ok())
+        {
+            out.push((pid, port));
+        }
+    }
+    out
+}
+
+#[cfg(target_os = "linux")]
+mod linux;
+#[cfg(target_os = "linux")]
+pub use linux::ServiceSource;
+
+#[cfg(not(target_os = "linux"))]
+mod other;
+#[cfg(not(target_os = "linux"))]
+pub use other::ServiceSource;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matcher(process: &[&str]) -> Matcher {
+        Matcher {
+            name: "x".into(),
+            process: process.iter().map(|s| s.to_string()).collect(),
+            cmdline: None,
+            ports: vec![],
+            pid_file: None,
+        }
+    }
+
+    #[test]
+    fn names_match_comm_or_argv0() {
+        let m = matcher(&["python3", "next-server"]);
+        assert!(m.name_matches("python3", ""));
+        assert!(m.name_matches("MainThread", "/usr/bin/python3 -m app"));
+        assert!(m.name_matches("next-server (v1", "next-server (v14.2.3)"));
+        assert!(!m.name_matches("python", "python app.py"));
+        assert!(matcher(&[]).name_matches("anything", ""));
+    }
+
+    #[test]
+    fn lsof_listeners() {
+        let out = "p412\nf7\nn*:8766\nf8\nn[::1]:11434\np77\nn127.0.0.1:3000\nnbogus\n";
+        assert_eq!(
+            parse_lsof_listen(out),
+            vec![(412, 8766), (412, 11434), (77, 3000)]
+        );
+    }
+
+    #[test]
+    fn growth_slope() {
+        let mut g = Growth::default();
+        for i in 0..=12 {
+            // 10 MiB per minute = 600 MiB per hour.
+            g.push(f64::from(i) * 5.0, 100.0 + f64::from(i) * 5.0 / 6.0);
+            if i < 12 {
+                assert_eq!(g.mib_per_hour(), None, "span under a minute");
+            }
+        }
+        let slope = g.mib_per_hour().unwrap();
+        assert!((slope - 600.0).abs() < 1e-6, "{slope}");
+        // Old samples leave the window.
+        g.push(5000.0, 0.0);
+        assert_eq!(g.samples.len(), 1);
+        assert_eq!(g.mib_per_hour(), None);
+    }
+}

@@ -1,0 +1,395 @@
+//! Linux service discovery and measurement over procfs.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::time::Instant;
+
+use super::{Growth, Matcher, ProcessSample, ServiceSample, ServicesSample};
+use crate::config::Config;
+use crate::host::HostPaths;
+use crate::snapshot::Snapshot;
+use crate::sources::net_tcp::{TCP_LISTEN, parse_net_tcp};
+use crate::sources::process::{
+    PidStat, clock_ticks_per_second, count_fds, list_pids, page_size, read_cmdline, read_stat,
+    socket_inodes,
+};
+use crate::sources::{Source, SourceError};
+
+/// Cycles between full re-reads of every process's `stat` (one minute at
+/// the default 5 s interval).
+const RESCAN_EVERY: u64 = 12;
+
+struct ProcInfo {
+    ppid: u32,
+    comm: String,
+    cmdline: String,
+    starttime: u64,
+    /// The cycle whose listing first showed this process: one that appeared
+    /// since the previous cycle spent all its CPU time inside the window.
+    first_seen: u64,
+}
+
+pub struct ServiceSource {
+    paths: HostPaths,
+    matchers: Vec<Matcher>,
+    top_n: usize,
+    need_cmdline: bool,
+    ports: BTreeSet<u16>,
+    procs: HashMap<u32, ProcInfo>,
+    cycle: u64,
+    /// Listening socket inodes on the configured ports.
+    listening: BTreeMap<u16, BTreeSet<u64>>,
+    port_owners: HashMap<u16, BTreeSet<u32>>,
+    /// Processes whose fds could not be read at the last owner lookup.
+    fd_denied: usize,
+    /// CPU ticks at the previous sample, by (pid, starttime).
+    prev: HashMap<(u32, u64), u64>,
+    prev_other: HashMap<(u32, u64), u64>,
+    last_sample: Option<Instant>,
+    started: Instant,
+    growth: Vec<Growth>,
+    ticks_per_s: f64,
+    page: u64,
+}
+
+impl ServiceSource {
+    /// Discovers the services and takes the CPU baseline.
+    pub fn new(cfg: &Config) -> Self {
+        let matchers: Vec<Matcher> = cfg
+            .effective_services()
+            .iter()
+            .map(Matcher::from_config)
+            .collect();
+        let mut s = ServiceSource {
+            paths: cfg.host_paths(),
+            need_cmdline: matchers
+                .iter()
+                .any(|m| m.cmdline.is_some() || !m.process.is_empty()),
+            ports: matchers
+                .iter()
+                .flat_map(|m| m.ports.iter().copied())
+                .collect(),
+            growth: vec![Growth::default(); matchers.len()],
+            matchers,
+            top_n: cfg.top_processes as usize,
+            procs: HashMap::new(),
+            cycle: 0,
+            listening: BTreeMap::new(),
+            port_owners: HashMap::new(),
+            fd_denied: 0,
+            prev: HashMap::new(),
+            prev_other: HashMap::new(),
+            last_sample: None,
+            started: Instant::now(),
+            ticks_per_s: clock_ticks_per_second() as f64,
+            page: page_size(),
+        };
+        let _ = s.collect();
+        s
+    }
+
+    /// Updates the process table; true when new processes appeared.
+    fn refresh_table(&mut self) -> Result<bool, SourceError> {
+        let pids = list_pids(&self.paths)?;
+        self.cycle += 1;
+        let full = self.cycle % RESCAN_EVERY == 1;
+        let live: HashSet<u32> = pids.iter().copied().collect();
+        self.procs.retain(|pid, _| live.contains(pid));
+        let mut appeared = false;
+        for pid in pids {
+            let known = self.procs.get(&pid);
+            if known.is_some() && !full {
+                continue;
+            }
+            let Some(stat) = read_stat(&self.paths, pid) else {
+                self.procs.remove(&pid);
+                continue;
+            };
+            let same = known.filter(|k| k.starttime == stat.starttime);
+            let first_seen = same.map_or(self.cycle, |k| k.first_seen);
+            appeared |= same.is_none();
+            let cmdline = if self.need_cmdline {
+                read_cmdline(&self.paths, pid).unwrap_or_default()
+            } else {
+                String::new()
+            };
+            self.procs.insert(
+                pid,
+                ProcInfo {
+                    ppid: stat.ppid,
+                    comm: stat.comm,
+                    cmdline,
+                    starttime: stat.starttime,
+                    first_seen,
+                },
+            );
+        }
+        Ok(appeared)
+    }
+
+    /// Finds which processes hold the listening sockets of the configured
+    /// ports; the fd scan runs only when those sockets changed, or a port
+    /// has no known owner and new processes appeared, or on a full rescan.
+    fn refresh_ports(&mut self, appeared: bool) {
+        if self.ports.is_empty() {
+            return;
+        }
+        let mut listening: BTreeMap<u16, BTreeSet<u64>> = BTreeMap::new();
+        for file in ["net/tcp", "net/tcp6"] {
+            let Ok(text) = self.paths.read_proc(file) else {
+                continue;
+            };
+            let Ok(sockets) = parse_net_tcp(&text) else {
+                continue;
+            };
+            for s in sockets {
+                let port = s.local.port();
+                if s.state == TCP_LISTEN && self.ports.contains(&port) {
+                    listening.entry(port).or_default().insert(s.inode);
+                }
+            }
+        }
+        let orphaned = listening
+            .keys()
+            .any(|p| self.port_owners.get(p).is_none_or(BTreeSet::is_empty));
+        let full = self.cycle % RESCAN_EVERY == 1;
+        if listening == self.listening && !full && !(appeared && orphaned) {
+            return;
+        }
+        let by_inode: HashMap<u64, u16> = listening
+            .iter()
+            .flat_map(|(port, inodes)| inodes.iter().map(move |i| (*i, *port)))
+            .collect();
+        let mut owners: HashMap<u16, BTreeSet<u32>> = HashMap::new();
+        let mut denied = 0;
+        if !by_inode.is_empty() {
+            for &pid in self.procs.keys() {
+                match socket_inodes(&self.paths, pid) {
+                    Ok(inodes) => {
+                        for i in inodes {
+                            if let Some(port) = by_inode.get(&i) {
+                                owners.entry(*port).or_default().insert(pid);
+                            }
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => denied += 1,
+                    Err(_) => {}
+                }
+            }
+        }
+        self.listening = listening;
+        self.port_owners = owners;
+        self.fd_denied = denied;
+    }
+
+    fn pid_from_file(&self, m: &Matcher) -> Option<u32> {
+        let path = m.pid_file.as_ref()?;
+        let rel = path.strip_prefix("/").unwrap_or(path);
+        let text = self.paths.read_root(rel).ok()?;
+        text.trim().parse().ok()
+    }
+
+    fn is_root(&self, m: &Matcher, pid: u32, p: &ProcInfo, pid_file: Option<Option<u32>>) -> bool {
+        m.name_matches(&p.comm, &p.cmdline)
+            && m.cmdline.as_ref().is_none_or(|re| re.is_match(&p.cmdline))
+            && (m.ports.is_empty()
+                || m.ports
+                    .iter()
+                    .any(|port| self.port_owners.get(port).is_some_and(|o| o.contains(&pid))))
+            && pid_file.is_none_or(|f| f == Some(pid))
+    }
+
+    /// Each service's processes: its roots and all their descendants, a
+    /// process going to the first service that reaches it.
+    fn assign(&self) -> Vec<(Vec<u32>, Vec<u32>)> {
+        let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+        for (&pid, p) in &self.procs {
+            children.entry(p.ppid).or_default().push(pid);
+        }
+        let mut owned: HashSet<u32> = HashSet::new();
+        let mut out = Vec::with_capacity(self.matchers.len());
+        for m in &self.matchers {
+            let pid_file = m.pid_file.as_ref().map(|_| self.pid_from_file(m));
+            let mut roots: Vec<u32> = self
+                .procs
+                .iter()
+                .filter(|&(&pid, p)| self.is_root(m, pid, p, pid_file))
+                .map(|(&pid, _)| pid)
+                .collect();
+            roots.sort_unstable();
+            let mut members = Vec::new();
+            let mut stack = roots.clone();
+            while let Some(pid) = stack.pop() {
+                if owned.insert(pid) {
+                    members.push(pid);
+                    if let Some(c) = children.get(&pid) {
+                        stack.extend(c);
+                    }
+                }
+            }
+            members.sort_unstable();
+            roots.retain(|r| members.contains(r));
+            out.push((roots, members));
+        }
+        out
+    }
+
+    /// CPU ticks a process spent since the previous sample: the delta when
+    /// it was measured then, all of them when it started since, nothing
+    /// (a new baseline) otherwise — never negative, never a spike.
+    fn delta(&self, prev: &HashMap<(u32, u64), u64>, st: &PidStat) -> Option<u64> {
+        match prev.get(&(st.pid, st.starttime)) {
+            Some(&p) => Some(st.cpu_ticks().saturating_sub(p)),
+            None => {
+                let new = self
+                    .procs
+                    .get(&st.pid)
+                    .is_some_and(|p| p.first_seen == self.cycle && p.starttime == st.starttime);
+                (new && self.cycle > 1).then_some(st.cpu_ticks())
+            }
+        }
+    }
+
+    fn down_note(&self, m: &Matcher) -> Option<String> {
+        let listening: Vec<u16> = m
+            .ports
+            .iter()
+            .copied()
+            .filter(|p| self.listening.contains_key(p))
+            .collect();
+        if m.ports.is_empty() {
+            None
+        } else if listening.is_empty() {
+            Some(format!("nothing listens on port {}", join(&m.ports)))
+        } else if listening
+            .iter()
+            .all(|p| self.port_owners.get(p).is_none_or(BTreeSet::is_empty))
+            && self.fd_denied > 0
+        {
+            Some(format!(
+                "port {} is listening but its owner could not be read ({} processes' fds denied): run the agent as root or as the service's user",
+                join(&listening),
+                self.fd_denied
+            ))
+        } else {
+            Some(format!(
+                "the process listening on port {} does not match the other matchers",
+                join(&listening)
+            ))
+        }
+    }
+
+    fn collect(&mut self) -> Result<ServicesSample, SourceError> {
+        let appeared = self.refresh_table()?;
+        self.refresh_ports(appeared);
+        let now = Instant::now();
+        let wall = self
+            .last_sample
+            .map(|t| now.duration_since(t).as_secs_f64())
+            .filter(|w| *w > 0.0);
+        let t_secs = now.duration_since(self.started).as_secs_f64();
+        let mib = 1024.0 * 1024.0;
+        let mut next_prev = HashMap::new();
+        let mut out = ServicesSample::default();
+        let assigned = self.assign();
+        let mut owned = HashSet::new();
+        for (i, (roots, members)) in assigned.into_iter().enumerate() {
+            let m = &self.matchers[i];
+            let mut s = ServiceSample {
+                name: m.name.clone(),
+                ..Default::default()
+            };
+            let (mut ticks, mut rss, mut threads) = (0u64, 0u64, 0u64);
+            let mut fds = Some(0u64);
+            let mut has_basis = false;
+            for pid in members {
+                // Gone since the listing: nothing to count, nothing negative.
+                let Some(st) = read_stat(&self.paths, pid) else {
+                    continue;
+                };
+                if let Some(d) = self.delta(&self.prev, &st) {
+                    ticks += d;
+                    has_basis = true;
+                }
+                next_prev.insert((pid, st.starttime), st.cpu_ticks());
+                rss += st.rss_pages * self.page;
+                threads += u64::from(st.num_threads);
+                fds = fds.and_then(|n| Some(n + count_fds(&self.paths, pid)?));
+                owned.insert(pid);
+                s.pids.push(pid);
+            }
+            s.matched = roots
+                .iter()
+                .filter_map(|r| Some(format!("{r} ({})", self.procs.get(r)?.comm)))
+                .collect();
+            if s.up() {
+                s.cpu_percent = wall
+                    .filter(|_| has_basis)
+                    .map(|w| ticks as f64 / self.ticks_per_s / w * 100.0);
+                s.rss_bytes = Some(rss);
+                s.threads = Some(threads);
+                s.open_files = fds;
+                self.growth[i].push(t_secs, rss as f64 / mib);
+                s.growth_mib_per_hour = self.growth[i].mib_per_hour();
+            } else {
+                self.growth[i].clear();
+                s.note = self.down_note(m);
+            }
+            out.services.push(s);
+        }
+        if self.top_n > 0 {
+            let mut next_other = HashMap::new();
+            let mut top = Vec::new();
+            let pids: Vec<u32> = self
+                .procs
+                .keys()
+                .copied()
+                .filter(|p| !owned.contains(p))
+                .collect();
+            for pid in pids {
+                let Some(st) = read_stat(&self.paths, pid) else {
+                    continue;
+                };
+                let d = self.delta(&self.prev_other, &st);
+                next_other.insert((pid, st.starttime), st.cpu_ticks());
+                if let (Some(d), Some(w)) = (d, wall) {
+                    top.push(ProcessSample {
+                        pid,
+                        name: st.comm,
+                        cpu_percent: d as f64 / self.ticks_per_s / w * 100.0,
+                        rss_bytes: st.rss_pages * self.page,
+                    });
+                }
+            }
+            top.sort_by(|a, b| {
+                b.cpu_percent
+                    .total_cmp(&a.cpu_percent)
+                    .then(b.rss_bytes.cmp(&a.rss_bytes))
+            });
+            top.truncate(self.top_n);
+            out.top = top;
+            self.prev_other = next_other;
+        }
+        self.prev = next_prev;
+        self.last_sample = Some(now);
+        Ok(out)
+    }
+}
+
+fn join(ports: &[u16]) -> String {
+    ports
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Source for ServiceSource {
+    fn name(&self) -> &'static str {
+        "services"
+    }
+
+    fn sample(&mut self, snap: &mut Snapshot) -> Result<(), SourceError> {
+        snap.services = Some(self.collect()?);
+        Ok(())
+    }
+}

@@ -1,0 +1,375 @@
+//! Per-service measurement against real processes spawned by the test. The
+//! processes are this test binary re-run as a "role" (burner, hog, parent,
+//! listener) with a unique tag in its command line; ground truth is each
+//! process's own `/proc/<pid>` figures read in the same window.
+
+mod support;
+
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use unamentis_agent::config::{Config, ServiceConfig};
+use unamentis_agent::snapshot::Snapshot;
+use unamentis_agent::sources::Source;
+use unamentis_agent::sources::service::{ServiceSample, ServiceSource};
+
+const ROLE_ENV: &str = "UNAMENTIS_TEST_ROLE";
+
+/// Not a test: the body of the spawned helper processes. Run as a test
+/// without the role variable it returns at once.
+#[test]
+fn role() {
+    let Ok(role) = std::env::var(ROLE_ENV) else {
+        return;
+    };
+    match role.as_str() {
+        "burner" => burn(),
+        "hog" => hog(),
+        "parent" => parent(),
+        "listener" => listener(),
+        other => panic!("unknown role {other}"),
+    }
+}
+
+/// Busy half of every 20 ms until killed.
+fn burn() {
+    println!("READY");
+    loop {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_millis(10) {
+            std::hint::black_box(0u64.wrapping_add(1));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn hog() {
+    let mut v = vec![0u8; 200 << 20];
+    for i in (0..v.len()).step_by(4096) {
+        v[i] = 1;
+    }
+    std::hint::black_box(&v);
+    println!("READY");
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+fn parent() {
+    let tag = std::env::var("CHILD_TAG").unwrap();
+    let mut kids: Vec<Child> = (0..2)
+        .map(|_| spawn(role_command("burner", &tag), "burner").0)
+        .collect();
+    println!("READY");
+    for k in &mut kids {
+        let _ = k.wait();
+    }
+}
+
+fn listener() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    println!("READY {}", l.local_addr().unwrap().port());
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // A parent's children die with their process group.
+        // "--": procps kill reads a bare "-<pgid>" as the option "-1" and
+        // signals every process.
+        let _ = Command::new("kill")
+            .args(["-s", "KILL", "--", &format!("-{}", self.0.id())])
+            .status();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Spawns a role with `tag` in its command line (a second libtest filter
+/// that matches no test) and returns it with its first output line.
+/// The role runs in its own process group, so dropping it kills whatever
+/// it spawned too.
+fn spawn_role(role: &str, tag: &str) -> (Child, String) {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = role_command(role, tag);
+    cmd.process_group(0);
+    spawn(cmd, role)
+}
+
+fn role_command(role: &str, tag: &str) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", "role", tag, "--nocapture", "--test-threads=1"])
+        .env(ROLE_ENV, role);
+    cmd
+}
+
+fn spawn(mut cmd: Command, role: &str) -> (Child, String) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // libtest prints its own words first (`test role ... READY`).
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("READY") {
+        line.clear();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "role {role} exited before it was ready"
+        );
+    }
+    let line = line.split("READY").nth(1).unwrap_or("").to_owned();
+    // Keep draining so the child never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    (child, line.trim().to_owned())
+}
+
+fn tag() -> String {
+    format!(
+        "tag-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}
+
+fn service(name: &str, cmdline: Option<&str>, port: Option<u16>) -> ServiceConfig {
+    ServiceConfig {
+        name: name.into(),
+        process: vec![],
+        cmdline: cmdline.map(regex_escape),
+        port,
+        ports: vec![],
+        pid_file: None,
+    }
+}
+
+fn regex_escape(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c.to_string()
+            } else {
+                format!("\\{c}")
+            }
+        })
+        .collect()
+}
+
+fn source(services: Vec<ServiceConfig>) -> ServiceSource {
+    ServiceSource::new(&Config {
+        default_services: false,
+        services,
+        ..Default::default()
+    })
+}
+
+fn sample(src: &mut ServiceSource, name: &str) -> ServiceSample {
+    let mut snap = Snapshot::default();
+    src.sample(&mut snap).unwrap();
+    snap.services
+        .unwrap()
+        .services
+        .into_iter()
+        .find(|s| s.name == name)
+        .unwrap()
+}
+
+fn ticks(pid: u32) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = &text[text.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+fn clk_tck() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as f64
+}
+
+/// % of one core the pids used between two tick readings.
+fn truth(before: u64, after: u64, elapsed: Duration) -> f64 {
+    (after - before) as f64 / clk_tck() / elapsed.as_secs_f64() * 100.0
+}
+
+/// Children of every thread of `pid` (libtest spawns from a test thread,
+/// and `children` lists a thread's own).
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let text =
+            std::fs::read_to_string(task.unwrap().path().join("children")).unwrap_or_default();
+        out.extend(
+            text.split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok()),
+        );
+    }
+    out
+}
+
+#[test]
+fn burner_cpu_matches_its_own_proc_figures() {
+    let tag = tag();
+    let (b, _) = spawn_role("burner", &tag);
+    let b = Proc(b);
+    let pid = b.0.id();
+    let mut src = source(vec![service("burner", Some(&tag), None)]);
+    let (t0, g0) = (Instant::now(), ticks(pid));
+    std::thread::sleep(Duration::from_secs(2));
+    let s = sample(&mut src, "burner");
+    let (t1, g1) = (Instant::now(), ticks(pid));
+    let want = truth(g0, g1, t1 - t0);
+    let got = s.cpu_percent.expect("cpu point");
+    assert!(
+        (got - want).abs() <= 5.0,
+        "agent {got:.1} % vs the burner's own {want:.1} %"
+    );
+    assert_eq!(s.pids, vec![pid]);
+    assert!(s.threads.unwrap() >= 1);
+    assert!(s.open_files.unwrap() >= 3, "stdin, stdout, stderr at least");
+}
+
+#[test]
+fn memory_hog_rss_matches_its_vmrss() {
+    let tag = tag();
+    let (h, _) = spawn_role("hog", &tag);
+    let h = Proc(h);
+    let mut src = source(vec![service("hog", Some(&tag), None)]);
+    let s = sample(&mut src, "hog");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", h.0.id())).unwrap();
+    let vmrss_kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    let got = s.rss_bytes.unwrap() as f64 / 1024.0;
+    assert!(
+        vmrss_kib > 200.0 * 1024.0,
+        "the hog touched 200 MiB: {vmrss_kib} KiB"
+    );
+    assert!(
+        (got - vmrss_kib).abs() <= vmrss_kib * 0.05,
+        "agent {got} KiB vs VmRSS {vmrss_kib} KiB"
+    );
+}
+
+#[test]
+fn a_parents_children_are_aggregated() {
+    let (tag, child_tag) = (tag(), format!("{}-child", tag()));
+    // SAFETY: tests in this file do not read CHILD_TAG concurrently; the
+    // variable only reaches the spawned parent.
+    unsafe { std::env::set_var("CHILD_TAG", &child_tag) };
+    let (p, _) = spawn_role("parent", &tag);
+    let p = Proc(p);
+    let parent = p.0.id();
+    let kids = children_of(parent);
+    assert_eq!(kids.len(), 2, "parent spawned two burners");
+    let all: Vec<u32> = std::iter::once(parent)
+        .chain(kids.iter().copied())
+        .collect();
+    // Only the parent matches; its children come in as its tree.
+    let mut src = source(vec![service("parent", Some(&format!("{tag} ")), None)]);
+    let sum = || all.iter().map(|&p| ticks(p)).sum::<u64>();
+    let (t0, g0) = (Instant::now(), sum());
+    std::thread::sleep(Duration::from_secs(2));
+    let s = sample(&mut src, "parent");
+    let (t1, g1) = (Instant::now(), sum());
+    let mut want_pids = all.clone();
+    want_pids.sort_unstable();
+    assert_eq!(s.pids, want_pids);
+    let (got, want) = (s.cpu_percent.unwrap(), truth(g0, g1, t1 - t0));
+    assert!(
+        (got - want).abs() <= 5.0,
+        "agent {got:.1} % vs the tree's own {want:.1} %"
+    );
+    assert!(want > 30.0, "two 50 % burners ran: {want:.1} %");
+}
+
+#[test]
+fn found_only_by_its_listening_socket() {
+    let (l, port) = spawn_role("listener", &tag());
+    let l = Proc(l);
+    let port: u16 = port.parse().unwrap();
+    let mut src = source(vec![service("listener", None, Some(port))]);
+    let s = sample(&mut src, "listener");
+    assert_eq!(s.pids, vec![l.0.id()]);
+    assert_eq!(s.matched.len(), 1);
+    // Another port nobody listens on is down, with the reason.
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut src = source(vec![service("nobody", None, Some(free))]);
+    let s = sample(&mut src, "nobody");
+    assert!(!s.up());
+    assert_eq!(s.note.unwrap(), format!("nothing listens on port {free}"));
+}
+
+#[test]
+fn a_restarted_service_is_picked_up_at_the_next_sample() {
+    let tag = tag();
+    let (a, _) = spawn_role("burner", &tag);
+    let a = Proc(a);
+    let mut src = source(vec![service("svc", Some(&tag), None)]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(sample(&mut src, "svc").pids, vec![a.0.id()]);
+    drop(a);
+    let (b, _) = spawn_role("burner", &tag);
+    let b = Proc(b);
+    let (t0, g0) = (Instant::now(), ticks(b.0.id()));
+    std::thread::sleep(Duration::from_millis(500));
+    let s = sample(&mut src, "svc");
+    let (t1, g1) = (Instant::now(), ticks(b.0.id()));
+    assert_eq!(s.pids, vec![b.0.id()], "the new pid, within one sample");
+    let got = s.cpu_percent.unwrap();
+    // The new process's whole life is inside the window: its CPU counts,
+    // the dead one's does not, and nothing goes negative or spikes.
+    let upper = truth(0, g1, t1 - t0) + 5.0;
+    assert!(
+        got >= 0.0 && got <= upper,
+        "{got:.1} % (bound {upper:.1} %, window truth {:.1} %)",
+        truth(g0, g1, t1 - t0)
+    );
+}
+
+#[test]
+fn a_service_that_never_existed_is_down_without_values() {
+    let mut src = source(vec![service("ghost", Some(&tag()), None)]);
+    let mut snap = Snapshot::default();
+    src.sample(&mut snap).unwrap();
+    let s = &snap.services.as_ref().unwrap().services[0];
+    assert!(!s.up());
+    assert_eq!((s.cpu_percent, s.rss_bytes, s.threads), (None, None, None));
+    let points = snap.points();
+    let ghost: Vec<_> = points
+        .iter()
+        .filter(|p| p.attrs.iter().any(|(_, v)| v.to_string() == "ghost"))
+        .map(|p| (p.metric.name, p.value))
+        .collect();
+    assert_eq!(ghost, vec![("unamentis.server.service.up", 0.0)]);
+}
+
+#[test]
+fn a_process_two_services_match_goes_to_the_first() {
+    let tag = tag();
+    let (b, _) = spawn_role("burner", &tag);
+    let b = Proc(b);
+    let mut src = source(vec![
+        service("first", Some(&tag), None),
+        service("second", Some(&tag), None),
+    ]);
+    let mut snap = Snapshot::default();
+    src.sample(&mut snap).unwrap();
+    let svcs = snap.services.unwrap().services;
+    assert_eq!(svcs[0].pids, vec![b.0.id()]);
+    assert!(svcs[1].pids.is_empty());
+}
