@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::semconv::{self, Metric, attr};
 use crate::sources::cpu::CpuStats;
+use crate::sources::macos::MacosStats;
 use crate::sources::memory::MemoryStats;
 use crate::sources::{Source, SourceError};
 
@@ -19,6 +20,8 @@ const MIB: f64 = 1024.0 * 1024.0;
 pub struct Snapshot {
     pub cpu: Option<CpuStats>,
     pub memory: Option<MemoryStats>,
+    /// macOS power, thermal, battery and Apple GPU (`sources::macos`).
+    pub macos: Option<MacosStats>,
     pub sources: Vec<SourceStatus>,
 }
 
@@ -85,6 +88,9 @@ impl Snapshot {
         if let Some(mem) = &self.memory {
             memory_points(mem, &mut out);
         }
+        if let Some(m) = &self.macos {
+            macos_points(m, &mut out);
+        }
         self_points(&self.sources, &mut out);
         out
     }
@@ -121,6 +127,62 @@ fn memory_points(mem: &MemoryStats, out: &mut Vec<Point>) {
     out.push(Point::new(&semconv::MEMORY_USED_MB, mib(mem.used_bytes())));
     if let Some(p) = mem.percent() {
         out.push(Point::new(&semconv::MEMORY_PERCENT, p));
+    }
+}
+
+fn macos_points(m: &MacosStats, out: &mut Vec<Point>) {
+    let gauges = [
+        (&semconv::POWER_CPU_WATTS, m.cpu_watts),
+        (&semconv::POWER_ANE_WATTS, m.ane_watts),
+        (&semconv::POWER_PACKAGE_WATTS, m.package_watts),
+        (&semconv::POWER_DRAM_WATTS, m.dram_watts),
+        (&semconv::POWER_BATTERY_WATTS, m.battery_watts),
+        (&semconv::THERMAL_TEMPERATURE, m.cpu_temperature),
+        (&semconv::THERMAL_PRESSURE, m.pressure.map(f64::from)),
+    ];
+    for (metric, v) in gauges {
+        if let Some(v) = v {
+            out.push(Point::new(metric, v));
+        }
+    }
+    if let Some(w) = m.gpu_watts {
+        // powermetrics measures the one Apple Silicon GPU: IOAccelerator's
+        // Apple entry, when ioreg named it.
+        let mut p = Point::new(&semconv::POWER_GPU_WATTS, w)
+            .with(attr::GPU_INDEX, AttrValue::Int(0))
+            .with(attr::GPU_VENDOR, "apple");
+        if let Some(g) = m.gpus.iter().find(|g| g.vendor == "apple") {
+            p = p.with(attr::GPU_NAME, g.name.as_str());
+        }
+        out.push(p);
+    }
+    if let Some(rpm) = m.fan_rpm {
+        out.push(Point::new(&semconv::THERMAL_FAN_RPM, rpm).with(attr::FAN, "smc"));
+    }
+    for (domain, j) in &m.energy {
+        out.push(Point::new(&semconv::ENERGY_JOULES, *j).with(attr::DOMAIN, *domain));
+    }
+    for (i, g) in m.gpus.iter().enumerate() {
+        let apple = g.vendor == "apple";
+        let gpu = |metric, v| {
+            Point::new(metric, v)
+                .with(attr::GPU_INDEX, AttrValue::Int(i as i64))
+                .with(attr::GPU_NAME, g.name.as_str())
+                .with(attr::GPU_VENDOR, g.vendor)
+        };
+        if let Some(b) = g.in_use_bytes {
+            out.push(gpu(&semconv::GPU_VRAM_USED_MB, b as f64 / MIB));
+        }
+        // Unified memory: the pool the GPU allocates from (hw.memsize).
+        if let (true, Some(total)) = (apple, m.unified_memory_bytes) {
+            out.push(gpu(&semconv::GPU_VRAM_TOTAL_MB, total as f64 / MIB));
+        }
+        let busy = g
+            .utilization_percent
+            .or(if apple { m.gpu_busy_percent } else { None });
+        if let Some(u) = busy {
+            out.push(gpu(&semconv::GPU_UTILIZATION_PERCENT, u));
+        }
     }
 }
 
@@ -379,6 +441,7 @@ mod tests {
                 up: true,
                 duration: Duration::from_millis(1),
             }],
+            ..Default::default()
         };
         let pts = snap.points();
         assert_eq!(pts.len(), 1 + 3 + 3 + 4 + 2);
