@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::semconv::{self, Metric, attr};
 use crate::sources::cpu::CpuStats;
+use crate::sources::macos::MacosStats;
 use crate::sources::memory::MemoryStats;
 use crate::sources::service::ServicesSample;
 use crate::sources::{Source, SourceError};
@@ -21,6 +22,8 @@ pub struct Snapshot {
     pub cpu: Option<CpuStats>,
     pub memory: Option<MemoryStats>,
     pub services: Option<ServicesSample>,
+    /// macOS power, thermal, battery and Apple GPU (`sources::macos`).
+    pub macos: Option<MacosStats>,
     pub sources: Vec<SourceStatus>,
 }
 
@@ -90,6 +93,9 @@ impl Snapshot {
         if let Some(svc) = &self.services {
             service_points(svc, &mut out);
             other_points(self, svc, &mut out);
+        }
+        if let Some(m) = &self.macos {
+            macos_points(m, &mut out);
         }
         self_points(&self.sources, &mut out);
         out
@@ -193,6 +199,62 @@ fn other_points(snap: &Snapshot, svc: &ServicesSample, out: &mut Vec<Point>) {
             Point::new(&semconv::SERVICE_MEMORY_MB, other as f64 / MIB)
                 .with(attr::UNAMENTIS_SERVICE, OTHER),
         );
+    }
+}
+
+fn macos_points(m: &MacosStats, out: &mut Vec<Point>) {
+    let gauges = [
+        (&semconv::POWER_CPU_WATTS, m.cpu_watts),
+        (&semconv::POWER_ANE_WATTS, m.ane_watts),
+        (&semconv::POWER_PACKAGE_WATTS, m.package_watts),
+        (&semconv::POWER_DRAM_WATTS, m.dram_watts),
+        (&semconv::POWER_BATTERY_WATTS, m.battery_watts),
+        (&semconv::THERMAL_TEMPERATURE, m.cpu_temperature),
+        (&semconv::THERMAL_PRESSURE, m.pressure.map(f64::from)),
+    ];
+    for (metric, v) in gauges {
+        if let Some(v) = v {
+            out.push(Point::new(metric, v));
+        }
+    }
+    if let Some(w) = m.gpu_watts {
+        // powermetrics measures the one Apple Silicon GPU: IOAccelerator's
+        // Apple entry, when ioreg named it.
+        let mut p = Point::new(&semconv::POWER_GPU_WATTS, w)
+            .with(attr::GPU_INDEX, AttrValue::Int(0))
+            .with(attr::GPU_VENDOR, "apple");
+        if let Some(g) = m.gpus.iter().find(|g| g.vendor == "apple") {
+            p = p.with(attr::GPU_NAME, g.name.as_str());
+        }
+        out.push(p);
+    }
+    if let Some(rpm) = m.fan_rpm {
+        out.push(Point::new(&semconv::THERMAL_FAN_RPM, rpm).with(attr::FAN, "smc"));
+    }
+    for (domain, j) in &m.energy {
+        out.push(Point::new(&semconv::ENERGY_JOULES, *j).with(attr::DOMAIN, *domain));
+    }
+    for (i, g) in m.gpus.iter().enumerate() {
+        let apple = g.vendor == "apple";
+        let gpu = |metric, v| {
+            Point::new(metric, v)
+                .with(attr::GPU_INDEX, AttrValue::Int(i as i64))
+                .with(attr::GPU_NAME, g.name.as_str())
+                .with(attr::GPU_VENDOR, g.vendor)
+        };
+        if let Some(b) = g.in_use_bytes {
+            out.push(gpu(&semconv::GPU_VRAM_USED_MB, b as f64 / MIB));
+        }
+        // Unified memory: the pool the GPU allocates from (hw.memsize).
+        if let (true, Some(total)) = (apple, m.unified_memory_bytes) {
+            out.push(gpu(&semconv::GPU_VRAM_TOTAL_MB, total as f64 / MIB));
+        }
+        let busy = g
+            .utilization_percent
+            .or(if apple { m.gpu_busy_percent } else { None });
+        if let Some(u) = busy {
+            out.push(gpu(&semconv::GPU_UTILIZATION_PERCENT, u));
+        }
     }
 }
 
@@ -475,6 +537,7 @@ mod tests {
                 up: true,
                 duration: Duration::from_millis(1),
             }],
+            ..Default::default()
         };
         let pts = snap.points();
         // other = 50 % of 4 cores (200 % of one) − 30, and 3 GiB used − 1 GiB.

@@ -9,6 +9,7 @@ use crate::host::ReadError;
 use crate::snapshot::Snapshot;
 
 pub mod cpu;
+pub mod macos;
 pub mod memory;
 pub mod net_tcp;
 pub mod process;
@@ -75,9 +76,13 @@ impl ParseError {
 /// them primes baselines (CPU times) for the first sample.
 pub fn build(cfg: &crate::config::Config) -> Vec<Box<dyn Source>> {
     let paths = cfg.host_paths();
-    vec![
+    #[allow(unused_mut)]
+    let mut sources: Vec<Box<dyn Source>> = vec![
         Box::new(cpu::CpuSource::new(paths.clone())),
         Box::new(memory::MemorySource::new(paths)),
         Box::new(service::ServiceSource::new(cfg)),
-    ]
+    ];
+    #[cfg(target_os = "macos")]
+    sources.extend(macos::sources(cfg));
+    sources
 }

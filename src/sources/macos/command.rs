@@ -1,0 +1,147 @@
+//! Runs a short-lived helper command (`ioreg`) with a deadline: a command
+//! that hangs is killed and reaped, never left behind, and never blocks a
+//! collection cycle longer than its timeout.
+
+use std::fmt;
+use std::io::{self, Read};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+/// At most this much stdout is kept; `ioreg` answers are tens of KiB.
+const MAX_OUTPUT: u64 = 4 << 20;
+
+#[derive(Debug)]
+pub enum CommandError {
+    /// The program could not be started (not installed: `NotFound`).
+    Spawn(io::Error),
+    /// No answer within the timeout; the child was killed.
+    TimedOut {
+        pid: u32,
+        after: Duration,
+    },
+    /// It exited unsuccessfully.
+    Status(std::process::ExitStatus),
+    Io(io::Error),
+}
+
+impl fmt::Display for CommandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CommandError::Spawn(e) => write!(f, "cannot start: {e}"),
+            CommandError::TimedOut { pid, after } => {
+                write!(f, "no answer within {after:?} (killed pid {pid})")
+            }
+            CommandError::Status(s) => write!(f, "exited with {s}"),
+            CommandError::Io(e) => write!(f, "reading its output: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for CommandError {}
+
+/// Runs `cmd` with stdin and stderr closed and returns its stdout, killing
+/// it when it has not exited within `timeout`.
+pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Result<Vec<u8>, CommandError> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(CommandError::Spawn)?;
+    let pid = child.id();
+    let Some(stdout) = child.stdout.take() else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(CommandError::Io(io::Error::other("no stdout pipe")));
+    };
+    // The pipe is drained on a helper thread so a chatty child cannot block
+    // on a full pipe while this thread waits; EOF means the child is done.
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut out = Vec::new();
+        let r = stdout.take(MAX_OUTPUT).read_to_end(&mut out).map(|_| out);
+        let _ = tx.send(r);
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(read) => {
+            let status = child.wait().map_err(CommandError::Io)?;
+            let out = read.map_err(CommandError::Io)?;
+            if status.success() {
+                Ok(out)
+            } else {
+                Err(CommandError::Status(status))
+            }
+        }
+        Err(_) => {
+            // Killed and reaped here so no zombie is left; the reader
+            // thread ends when the pipe closes.
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(CommandError::TimedOut {
+                pid,
+                after: timeout,
+            })
+        }
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn returns_stdout_of_a_successful_command() {
+        let out = run_with_timeout(
+            Command::new("sh").args(["-c", "printf 'a\\0b'"]),
+            Duration::from_secs(20),
+        )
+        .unwrap();
+        assert_eq!(out, b"a\0b");
+    }
+
+    #[test]
+    fn a_failing_command_reports_its_status() {
+        let err = run_with_timeout(
+            Command::new("sh").args(["-c", "echo partial; exit 3"]),
+            Duration::from_secs(20),
+        )
+        .unwrap_err();
+        match err {
+            CommandError::Status(s) => assert_eq!(s.code(), Some(3)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_missing_program_is_a_spawn_error() {
+        let err = run_with_timeout(
+            &mut Command::new("/nonexistent/unamentis-ioreg"),
+            Duration::from_secs(20),
+        )
+        .unwrap_err();
+        match err {
+            CommandError::Spawn(e) => assert_eq!(e.kind(), io::ErrorKind::NotFound),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_hanging_command_is_killed_and_reaped() {
+        let started = Instant::now();
+        let err = run_with_timeout(Command::new("sleep").arg("30"), Duration::from_millis(200))
+            .unwrap_err();
+        // Safety limit only: far below the 30 s the child would have slept.
+        assert!(started.elapsed() < Duration::from_secs(20));
+        let CommandError::TimedOut { pid, .. } = err else {
+            panic!("{err:?}")
+        };
+        // Reaped: no process (not even a zombie) with that pid remains.
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "pid {pid} still exists"
+        );
+    }
+}

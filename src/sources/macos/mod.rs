@@ -1,0 +1,237 @@
+//! macOS power, thermal, battery and GPU: one long-lived `powermetrics`
+//! child (root only) for CPU/GPU/ANE/package power, energy, Intel die
+//! temperature and fan, and thermal pressure; `ioreg` (no root) for the
+//! battery and the IOAccelerator GPU statistics; `notify_get_state` (no
+//! root) for thermal pressure when powermetrics cannot run.
+//!
+//! The parsers, the stream reassembly, the child supervisor and the
+//! energy bookkeeping are platform-independent and tested on Linux; the
+//! `Source` impls (compiled only for macOS) are thin over them.
+
+use std::time::Instant;
+
+pub mod child;
+pub mod command;
+pub mod ioreg;
+pub mod powermetrics;
+
+use ioreg::AcceleratorStats;
+use powermetrics::{EnergyTotals, PowermetricsSample};
+
+/// What the macOS sources read in one cycle.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MacosStats {
+    /// W, from powermetrics.
+    pub cpu_watts: Option<f64>,
+    /// The Apple Silicon GPU (gpu.index 0, vendor apple), W.
+    pub gpu_watts: Option<f64>,
+    pub ane_watts: Option<f64>,
+    pub package_watts: Option<f64>,
+    pub dram_watts: Option<f64>,
+    /// Battery discharge, W; 0 while charging (ioreg AppleSmartBattery).
+    pub battery_watts: Option<f64>,
+    /// Intel Macs' CPU die, °C (there is none on Apple Silicon).
+    pub cpu_temperature: Option<f64>,
+    /// 0–3, see `powermetrics::pressure_level`.
+    pub pressure: Option<u8>,
+    /// Intel Macs' SMC fan, RPM (attribute fan=smc).
+    pub fan_rpm: Option<f64>,
+    /// Cumulative joules per domain since the agent started.
+    pub energy: Vec<(&'static str, f64)>,
+    /// IOAccelerator entries with statistics, in gpu.index order.
+    pub gpus: Vec<AcceleratorStats>,
+    /// powermetrics' GPU busy share, used when ioreg has no utilization.
+    pub gpu_busy_percent: Option<f64>,
+    /// hw.memsize: the unified memory an Apple GPU allocates from, reported
+    /// as its vram_total (the registry's choice; FORMATS.md §8 quirk 5).
+    pub unified_memory_bytes: Option<u64>,
+}
+
+impl MacosStats {
+    /// Takes the gauges of one powermetrics sample.
+    pub fn apply_sample(&mut self, s: &PowermetricsSample) {
+        self.cpu_watts = s.cpu.watts;
+        self.gpu_watts = if s.apple_gpu { s.gpu.watts } else { None };
+        self.ane_watts = s.ane.watts;
+        self.package_watts = s.package.watts;
+        self.dram_watts = s.dram.watts;
+        self.cpu_temperature = s.cpu_die_celsius;
+        self.fan_rpm = s.fan_rpm;
+        self.gpu_busy_percent = s.gpu_busy_percent;
+        if s.pressure.is_some() {
+            self.pressure = s.pressure;
+        }
+    }
+
+    /// Takes the energy counters (kept even when the sample is stale).
+    pub fn apply_energy(&mut self, totals: &EnergyTotals) {
+        for (domain, joules) in totals.iter() {
+            self.set_energy(domain, joules);
+        }
+    }
+
+    pub fn set_energy(&mut self, domain: &'static str, joules: f64) {
+        match self.energy.iter_mut().find(|(d, _)| *d == domain) {
+            Some((_, j)) => *j = joules,
+            None => self.energy.push((domain, joules)),
+        }
+    }
+}
+
+/// Integrates a power reading over time into joules, for sources that only
+/// give watts (the battery). Trapezoids between consecutive readings; a
+/// gap (a failed read) adds nothing rather than a guess.
+#[derive(Debug, Clone, Default)]
+pub struct EnergyIntegrator {
+    last: Option<(Instant, f64)>,
+    total: f64,
+}
+
+impl EnergyIntegrator {
+    pub fn add(&mut self, at: Instant, watts: f64) -> f64 {
+        if !watts.is_finite() || watts < 0.0 {
+            self.gap();
+            return self.total;
+        }
+        if let Some((t0, w0)) = self.last {
+            let dt = at.saturating_duration_since(t0).as_secs_f64();
+            self.total += (w0 + watts) / 2.0 * dt;
+        }
+        self.last = Some((at, watts));
+        self.total
+    }
+
+    pub fn gap(&mut self) {
+        self.last = None;
+    }
+
+    pub fn total(&self) -> f64 {
+        self.total
+    }
+}
+
+#[cfg(target_os = "macos")]
+mod imp;
+
+#[cfg(target_os = "macos")]
+pub use imp::sources;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn find<'a>(
+        pts: &'a [crate::snapshot::Point],
+        metric: &crate::semconv::Metric,
+    ) -> Vec<&'a crate::snapshot::Point> {
+        pts.iter()
+            .filter(|p| std::ptr::eq(p.metric, metric))
+            .collect()
+    }
+
+    #[test]
+    fn apple_silicon_points_carry_exact_values_and_registered_attributes() {
+        use crate::semconv::{self as sc, attr};
+        use crate::snapshot::{AttrValue, Snapshot};
+        let sample = powermetrics::parse_document(include_bytes!(
+            "../../../tests/fixtures/macos/powermetrics-apple-m2.plist"
+        ))
+        .unwrap();
+        let mut m = MacosStats {
+            gpus: ioreg::parse_accelerators(include_str!(
+                "../../../tests/fixtures/macos/ioreg-accelerator-busy.txt"
+            )),
+            unified_memory_bytes: Some(32 << 30),
+            battery_watts: Some(4.5),
+            ..Default::default()
+        };
+        m.apply_sample(&sample);
+        let mut totals = EnergyTotals::default();
+        totals.add("cpu", 10.16);
+        m.apply_energy(&totals);
+        let snap = Snapshot {
+            macos: Some(m),
+            ..Default::default()
+        };
+        let pts = snap.points();
+        for p in &pts {
+            for (k, _) in &p.attrs {
+                assert!(p.metric.attributes.contains(k), "{} {k}", p.metric.name);
+            }
+        }
+        let gpu_attrs = vec![
+            (attr::GPU_INDEX, AttrValue::Int(0)),
+            (attr::GPU_NAME, AttrValue::from("Apple M2 Max")),
+            (attr::GPU_VENDOR, AttrValue::from("apple")),
+        ];
+        let gw = find(&pts, &sc::POWER_GPU_WATTS);
+        assert_eq!(gw.len(), 1);
+        assert!((gw[0].value - 0.284 / 1.023685416).abs() < 1e-9);
+        let mut sorted = gw[0].attrs.clone();
+        sorted.sort_by_key(|(k, _)| *k);
+        assert_eq!(sorted, gpu_attrs);
+        let used = find(&pts, &sc::GPU_VRAM_USED_MB);
+        assert_eq!(used[0].value, 19_327_352_832.0 / 1_048_576.0);
+        assert_eq!(used[0].attrs, gpu_attrs);
+        assert_eq!(find(&pts, &sc::GPU_VRAM_TOTAL_MB)[0].value, 32768.0);
+        // ioreg's 87 % wins over powermetrics' idle_ratio.
+        assert_eq!(find(&pts, &sc::GPU_UTILIZATION_PERCENT)[0].value, 87.0);
+        assert_eq!(find(&pts, &sc::THERMAL_PRESSURE)[0].value, 2.0);
+        assert_eq!(find(&pts, &sc::POWER_BATTERY_WATTS)[0].value, 4.5);
+        assert!((find(&pts, &sc::POWER_PACKAGE_WATTS)[0].value - 10.19395).abs() < 1e-9);
+        assert_eq!(find(&pts, &sc::POWER_ANE_WATTS)[0].value, 0.0);
+        let e = find(&pts, &sc::ENERGY_JOULES);
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].attrs, vec![(attr::DOMAIN, AttrValue::from("cpu"))]);
+        // Apple Silicon has no die temperature, fan or DRAM figure: absent.
+        assert!(find(&pts, &sc::THERMAL_TEMPERATURE).is_empty());
+        assert!(find(&pts, &sc::THERMAL_FAN_RPM).is_empty());
+        assert!(find(&pts, &sc::POWER_DRAM_WATTS).is_empty());
+    }
+
+    #[test]
+    fn battery_energy_is_trapezoids_and_gaps_add_nothing() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut e = EnergyIntegrator::default();
+        assert_eq!(e.add(t0, 4.0), 0.0);
+        // (4 + 6) / 2 W × 5 s = 25 J.
+        assert_eq!(e.add(t0 + s(5), 6.0), 25.0);
+        e.gap();
+        // First reading after a gap: nothing added for the gap.
+        assert_eq!(e.add(t0 + s(60), 2.0), 25.0);
+        assert_eq!(e.add(t0 + s(65), 0.0), 30.0);
+        assert_eq!(e.add(t0 + s(70), f64::NAN), 30.0);
+        assert_eq!(e.add(t0 + s(75), 1.0), 30.0);
+        assert_eq!(e.total(), 30.0);
+    }
+
+    #[test]
+    fn intel_sample_sets_no_gpu_watts_and_keeps_os_pressure_when_absent() {
+        let intel = powermetrics::parse_document(include_bytes!(
+            "../../../tests/fixtures/macos/powermetrics-intel.plist"
+        ))
+        .unwrap();
+        let mut m = MacosStats {
+            pressure: Some(3),
+            ..Default::default()
+        };
+        let mut no_pressure = intel.clone();
+        no_pressure.pressure = None;
+        m.apply_sample(&no_pressure);
+        assert_eq!(m.pressure, Some(3));
+        m.apply_sample(&intel);
+        assert_eq!(m.pressure, Some(1));
+        assert_eq!(m.gpu_watts, None);
+        assert_eq!(m.cpu_watts, None);
+        assert_eq!(m.cpu_temperature, Some(52.81));
+        let mut totals = EnergyTotals::default();
+        totals.add("package", 9.36);
+        m.apply_energy(&totals);
+        m.set_energy("battery", 1.5);
+        totals.add("package", 1.0);
+        m.apply_energy(&totals);
+        assert_eq!(m.energy, vec![("package", 10.36), ("battery", 1.5)]);
+    }
+}
