@@ -9,6 +9,7 @@ use crate::host::ReadError;
 use crate::snapshot::Snapshot;
 
 pub mod cpu;
+pub mod http_get;
 pub mod memory;
 
 pub trait Source: Send {
