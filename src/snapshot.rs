@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use crate::semconv::{self, Metric, attr};
 use crate::sources::cpu::CpuStats;
+use crate::sources::gpu::GpuStats;
 use crate::sources::memory::MemoryStats;
+use crate::sources::ollama::OllamaStats;
 use crate::sources::{Source, SourceError};
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -19,6 +21,8 @@ const MIB: f64 = 1024.0 * 1024.0;
 pub struct Snapshot {
     pub cpu: Option<CpuStats>,
     pub memory: Option<MemoryStats>,
+    pub gpu: Option<GpuStats>,
+    pub ollama: Option<OllamaStats>,
     pub sources: Vec<SourceStatus>,
 }
 
@@ -85,6 +89,16 @@ impl Snapshot {
         if let Some(mem) = &self.memory {
             memory_points(mem, &mut out);
         }
+        if let Some(gpu) = &self.gpu {
+            gpu_points(gpu, &mut out);
+        }
+        if let Some(o) = &self.ollama {
+            ollama_points(
+                o,
+                self.gpu.as_ref().is_some_and(|g| !g.devices.is_empty()),
+                &mut out,
+            );
+        }
         self_points(&self.sources, &mut out);
         out
     }
@@ -121,6 +135,62 @@ fn memory_points(mem: &MemoryStats, out: &mut Vec<Point>) {
     out.push(Point::new(&semconv::MEMORY_USED_MB, mib(mem.used_bytes())));
     if let Some(p) = mem.percent() {
         out.push(Point::new(&semconv::MEMORY_PERCENT, p));
+    }
+}
+
+fn gpu_points(gpu: &GpuStats, out: &mut Vec<Point>) {
+    let mib = |bytes: u64| bytes as f64 / MIB;
+    for d in &gpu.devices {
+        let point = |metric: &'static Metric, value: f64| {
+            let mut p = Point::new(metric, value)
+                .with(attr::GPU_INDEX, AttrValue::Int(i64::from(d.index)))
+                .with(attr::GPU_NAME, d.name.as_str())
+                .with(attr::GPU_VENDOR, d.vendor);
+            if let Some(u) = &d.uuid {
+                p = p.with(attr::GPU_UUID, u.as_str());
+            }
+            if let Some(b) = &d.pci_bus_id {
+                p = p.with(attr::GPU_PCI_BUS_ID, b.as_str());
+            }
+            p
+        };
+        let values = [
+            (&semconv::GPU_VRAM_USED_MB, d.vram_used_bytes.map(mib)),
+            (&semconv::GPU_VRAM_TOTAL_MB, d.vram_total_bytes.map(mib)),
+            (&semconv::GPU_UTILIZATION_PERCENT, d.utilization_percent),
+            (&semconv::GPU_TEMPERATURE, d.temperature_celsius),
+            (&semconv::POWER_GPU_WATTS, d.power_watts),
+        ];
+        for (metric, v) in values {
+            if let Some(v) = v {
+                out.push(point(metric, v));
+            }
+        }
+    }
+    if let Some(j) = gpu.energy_joules {
+        out.push(Point::new(&semconv::ENERGY_JOULES, j).with(attr::DOMAIN, "gpu"));
+    }
+}
+
+/// `gpu_answered`: a GPU backend read the devices this cycle; without one,
+/// the models' `size_vram` stands in for the host's VRAM use, marked
+/// `gpu.vendor=ollama-estimate`.
+fn ollama_points(o: &OllamaStats, gpu_answered: bool, out: &mut Vec<Point>) {
+    for m in &o.models {
+        out.push(Point::new(&semconv::MODEL_LOADED, 1.0).with(attr::MODEL, m.name.as_str()));
+        out.push(
+            Point::new(&semconv::MODEL_VRAM_MB, m.size_vram_bytes as f64 / MIB)
+                .with(attr::MODEL, m.name.as_str()),
+        );
+    }
+    let vram = o.vram_bytes();
+    if !gpu_answered && vram > 0 {
+        out.push(
+            Point::new(&semconv::GPU_VRAM_USED_MB, vram as f64 / MIB)
+                .with(attr::GPU_INDEX, AttrValue::Int(0))
+                .with(attr::GPU_NAME, "ollama-estimate")
+                .with(attr::GPU_VENDOR, "ollama-estimate"),
+        );
     }
 }
 
@@ -379,6 +449,7 @@ mod tests {
                 up: true,
                 duration: Duration::from_millis(1),
             }],
+            ..Default::default()
         };
         let pts = snap.points();
         assert_eq!(pts.len(), 1 + 3 + 3 + 4 + 2);

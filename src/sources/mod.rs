@@ -9,8 +9,10 @@ use crate::host::ReadError;
 use crate::snapshot::Snapshot;
 
 pub mod cpu;
+pub mod gpu;
 pub mod http_get;
 pub mod memory;
+pub mod ollama;
 
 pub trait Source: Send {
     /// Stable short name, used as the `source` attribute of self-metrics.
@@ -73,8 +75,15 @@ impl ParseError {
 /// them primes baselines (CPU times) for the first sample.
 pub fn build(cfg: &crate::config::Config) -> Vec<Box<dyn Source>> {
     let paths = cfg.host_paths();
-    vec![
+    let mut v: Vec<Box<dyn Source>> = vec![
         Box::new(cpu::CpuSource::new(paths.clone())),
-        Box::new(memory::MemorySource::new(paths)),
-    ]
+        Box::new(memory::MemorySource::new(paths.clone())),
+    ];
+    if cfg.gpu.enabled {
+        v.push(Box::new(gpu::GpuSource::new(&cfg.gpu, paths)));
+    }
+    if cfg.ollama.enabled {
+        v.push(Box::new(ollama::OllamaSource::new(&cfg.ollama)));
+    }
+    v
 }
