@@ -285,9 +285,26 @@ fn nvidia_smi_failures_give_no_data() {
     let mut b = smi::SmiBackend::new(smi, Duration::from_secs(5));
     let e = b.read().unwrap_err();
     assert!(e.contains("No devices were found"), "{e}");
-    // Not installed.
-    let mut b = smi::SmiBackend::new("/nonexistent/nvidia-smi".into(), Duration::from_secs(5));
+    // Not installed: asked once, then no process per cycle. A program
+    // that appears later is not picked up (like NVML, loaded once).
+    let later = dir.path().join("later/nvidia-smi");
+    let mut b = smi::SmiBackend::new(later.clone(), Duration::from_secs(5));
     assert!(b.read().unwrap_err().contains("cannot run"));
+    std::fs::create_dir(dir.path().join("later")).unwrap();
+    fake_smi(
+        &dir.path().join("later"),
+        &fixtures().join("nvidia-smi/two-gpus.csv"),
+        None,
+        0,
+    );
+    assert!(later.exists());
+    assert!(b.read().unwrap_err().contains("cannot run"));
+    assert_eq!(
+        smi::SmiBackend::new(later, Duration::from_secs(5))
+            .read()
+            .map(|r| r.devices.len()),
+        Ok(2)
+    );
 }
 
 #[test]

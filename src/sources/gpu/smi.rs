@@ -90,11 +90,18 @@ pub fn parse_query_compute_apps(text: &str) -> Vec<(String, u32, u64)> {
 pub struct SmiBackend {
     program: PathBuf,
     timeout: Duration,
+    /// Set when the program does not exist: a host without it is not
+    /// asked again (no fork per cycle), like NVML's single load.
+    missing: Option<String>,
 }
 
 impl SmiBackend {
     pub fn new(program: PathBuf, timeout: Duration) -> Self {
-        SmiBackend { program, timeout }
+        SmiBackend {
+            program,
+            timeout,
+            missing: None,
+        }
     }
 }
 
@@ -104,7 +111,14 @@ impl Backend for SmiBackend {
     }
 
     fn read(&mut self) -> Result<GpuReading, String> {
-        let text = run(&self.program, &[QUERY_GPU, FORMAT], self.timeout)?;
+        if let Some(why) = &self.missing {
+            return Err(why.clone());
+        }
+        let text = run(&self.program, &[QUERY_GPU, FORMAT], self.timeout).inspect_err(|e| {
+            if e.starts_with(NOT_FOUND) {
+                self.missing = Some(e.clone());
+            }
+        })?;
         let devices = parse_query_gpu(&text);
         if devices.is_empty() {
             let first = text.lines().next().unwrap_or("").trim();
@@ -130,6 +144,8 @@ impl Backend for SmiBackend {
     }
 }
 
+const NOT_FOUND: &str = "not found: ";
+
 /// Runs `program args` and returns its stdout when it exits 0 within
 /// `timeout`; otherwise it is killed and reaped, and the reason returned.
 pub fn run(program: &PathBuf, args: &[&str], timeout: Duration) -> Result<String, String> {
@@ -140,7 +156,14 @@ pub fn run(program: &PathBuf, args: &[&str], timeout: Duration) -> Result<String
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
+        .map_err(|e| {
+            let not_found = if e.kind() == std::io::ErrorKind::NotFound {
+                NOT_FOUND
+            } else {
+                ""
+            };
+            format!("{not_found}cannot run {}: {e}", program.display())
+        })?;
     let Some(mut stdout) = child.stdout.take() else {
         kill(&mut child);
         return Err("no stdout pipe".into());
