@@ -26,6 +26,8 @@ pub struct Config {
     pub resource: ResourceConfig,
     pub host: HostConfig,
     pub server: ServerConfig,
+    pub gpu: GpuConfig,
+    pub ollama: OllamaConfig,
     /// Keep the built-in service catalogue; `[[service]]` entries extend it
     /// and replace a built-in one of the same name. `false`: only the file's.
     pub default_services: bool,
@@ -113,6 +115,30 @@ pub struct ServerConfig {
     pub token: Option<String>,
 }
 
+/// GPU source: NVML, then nvidia-smi, then amdgpu sysfs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GpuConfig {
+    pub enabled: bool,
+    /// NVML shared library to load; unset: the driver's `libnvidia-ml.so`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nvml_library: Option<PathBuf>,
+    /// The nvidia-smi program (fallback when NVML cannot be loaded).
+    pub nvidia_smi: PathBuf,
+    /// nvidia-smi is killed when it takes longer (it hangs on a sick driver).
+    pub nvidia_smi_timeout: Dur,
+}
+
+/// Ollama's `/api/ps`: loaded models and their VRAM.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OllamaConfig {
+    pub enabled: bool,
+    /// Base URL of the Ollama API (plain http).
+    pub url: String,
+    pub timeout: Dur,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConfig {
@@ -189,6 +215,8 @@ impl Default for Config {
             resource: ResourceConfig::default(),
             host: HostConfig::default(),
             server: ServerConfig::default(),
+            gpu: GpuConfig::default(),
+            ollama: OllamaConfig::default(),
             default_services: true,
             top_processes: 0,
             services: Vec::new(),
@@ -235,6 +263,27 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: "127.0.0.1:8767".into(),
             token: None,
+        }
+    }
+}
+
+impl Default for GpuConfig {
+    fn default() -> Self {
+        GpuConfig {
+            enabled: true,
+            nvml_library: None,
+            nvidia_smi: "nvidia-smi".into(),
+            nvidia_smi_timeout: Dur(Duration::from_secs(5)),
+        }
+    }
+}
+
+impl Default for OllamaConfig {
+    fn default() -> Self {
+        OllamaConfig {
+            enabled: true,
+            url: "http://localhost:11434".into(),
+            timeout: Dur(Duration::from_secs(2)),
         }
     }
 }
@@ -500,6 +549,41 @@ const KEYS: &[KeySpec] = &[
     KeySpec {
         key: "server.token",
         env: &[("UNAMENTIS_AGENT_SERVER_TOKEN", Conv::Str)],
+        flag: None,
+    },
+    KeySpec {
+        key: "gpu.enabled",
+        env: &[("UNAMENTIS_AGENT_GPU_ENABLED", Conv::Bool)],
+        flag: None,
+    },
+    KeySpec {
+        key: "gpu.nvml_library",
+        env: &[("UNAMENTIS_AGENT_GPU_NVML_LIBRARY", Conv::Str)],
+        flag: None,
+    },
+    KeySpec {
+        key: "gpu.nvidia_smi",
+        env: &[("UNAMENTIS_AGENT_GPU_NVIDIA_SMI", Conv::Str)],
+        flag: None,
+    },
+    KeySpec {
+        key: "gpu.nvidia_smi_timeout",
+        env: &[("UNAMENTIS_AGENT_GPU_NVIDIA_SMI_TIMEOUT", Conv::Str)],
+        flag: None,
+    },
+    KeySpec {
+        key: "ollama.enabled",
+        env: &[("UNAMENTIS_AGENT_OLLAMA_ENABLED", Conv::Bool)],
+        flag: None,
+    },
+    KeySpec {
+        key: "ollama.url",
+        env: &[("UNAMENTIS_AGENT_OLLAMA_URL", Conv::Str)],
+        flag: None,
+    },
+    KeySpec {
+        key: "ollama.timeout",
+        env: &[("UNAMENTIS_AGENT_OLLAMA_TIMEOUT", Conv::Str)],
         flag: None,
     },
 ];
@@ -917,6 +1001,23 @@ fn validate(l: &Loaded) -> Result<(), ConfigError> {
             ),
         ));
     }
+    let t = c.gpu.nvidia_smi_timeout.0;
+    if t.is_zero() || t > Duration::from_secs(5) {
+        return Err(err(
+            "gpu.nvidia_smi_timeout",
+            "must be more than 0 and at most 5s".into(),
+        ));
+    }
+    let t = c.ollama.timeout.0;
+    if t.is_zero() || t > Duration::from_secs(2) {
+        return Err(err(
+            "ollama.timeout",
+            "must be more than 0 and at most 2s".into(),
+        ));
+    }
+    if let Err(reason) = crate::sources::http_get::HttpUrl::parse(&c.ollama.url) {
+        return Err(err("ollama.url", reason));
+    }
     let mut names = std::collections::HashSet::new();
     for (i, s) in c.services.iter().enumerate() {
         let key = |field: &str| format!("service[{i}].{field}");
@@ -960,25 +1061,5 @@ fn check_url(url: &str) -> Result<(), String> {
         .or_else(|| url.strip_prefix("https://"))
         .ok_or_else(|| format!("{url:?} must start with http:// or https://"))?;
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let (host, port) = match authority.strip_prefix('[') {
-        Some(v6) => {
-            let (h, after) = v6
-                .split_once(']')
-                .ok_or_else(|| format!("{url:?} has an unclosed [IPv6] host"))?;
-            (h, after.strip_prefix(':'))
-        }
-        None => match authority.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        },
-    };
-    if host.is_empty() {
-        return Err(format!("{url:?} has no host"));
-    }
-    if let Some(p) = port
-        && p.parse::<u16>().ok().is_none_or(|p| p == 0)
-    {
-        return Err(format!("{url:?} has an invalid port {p:?}"));
-    }
-    Ok(())
+    crate::sources::http_get::split_authority(url, authority).map(|_| ())
 }

@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 
 use crate::semconv::{self, Metric, attr};
 use crate::sources::cpu::CpuStats;
+use crate::sources::gpu::GpuStats;
 use crate::sources::macos::MacosStats;
 use crate::sources::memory::MemoryStats;
+use crate::sources::ollama::OllamaStats;
 use crate::sources::service::ServicesSample;
 use crate::sources::{Source, SourceError};
 
@@ -24,6 +26,8 @@ pub struct Snapshot {
     pub services: Option<ServicesSample>,
     /// macOS power, thermal, battery and Apple GPU (`sources::macos`).
     pub macos: Option<MacosStats>,
+    pub gpu: Option<GpuStats>,
+    pub ollama: Option<OllamaStats>,
     pub sources: Vec<SourceStatus>,
 }
 
@@ -96,6 +100,16 @@ impl Snapshot {
         }
         if let Some(m) = &self.macos {
             macos_points(m, &mut out);
+        }
+        if let Some(gpu) = &self.gpu {
+            gpu_points(gpu, &mut out);
+        }
+        if let Some(o) = &self.ollama {
+            ollama_points(
+                o,
+                self.gpu.as_ref().is_some_and(|g| !g.devices.is_empty()),
+                &mut out,
+            );
         }
         self_points(&self.sources, &mut out);
         out
@@ -198,6 +212,62 @@ fn other_points(snap: &Snapshot, svc: &ServicesSample, out: &mut Vec<Point>) {
         out.push(
             Point::new(&semconv::SERVICE_MEMORY_MB, other as f64 / MIB)
                 .with(attr::UNAMENTIS_SERVICE, OTHER),
+        );
+    }
+}
+
+fn gpu_points(gpu: &GpuStats, out: &mut Vec<Point>) {
+    let mib = |bytes: u64| bytes as f64 / MIB;
+    for d in &gpu.devices {
+        let point = |metric: &'static Metric, value: f64| {
+            let mut p = Point::new(metric, value)
+                .with(attr::GPU_INDEX, AttrValue::Int(i64::from(d.index)))
+                .with(attr::GPU_NAME, d.name.as_str())
+                .with(attr::GPU_VENDOR, d.vendor);
+            if let Some(u) = &d.uuid {
+                p = p.with(attr::GPU_UUID, u.as_str());
+            }
+            if let Some(b) = &d.pci_bus_id {
+                p = p.with(attr::GPU_PCI_BUS_ID, b.as_str());
+            }
+            p
+        };
+        let values = [
+            (&semconv::GPU_VRAM_USED_MB, d.vram_used_bytes.map(mib)),
+            (&semconv::GPU_VRAM_TOTAL_MB, d.vram_total_bytes.map(mib)),
+            (&semconv::GPU_UTILIZATION_PERCENT, d.utilization_percent),
+            (&semconv::GPU_TEMPERATURE, d.temperature_celsius),
+            (&semconv::POWER_GPU_WATTS, d.power_watts),
+        ];
+        for (metric, v) in values {
+            if let Some(v) = v {
+                out.push(point(metric, v));
+            }
+        }
+    }
+    if let Some(j) = gpu.energy_joules {
+        out.push(Point::new(&semconv::ENERGY_JOULES, j).with(attr::DOMAIN, "gpu"));
+    }
+}
+
+/// `gpu_answered`: a GPU backend read the devices this cycle; without one,
+/// the models' `size_vram` stands in for the host's VRAM use, marked
+/// `gpu.vendor=ollama-estimate`.
+fn ollama_points(o: &OllamaStats, gpu_answered: bool, out: &mut Vec<Point>) {
+    for m in &o.models {
+        out.push(Point::new(&semconv::MODEL_LOADED, 1.0).with(attr::MODEL, m.name.as_str()));
+        out.push(
+            Point::new(&semconv::MODEL_VRAM_MB, m.size_vram_bytes as f64 / MIB)
+                .with(attr::MODEL, m.name.as_str()),
+        );
+    }
+    let vram = o.vram_bytes();
+    if !gpu_answered && vram > 0 {
+        out.push(
+            Point::new(&semconv::GPU_VRAM_USED_MB, vram as f64 / MIB)
+                .with(attr::GPU_INDEX, AttrValue::Int(0))
+                .with(attr::GPU_NAME, "ollama-estimate")
+                .with(attr::GPU_VENDOR, "ollama-estimate"),
         );
     }
 }

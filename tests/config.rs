@@ -88,6 +88,26 @@ fn bad_files_name_the_file_the_key_and_the_reason() {
         ),
         ("[log]\nformat = \"xml\"\n", "log.format", "unknown variant"),
         (
+            "[gpu]\nnvidia_smi_timeout = \"10s\"\n",
+            "gpu.nvidia_smi_timeout",
+            "at most 5s",
+        ),
+        (
+            "[ollama]\ntimeout = \"3s\"\n",
+            "ollama.timeout",
+            "at most 2s",
+        ),
+        (
+            "[ollama]\nurl = \"https://gpu-box:11434\"\n",
+            "ollama.url",
+            "http://",
+        ),
+        (
+            "[ollama]\nurl = \"http://:11434\"\n",
+            "ollama.url",
+            "no host",
+        ),
+        (
             "[log]\nlevel = \"info,=[\"\n",
             "log.level",
             "not a log filter",

@@ -9,9 +9,12 @@ use crate::host::ReadError;
 use crate::snapshot::Snapshot;
 
 pub mod cpu;
+pub mod gpu;
+pub mod http_get;
 pub mod macos;
 pub mod memory;
 pub mod net_tcp;
+pub mod ollama;
 pub mod process;
 pub mod service;
 
@@ -76,12 +79,17 @@ impl ParseError {
 /// them primes baselines (CPU times) for the first sample.
 pub fn build(cfg: &crate::config::Config) -> Vec<Box<dyn Source>> {
     let paths = cfg.host_paths();
-    #[allow(unused_mut)]
     let mut sources: Vec<Box<dyn Source>> = vec![
         Box::new(cpu::CpuSource::new(paths.clone())),
-        Box::new(memory::MemorySource::new(paths)),
+        Box::new(memory::MemorySource::new(paths.clone())),
         Box::new(service::ServiceSource::new(cfg)),
     ];
+    if cfg.gpu.enabled {
+        sources.push(Box::new(gpu::GpuSource::new(&cfg.gpu, paths)));
+    }
+    if cfg.ollama.enabled {
+        sources.push(Box::new(ollama::OllamaSource::new(&cfg.ollama)));
+    }
     #[cfg(target_os = "macos")]
     sources.extend(macos::sources(cfg));
     sources

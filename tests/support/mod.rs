@@ -4,4 +4,6 @@
 #![allow(dead_code)] // each test file uses a different part
 
 pub mod agent;
+pub mod fake_nvml;
+pub mod fake_ollama;
 pub mod otlp_receiver;

@@ -1,0 +1,340 @@
+//! GPUs, as one source named `gpu` that asks its backends in order and
+//! keeps the first that answers: NVML → nvidia-smi → amdgpu sysfs →
+//! nothing (the source is down and every GPU metric is absent). Which
+//! backend answered is in [`GpuStats::backend`] and in the debug log.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use crate::config::GpuConfig;
+use crate::host::HostPaths;
+use crate::snapshot::Snapshot;
+use crate::sources::{Source, SourceError};
+
+pub mod amdgpu;
+pub mod nvml;
+pub mod smi;
+
+/// One GPU as one backend saw it. A value the backend could not read is
+/// `None`, never 0.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GpuDevice {
+    /// Enumeration order of the backend (NVML / nvidia-smi index, amdgpu
+    /// card order).
+    pub index: u32,
+    pub name: String,
+    /// `nvidia`, `amd`, `apple`.
+    pub vendor: &'static str,
+    pub uuid: Option<String>,
+    /// Sysfs form: 4-hex-digit domain, lower-case (`0000:01:00.0`).
+    pub pci_bus_id: Option<String>,
+    pub vram_used_bytes: Option<u64>,
+    pub vram_total_bytes: Option<u64>,
+    pub utilization_percent: Option<f64>,
+    pub temperature_celsius: Option<f64>,
+    pub power_watts: Option<f64>,
+    /// The driver's cumulative energy counter in millijoules (NVML,
+    /// Volta and newer), counted from driver load, not from agent start.
+    pub energy_counter_mj: Option<u64>,
+}
+
+/// GPU memory held by one process on one GPU (NVML running processes,
+/// nvidia-smi `--query-compute-apps`). PIDs are host PIDs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GpuProcess {
+    pub pid: u32,
+    pub gpu_index: u32,
+    pub used_bytes: u64,
+}
+
+/// What one backend read in one cycle.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GpuReading {
+    pub devices: Vec<GpuDevice>,
+    pub processes: Vec<GpuProcess>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GpuStats {
+    /// The backend that answered: `nvml`, `nvidia-smi`, `amdgpu`.
+    pub backend: &'static str,
+    pub devices: Vec<GpuDevice>,
+    /// Per-process GPU memory, for mapping to services (service.vram_mb).
+    pub processes: Vec<GpuProcess>,
+    /// Energy of all GPUs since the agent started, in joules; `None` when
+    /// no device gives an energy counter or a power reading.
+    pub energy_joules: Option<f64>,
+}
+
+/// One way of reading the GPUs. `Err` says why it could not (no driver,
+/// no device, a timeout): the next backend is asked.
+pub trait Backend: Send {
+    fn name(&self) -> &'static str;
+    fn read(&mut self) -> Result<GpuReading, String>;
+}
+
+pub struct GpuSource {
+    backends: Vec<Box<dyn Backend>>,
+    last_backend: Option<&'static str>,
+    /// Why no backend answered last time, to log a change once.
+    last_failure: String,
+    energy: EnergyAccumulator,
+}
+
+impl GpuSource {
+    pub fn new(cfg: &GpuConfig, paths: HostPaths) -> Self {
+        GpuSource::with_backends(vec![
+            Box::new(nvml::NvmlBackend::new(cfg.nvml_library.clone())),
+            Box::new(smi::SmiBackend::new(
+                cfg.nvidia_smi.clone(),
+                cfg.nvidia_smi_timeout.0,
+            )),
+            Box::new(amdgpu::AmdgpuBackend::new(paths)),
+        ])
+    }
+
+    pub fn with_backends(backends: Vec<Box<dyn Backend>>) -> Self {
+        GpuSource {
+            backends,
+            last_backend: None,
+            last_failure: String::new(),
+            energy: EnergyAccumulator::default(),
+        }
+    }
+}
+
+impl Source for GpuSource {
+    fn name(&self) -> &'static str {
+        "gpu"
+    }
+
+    fn sample(&mut self, snap: &mut Snapshot) -> Result<(), SourceError> {
+        let mut why = Vec::new();
+        for b in &mut self.backends {
+            let name = b.name();
+            match b.read() {
+                Ok(r) if !r.devices.is_empty() => {
+                    if self.last_backend != Some(name) {
+                        tracing::debug!(
+                            backend = name,
+                            devices = r.devices.len(),
+                            "GPU backend answered"
+                        );
+                        self.last_backend = Some(name);
+                    }
+                    let energy_joules = self.energy.add(&r.devices, Instant::now());
+                    snap.gpu = Some(GpuStats {
+                        backend: name,
+                        devices: r.devices,
+                        processes: r.processes,
+                        energy_joules,
+                    });
+                    return Ok(());
+                }
+                Ok(_) => why.push(format!("{name}: no GPU")),
+                Err(e) => why.push(format!("{name}: {e}")),
+            }
+        }
+        let why = why.join("; ");
+        if self.last_backend.take().is_some() || self.last_failure != why {
+            tracing::debug!("no GPU backend answered: {why}");
+            self.last_failure = why;
+        }
+        // The reasons stay at debug level: a host without a GPU (or with
+        // another vendor's) must not log NVML's absence above it.
+        let tried: Vec<&str> = self.backends.iter().map(|b| b.name()).collect();
+        Err(SourceError::Unavailable(format!(
+            "no GPU found (tried {})",
+            tried.join(", ")
+        )))
+    }
+}
+
+/// Sums GPU energy since the agent started over every device: deltas of
+/// the driver's counter where there is one, else the mean power of two
+/// consecutive readings times the time between them. A device seen for
+/// the first time, or again after a gap, adds nothing; a counter that went
+/// backwards (driver reload) adds nothing for that interval.
+#[derive(Debug, Default)]
+pub struct EnergyAccumulator {
+    total_joules: f64,
+    last: HashMap<String, (Instant, Option<u64>, Option<f64>)>,
+}
+
+impl EnergyAccumulator {
+    pub fn add(&mut self, devices: &[GpuDevice], now: Instant) -> Option<f64> {
+        let mut measurable = false;
+        let mut seen = HashMap::with_capacity(devices.len());
+        for d in devices {
+            if d.energy_counter_mj.is_none() && d.power_watts.is_none() {
+                continue;
+            }
+            measurable = true;
+            let key = device_key(d);
+            if let Some((t0, c0, p0)) = self.last.get(&key) {
+                let joules = match (c0, d.energy_counter_mj) {
+                    (Some(c0), Some(c1)) => {
+                        c1.checked_sub(*c0).map_or(0.0, |mj| mj as f64 / 1000.0)
+                    }
+                    _ => match (p0, d.power_watts) {
+                        (Some(p0), Some(p1)) => {
+                            (p0 + p1) / 2.0 * now.duration_since(*t0).as_secs_f64()
+                        }
+                        _ => 0.0,
+                    },
+                };
+                if joules.is_finite() && joules > 0.0 {
+                    self.total_joules += joules;
+                }
+            }
+            seen.insert(key, (now, d.energy_counter_mj, d.power_watts));
+        }
+        self.last = seen;
+        measurable.then_some(self.total_joules)
+    }
+}
+
+fn device_key(d: &GpuDevice) -> String {
+    d.uuid
+        .clone()
+        .or_else(|| d.pci_bus_id.clone())
+        .unwrap_or_else(|| format!("{}#{}", d.vendor, d.index))
+}
+
+/// NVML and nvidia-smi write `00000000:18:00.0` (8-hex-digit domain);
+/// sysfs writes `0000:18:00.0`. Both become the sysfs form, lower-case.
+pub fn normalize_pci_bus_id(id: &str) -> Option<String> {
+    let id = id.trim();
+    let (domain, rest) = id.split_once(':')?;
+    let domain = u32::from_str_radix(domain, 16).ok()?;
+    let (bus, devfn) = rest.split_once(':')?;
+    let (dev, func) = devfn.split_once('.')?;
+    let hex = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if !(hex(bus) && hex(dev) && hex(func)) {
+        return None;
+    }
+    Some(format!("{domain:04x}:{}:{}.{}", bus, dev, func).to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn dev(uuid: &str, counter: Option<u64>, power: Option<f64>) -> GpuDevice {
+        GpuDevice {
+            uuid: Some(uuid.into()),
+            energy_counter_mj: counter,
+            power_watts: power,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn energy_counts_deltas_and_never_goes_backwards() {
+        let t0 = Instant::now();
+        let s = |n: u64| t0 + Duration::from_secs(n);
+        let mut acc = EnergyAccumulator::default();
+        // First sight: nothing yet, but the domain is measurable.
+        assert_eq!(
+            acc.add(&[dev("a", Some(10_000), Some(50.0))], s(0)),
+            Some(0.0)
+        );
+        // +2500 mJ on a; b appears with power only.
+        assert_eq!(
+            acc.add(
+                &[
+                    dev("a", Some(12_500), Some(50.0)),
+                    dev("b", None, Some(100.0))
+                ],
+                s(1)
+            ),
+            Some(2.5)
+        );
+        // a's counter reset (driver reload): adds nothing; b: mean(100, 200) W × 2 s.
+        assert_eq!(
+            acc.add(
+                &[dev("a", Some(100), None), dev("b", None, Some(200.0))],
+                s(3)
+            ),
+            Some(2.5 + 300.0)
+        );
+        // b missing for a cycle, then back: the gap adds nothing.
+        assert_eq!(acc.add(&[dev("a", Some(1_100), None)], s(4)), Some(303.5));
+        assert_eq!(
+            acc.add(
+                &[dev("a", Some(1_100), None), dev("b", None, Some(10.0))],
+                s(100)
+            ),
+            Some(303.5)
+        );
+        // Nothing measurable: absent, and the total is kept for later.
+        assert_eq!(acc.add(&[dev("a", None, None)], s(101)), None);
+        assert_eq!(acc.add(&[dev("a", Some(5_000), None)], s(102)), Some(303.5));
+    }
+
+    #[test]
+    fn pci_bus_ids_take_the_sysfs_form() {
+        assert_eq!(
+            normalize_pci_bus_id("00000000:18:00.0").as_deref(),
+            Some("0000:18:00.0")
+        );
+        assert_eq!(
+            normalize_pci_bus_id("00000001:AF:1F.7").as_deref(),
+            Some("0001:af:1f.7")
+        );
+        assert_eq!(
+            normalize_pci_bus_id("0000:03:00.0").as_deref(),
+            Some("0000:03:00.0")
+        );
+        for bad in ["", "[N/A]", "0000:03", "zz:03:00.0", "0000:03:00."] {
+            assert_eq!(normalize_pci_bus_id(bad), None, "{bad}");
+        }
+    }
+
+    struct Fixed(&'static str, Result<GpuReading, String>);
+    impl Backend for Fixed {
+        fn name(&self) -> &'static str {
+            self.0
+        }
+        fn read(&mut self) -> Result<GpuReading, String> {
+            self.1.clone()
+        }
+    }
+
+    #[test]
+    fn first_backend_with_a_device_wins() {
+        let one = GpuReading {
+            devices: vec![GpuDevice {
+                name: "x".into(),
+                vendor: "amd",
+                ..Default::default()
+            }],
+            processes: vec![],
+        };
+        let mut src = GpuSource::with_backends(vec![
+            Box::new(Fixed("nvml", Err("no driver".into()))),
+            Box::new(Fixed("nvidia-smi", Ok(GpuReading::default()))),
+            Box::new(Fixed("amdgpu", Ok(one.clone()))),
+        ]);
+        let mut snap = Snapshot::default();
+        src.sample(&mut snap).unwrap();
+        let g = snap.gpu.unwrap();
+        assert_eq!(g.backend, "amdgpu");
+        assert_eq!(g.devices, one.devices);
+        assert_eq!(g.energy_joules, None);
+
+        let mut none = GpuSource::with_backends(vec![
+            Box::new(Fixed("nvml", Err("no driver".into()))),
+            Box::new(Fixed("nvidia-smi", Ok(GpuReading::default()))),
+        ]);
+        let mut snap = Snapshot::default();
+        assert_eq!(
+            none.sample(&mut snap),
+            Err(SourceError::Unavailable(
+                "no GPU found (tried nvml, nvidia-smi)".into()
+            ))
+        );
+        assert!(snap.gpu.is_none());
+    }
+}

@@ -1,0 +1,304 @@
+//! `nvidia-smi` CSV queries, the fallback when NVML cannot be loaded (a
+//! static build, a library path the loader does not see). Each call costs
+//! tens of milliseconds of CPU, and a sick driver can make it hang: the
+//! child is killed and reaped after a timeout.
+//!
+//! Output format: `--format=csv,noheader,nounits`, one line per GPU, fields
+//! separated by ", ". Unreadable values are `[N/A]`, `[Not Supported]` or
+//! `N/A`, which `nounits` leaves in place (see FORMATS.md §10).
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use super::{Backend, GpuDevice, GpuProcess, GpuReading, normalize_pci_bus_id};
+
+const MIB: u64 = 1024 * 1024;
+
+pub const QUERY_GPU: &str = "--query-gpu=index,name,uuid,pci.bus_id,memory.used,memory.total,utilization.gpu,temperature.gpu,power.draw";
+pub const QUERY_APPS: &str = "--query-compute-apps=gpu_uuid,pid,used_memory";
+const FORMAT: &str = "--format=csv,noheader,nounits";
+
+/// A value nvidia-smi could not read.
+fn field(s: &str) -> Option<&str> {
+    let s = s.trim();
+    match s {
+        "" | "[N/A]" | "N/A" | "[Not Supported]" | "[Unknown Error]" => None,
+        _ if s.starts_with("[") && s.ends_with(']') => None,
+        _ => Some(s),
+    }
+}
+
+fn number(s: &str) -> Option<f64> {
+    field(s)?.parse::<f64>().ok().filter(|v| v.is_finite())
+}
+
+fn mib_bytes(s: &str) -> Option<u64> {
+    let v = number(s)?;
+    (v >= 0.0).then_some((v * MIB as f64) as u64)
+}
+
+/// Parses the output of [`QUERY_GPU`]. Lines whose first field is not an
+/// index (`No devices were found`, `WARNING: …`, driver errors) are skipped.
+pub fn parse_query_gpu(text: &str) -> Vec<GpuDevice> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        // A name could hold a comma: the first field and the last seven are
+        // fixed, the name is what lies between.
+        if fields.len() < 9 {
+            continue;
+        }
+        let Ok(index) = fields[0].parse::<u32>() else {
+            continue;
+        };
+        let tail = &fields[fields.len() - 7..];
+        let name = fields[1..fields.len() - 7].join(", ");
+        out.push(GpuDevice {
+            index,
+            name: field(&name).unwrap_or("NVIDIA GPU").to_owned(),
+            vendor: "nvidia",
+            uuid: field(tail[0]).map(str::to_owned),
+            pci_bus_id: field(tail[1]).and_then(normalize_pci_bus_id),
+            vram_used_bytes: mib_bytes(tail[2]),
+            vram_total_bytes: mib_bytes(tail[3]),
+            utilization_percent: number(tail[4]).filter(|v| (0.0..=100.0).contains(v)),
+            temperature_celsius: number(tail[5]),
+            power_watts: number(tail[6]).filter(|v| *v >= 0.0),
+            energy_counter_mj: None,
+        });
+    }
+    out
+}
+
+/// Parses the output of [`QUERY_APPS`] into (GPU UUID, pid, bytes); a
+/// process whose memory is `[N/A]` (WDDM, some vGPUs) is left out.
+pub fn parse_query_compute_apps(text: &str) -> Vec<(String, u32, u64)> {
+    text.lines()
+        .filter_map(|line| {
+            let mut f = line.split(',').map(str::trim);
+            let uuid = field(f.next()?)?.to_owned();
+            let pid = f.next()?.parse::<u32>().ok()?;
+            let bytes = mib_bytes(f.next()?)?;
+            Some((uuid, pid, bytes))
+        })
+        .collect()
+}
+
+pub struct SmiBackend {
+    program: PathBuf,
+    timeout: Duration,
+    /// Set when the program does not exist: a host without it is not
+    /// asked again (no fork per cycle), like NVML's single load.
+    missing: Option<String>,
+}
+
+impl SmiBackend {
+    pub fn new(program: PathBuf, timeout: Duration) -> Self {
+        SmiBackend {
+            program,
+            timeout,
+            missing: None,
+        }
+    }
+}
+
+impl Backend for SmiBackend {
+    fn name(&self) -> &'static str {
+        "nvidia-smi"
+    }
+
+    fn read(&mut self) -> Result<GpuReading, String> {
+        if let Some(why) = &self.missing {
+            return Err(why.clone());
+        }
+        let text = run(&self.program, &[QUERY_GPU, FORMAT], self.timeout).inspect_err(|e| {
+            if e.starts_with(NOT_FOUND) {
+                self.missing = Some(e.clone());
+            }
+        })?;
+        let devices = parse_query_gpu(&text);
+        if devices.is_empty() {
+            let first = text.lines().next().unwrap_or("").trim();
+            return Err(format!("no GPU listed ({first:?})"));
+        }
+        // Per-process memory is a bonus: without it the devices still count.
+        let processes = run(&self.program, &[QUERY_APPS, FORMAT], self.timeout)
+            .map(|t| {
+                parse_query_compute_apps(&t)
+                    .into_iter()
+                    .filter_map(|(uuid, pid, used_bytes)| {
+                        let d = devices.iter().find(|d| d.uuid.as_deref() == Some(&uuid))?;
+                        Some(GpuProcess {
+                            pid,
+                            gpu_index: d.index,
+                            used_bytes,
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(GpuReading { devices, processes })
+    }
+}
+
+const NOT_FOUND: &str = "not found: ";
+
+/// Runs `program args` and returns its stdout when it exits 0 within
+/// `timeout`; otherwise it is killed and reaped, and the reason returned.
+pub fn run(program: &PathBuf, args: &[&str], timeout: Duration) -> Result<String, String> {
+    let deadline = Instant::now() + timeout;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| {
+            let not_found = if e.kind() == std::io::ErrorKind::NotFound {
+                NOT_FOUND
+            } else {
+                ""
+            };
+            format!("{not_found}cannot run {}: {e}", program.display())
+        })?;
+    let Some(mut stdout) = child.stdout.take() else {
+        kill(&mut child);
+        return Err("no stdout pipe".into());
+    };
+    // The pipe is drained on a helper thread so a large output cannot block
+    // the child while this thread waits with a deadline.
+    let (tx, rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("nvidia-smi-out".into())
+        .spawn(move || {
+            let mut buf = Vec::new();
+            let r = stdout.by_ref().take(1 << 20).read_to_end(&mut buf);
+            let _ = tx.send(r.map(|_| buf));
+        })
+        .map_err(|e| {
+            kill(&mut child);
+            format!("cannot start a reader thread: {e}")
+        })?;
+    let left = deadline.saturating_duration_since(Instant::now());
+    let out = match rx.recv_timeout(left) {
+        Ok(Ok(buf)) => buf,
+        Ok(Err(e)) => {
+            kill(&mut child);
+            return Err(format!("reading its output: {e}"));
+        }
+        Err(_) => {
+            kill(&mut child);
+            return Err(format!("timed out after {timeout:?}; killed"));
+        }
+    };
+    // stdout is closed: the child is exiting. Give it until the deadline.
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Ok(None) => {
+                kill(&mut child);
+                return Err(format!("timed out after {timeout:?}; killed"));
+            }
+            Err(e) => {
+                kill(&mut child);
+                return Err(format!("wait: {e}"));
+            }
+        }
+    };
+    let text = String::from_utf8_lossy(&out).into_owned();
+    if !status.success() {
+        let first = text.lines().next().unwrap_or("").trim();
+        return Err(format!("exited with {status} ({first:?})"));
+    }
+    Ok(text)
+}
+
+/// SIGKILL and reap, so no zombie is left behind.
+fn kill(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_gpus_one_without_power() {
+        let text = "0, NVIDIA H100 80GB HBM3, GPU-1c5e4b2a-9f3d-7e61-0a2b-3c4d5e6f7a8b, 00000000:18:00.0, 0, 81559, 0, 31, 69.57\n\
+                    1, NVIDIA GeForce GTX 1050 Ti, GPU-10fb0fbd-2696-43f3-467f-d280d906a107, 00000000:01:00.0, 752, 4096, 19, 44, [N/A]\n";
+        let d = parse_query_gpu(text);
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[0].name, "NVIDIA H100 80GB HBM3");
+        assert_eq!(d[0].pci_bus_id.as_deref(), Some("0000:18:00.0"));
+        assert_eq!(d[0].vram_used_bytes, Some(0));
+        assert_eq!(d[0].vram_total_bytes, Some(81559 * MIB));
+        assert_eq!(d[0].utilization_percent, Some(0.0));
+        assert_eq!(d[0].power_watts, Some(69.57));
+        assert_eq!(d[1].index, 1);
+        assert_eq!(d[1].vram_used_bytes, Some(752 * MIB));
+        assert_eq!(d[1].temperature_celsius, Some(44.0));
+        assert_eq!(d[1].power_watts, None, "[N/A] is absent, not 0");
+    }
+
+    #[test]
+    fn every_unavailable_spelling_is_absent() {
+        let text = "0, NVIDIA GB10, GPU-aaaa, 0000000F:01:00.0, [N/A], [Not Supported], N/A, , [Unknown Error]\n";
+        let d = &parse_query_gpu(text)[0];
+        assert_eq!(d.pci_bus_id.as_deref(), Some("000f:01:00.0"));
+        assert_eq!(
+            (
+                d.vram_used_bytes,
+                d.vram_total_bytes,
+                d.utilization_percent,
+                d.temperature_celsius,
+                d.power_watts
+            ),
+            (None, None, None, None, None)
+        );
+    }
+
+    #[test]
+    fn non_data_lines_are_skipped() {
+        for text in [
+            "No devices were found\n",
+            "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. Make sure that the latest NVIDIA driver is installed and running.\n",
+            "Unable to determine the device handle for GPU0000:01:00.0: GPU has fallen off the bus.\n",
+            "Field \"xyz\" is not a valid field to query.\n",
+            "",
+        ] {
+            assert!(parse_query_gpu(text).is_empty(), "{text}");
+        }
+        let mixed = "WARNING: infoROM is corrupted at gpu 0000:01:00.0\n0, Quadro RTX 6000, GPU-x, 00000000:01:00.0, 1, 2, 3, 4, 5.5\n";
+        assert_eq!(parse_query_gpu(mixed).len(), 1);
+    }
+
+    #[test]
+    fn a_name_with_a_comma_keeps_the_columns_in_place() {
+        let d =
+            &parse_query_gpu("3, Tesla, the one, GPU-x, 00000000:02:00.0, 10, 20, 30, 40, 50.5\n")
+                [0];
+        assert_eq!((d.index, d.name.as_str()), (3, "Tesla, the one"));
+        assert_eq!(d.vram_total_bytes, Some(20 * MIB));
+        assert_eq!(d.power_watts, Some(50.5));
+    }
+
+    #[test]
+    fn compute_apps() {
+        let text = "GPU-a, 4242, 1024\nGPU-b, 17, [N/A]\nGPU-a, 99, 3\n";
+        assert_eq!(
+            parse_query_compute_apps(text),
+            vec![
+                ("GPU-a".into(), 4242, 1024 * MIB),
+                ("GPU-a".into(), 99, 3 * MIB)
+            ]
+        );
+        assert!(parse_query_compute_apps("").is_empty());
+    }
+}
