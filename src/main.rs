@@ -79,8 +79,13 @@ enum Command {
     /// Validate the configuration and print the effective value of every key with where it came
     /// from. Exit code 2 when it is invalid.
     CheckConfig,
-    /// List the services the agent watches and how each is matched.
-    Services,
+    /// Match the configured services now and explain each: its matchers, the processes found
+    /// (pids, CPU, RSS), or why nothing matched (e.g. nothing listens on its port).
+    Services {
+        /// Time between the two samples that CPU percentages cover.
+        #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
+        window: Duration,
+    },
 }
 
 impl Cli {
@@ -141,7 +146,7 @@ fn main() -> ExitCode {
                 loaded.render()
             ))
         }
-        Command::Services => emit(&services_table(&loaded)),
+        Command::Services { window } => emit(&services_table(&loaded, window)),
         Command::Snapshot { json, window } => {
             init_logging(&loaded);
             snapshot(&loaded, json, window)
@@ -197,30 +202,71 @@ fn resource_attributes(loaded: &Loaded) -> Vec<(String, String)> {
     telemetry::resource_attributes(&loaded.config, &host, std::env::var("K8S_NODE_NAME").ok())
 }
 
-fn services_table(loaded: &Loaded) -> String {
-    let mut out = format!(
-        "{:<12} {:<20} {:<14} {:<20} pid_file\n",
-        "service", "process", "ports", "cmdline"
-    );
-    for s in loaded.config.effective_services() {
-        let ports: Vec<String> = s.port.iter().chain(&s.ports).map(u16::to_string).collect();
-        out.push_str(&format!(
-            "{:<12} {:<20} {:<14} {:<20} {}\n",
-            s.name,
-            or_dash(s.process.join(",")),
-            or_dash(ports.join(",")),
-            or_dash(s.cmdline.clone().unwrap_or_default()),
-            s.pid_file
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|| "-".into())
-        ));
+/// Matches the services now and explains each: its matchers, the
+/// processes found and what they use, or why nothing matched.
+fn services_table(loaded: &Loaded, window: Duration) -> String {
+    use unamentis_agent::sources::Source;
+    use unamentis_agent::sources::service::ServiceSource;
+    let mut source = ServiceSource::new(&loaded.config);
+    std::thread::sleep(window);
+    let mut snap = unamentis_agent::snapshot::Snapshot::default();
+    if let Err(e) = source.sample(&mut snap) {
+        return format!("cannot list processes: {e}\n");
     }
-    out.push_str("\n(process discovery and per-service metrics are not implemented yet)\n");
+    let samples = snap.services.map(|s| s.services).unwrap_or_default();
+    let mut out = String::new();
+    for (cfg, s) in loaded.config.effective_services().iter().zip(&samples) {
+        let mut how = Vec::new();
+        if !cfg.process.is_empty() {
+            how.push(format!("process {}", cfg.process.join("|")));
+        }
+        if let Some(re) = &cfg.cmdline {
+            how.push(format!("cmdline /{re}/"));
+        }
+        let ports: Vec<String> = cfg
+            .port
+            .iter()
+            .chain(&cfg.ports)
+            .map(u16::to_string)
+            .collect();
+        if !ports.is_empty() {
+            how.push(format!("listening on {}", ports.join("|")));
+        }
+        if let Some(f) = &cfg.pid_file {
+            how.push(format!("pid in {}", f.display()));
+        }
+        out.push_str(&format!("{}: {}\n", s.name, how.join(" and ")));
+        if s.up() {
+            let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+            let pids: Vec<String> = s.pids.iter().map(u32::to_string).collect();
+            out.push_str(&format!("  up: matched {}\n", s.matched.join(", ")));
+            out.push_str(&format!(
+                "  processes: {} ({})\n",
+                s.pids.len(),
+                pids.join(" ")
+            ));
+            out.push_str(&format!(
+                "  cpu: {}  rss: {}  threads: {}  open files: {}\n",
+                s.cpu_percent.map_or("-".into(), |c| format!("{c:.1} %")),
+                s.rss_bytes
+                    .map_or("-".into(), |b| format!("{:.1} MiB", mib(b))),
+                s.threads.map_or("-".into(), |t| t.to_string()),
+                s.open_files
+                    .map_or("- (not readable)".into(), |n| n.to_string()),
+            ));
+        } else {
+            let why = s
+                .note
+                .clone()
+                .unwrap_or_else(|| "no process matched".into());
+            out.push_str(&format!("  down: {why}\n"));
+        }
+    }
+    out.push_str(
+        "\nAll matchers of a service must hold; a service is its matching processes and all their \
+         descendants; a process two services match belongs to the first.\n",
+    );
     out
-}
-
-fn or_dash(s: String) -> String {
-    if s.is_empty() { "-".into() } else { s }
 }
 
 fn snapshot(loaded: &Loaded, json: bool, window: Duration) -> ExitCode {

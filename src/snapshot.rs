@@ -95,7 +95,8 @@ impl Snapshot {
             memory_points(mem, &mut out);
         }
         if let Some(svc) = &self.services {
-            service_points(svc, &mut out);
+            let gpu = self.gpu.as_ref().filter(|g| g.lists_processes());
+            service_points(svc, gpu, &mut out);
             other_points(self, svc, &mut out);
         }
         if let Some(m) = &self.macos {
@@ -153,7 +154,7 @@ fn memory_points(mem: &MemoryStats, out: &mut Vec<Point>) {
 /// The pseudo-service that makes the services add up to the host.
 pub const OTHER: &str = "other";
 
-fn service_points(svc: &ServicesSample, out: &mut Vec<Point>) {
+fn service_points(svc: &ServicesSample, gpu: Option<&GpuStats>, out: &mut Vec<Point>) {
     for s in &svc.services {
         let name = s.name.as_str();
         let up = if s.up() { 1.0 } else { 0.0 };
@@ -174,6 +175,10 @@ fn service_points(svc: &ServicesSample, out: &mut Vec<Point>) {
                 &semconv::SERVICE_MEMORY_GROWTH_MB_PER_HOUR,
                 s.growth_mib_per_hour,
             ),
+            (
+                &semconv::SERVICE_VRAM_MB,
+                gpu.map(|g| service_vram_mib(g, &s.pids)),
+            ),
         ];
         for (metric, v) in values {
             if let Some(v) = v {
@@ -190,6 +195,17 @@ fn service_points(svc: &ServicesSample, out: &mut Vec<Point>) {
         out.push(point(&semconv::PROCESS_CPU_PERCENT, p.cpu_percent));
         out.push(point(&semconv::PROCESS_MEMORY_MB, p.rss_bytes as f64 / MIB));
     }
+}
+
+/// GPU memory of a service's processes, from the GPU source's process list.
+fn service_vram_mib(gpu: &GpuStats, pids: &[u32]) -> f64 {
+    let bytes: u64 = gpu
+        .processes
+        .iter()
+        .filter(|p| pids.contains(&p.pid))
+        .map(|p| p.used_bytes)
+        .sum();
+    bytes as f64 / MIB
 }
 
 /// `other` = the host's busy CPU (in % of one core) and used memory minus
@@ -648,5 +664,68 @@ mod tests {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod service_vram_tests {
+    use super::*;
+    use crate::sources::gpu::GpuProcess;
+    use crate::sources::service::ServiceSample;
+
+    fn vram_points(backend: &'static str) -> Vec<(String, f64)> {
+        let svc = |name: &str, pids: Vec<u32>| ServiceSample {
+            name: name.into(),
+            pids,
+            ..Default::default()
+        };
+        let snap = Snapshot {
+            services: Some(ServicesSample {
+                services: vec![svc("ollama", vec![10, 11]), svc("piper", vec![20])],
+                top: vec![],
+            }),
+            gpu: Some(GpuStats {
+                backend,
+                devices: vec![],
+                processes: vec![
+                    // One process on two GPUs, and one no service owns.
+                    GpuProcess {
+                        pid: 11,
+                        gpu_index: 0,
+                        used_bytes: 512 << 20,
+                    },
+                    GpuProcess {
+                        pid: 11,
+                        gpu_index: 1,
+                        used_bytes: 256 << 20,
+                    },
+                    GpuProcess {
+                        pid: 99,
+                        gpu_index: 0,
+                        used_bytes: 1 << 30,
+                    },
+                ],
+                energy_joules: None,
+            }),
+            ..Default::default()
+        };
+        snap.points()
+            .into_iter()
+            .filter(|p| std::ptr::eq(p.metric, &semconv::SERVICE_VRAM_MB))
+            .map(|p| (p.attrs[0].1.to_string(), p.value))
+            .collect()
+    }
+
+    #[test]
+    fn service_vram_sums_the_gpu_process_list() {
+        assert_eq!(
+            vram_points("nvml"),
+            vec![("ollama".to_owned(), 768.0), ("piper".to_owned(), 0.0)]
+        );
+    }
+
+    #[test]
+    fn no_service_vram_without_a_process_list() {
+        assert!(vram_points("amdgpu").is_empty());
     }
 }

@@ -66,6 +66,15 @@ pub struct GpuStats {
     pub energy_joules: Option<f64>,
 }
 
+impl GpuStats {
+    /// Whether the backend lists per-process GPU memory (NVIDIA does;
+    /// amdgpu sysfs does not), so that a process absent from the list
+    /// truly uses none.
+    pub fn lists_processes(&self) -> bool {
+        matches!(self.backend, "nvml" | "nvidia-smi")
+    }
+}
+
 /// One way of reading the GPUs. `Err` says why it could not (no driver,
 /// no device, a timeout): the next backend is asked.
 pub trait Backend: Send {

@@ -257,7 +257,17 @@ impl ServiceSource {
             .filter(|p| self.listening.contains_key(p))
             .collect();
         if m.ports.is_empty() {
-            None
+            let mut what = vec![];
+            if !m.process.is_empty() {
+                what.push(format!("named {}", m.process.join("|")));
+            }
+            if let Some(re) = &m.cmdline {
+                what.push(format!("with a command line matching /{re}/"));
+            }
+            if let Some(f) = &m.pid_file {
+                what.push(format!("with the pid in {}", f.display()));
+            }
+            Some(format!("no process {}", what.join(" ")))
         } else if listening.is_empty() {
             Some(format!("nothing listens on port {}", join(&m.ports)))
         } else if listening
