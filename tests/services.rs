@@ -373,3 +373,122 @@ fn a_process_two_services_match_goes_to_the_first() {
     assert_eq!(svcs[0].pids, vec![b.0.id()]);
     assert!(svcs[1].pids.is_empty());
 }
+
+/// The burner through the real binary and OTLP: each export's
+/// service.cpu_percent against the burner's own ticks between the arrivals
+/// of that export and the one before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn burner_through_the_binary_and_otlp() {
+    use support::otlp_receiver::{Receiver, find_value};
+    let tag = tag();
+    let (b, _) = spawn_role("burner", &tag);
+    let b = Proc(b);
+    let pid = b.0.id();
+    let cfg = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        cfg.path(),
+        format!(
+            "default_services = false\n[[service]]\nname = \"burner\"\ncmdline = \"{}\"\n",
+            regex_escape(&tag)
+        ),
+    )
+    .unwrap();
+    let rx = Receiver::grpc().await;
+    let mut agent = support::agent::Agent::spawn(
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &rx.endpoint()),
+            ("UNAMENTIS_AGENT_INTERVAL", "2s"),
+        ],
+        &["--config", &cfg.path().display().to_string(), "run"],
+    );
+    let limit = Duration::from_secs(30);
+    // Ground truth at each arrival: the early export, then two periodic ones.
+    let mut marks = Vec::new();
+    for n in 1..=3 {
+        let got = rx.wait_for(n, limit).await;
+        marks.push((got[n - 1].at, ticks(pid)));
+    }
+    let got = rx.received();
+    for n in 1..3 {
+        let (t0, g0) = marks[n - 1];
+        let (t1, g1) = marks[n];
+        let want = truth(g0, g1, t1 - t0);
+        let value = find_value(
+            &got[n],
+            "unamentis.server.service.cpu_percent",
+            Some(("unamentis.service", "burner")),
+        )
+        .expect("service.cpu_percent for the burner");
+        assert!(
+            (value - want).abs() <= 5.0,
+            "export {n}: agent {value:.1} % vs the burner's own {want:.1} %"
+        );
+    }
+    let last = &got[2];
+    assert_eq!(
+        find_value(
+            last,
+            "unamentis.server.service.up",
+            Some(("unamentis.service", "burner"))
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        find_value(
+            last,
+            "unamentis.server.service.processes",
+            Some(("unamentis.service", "burner"))
+        ),
+        Some(1.0)
+    );
+    assert!(
+        find_value(
+            last,
+            "unamentis.server.service.memory_mb",
+            Some(("unamentis.service", "burner"))
+        )
+        .unwrap()
+            > 0.0
+    );
+    assert!(
+        find_value(
+            last,
+            "unamentis.server.service.cpu_percent",
+            Some(("unamentis.service", "other"))
+        )
+        .is_some()
+    );
+    agent.signal("TERM");
+    assert!(agent.wait(limit).success(), "{}", agent.log_text());
+}
+
+#[test]
+fn services_command_explains_matches() {
+    let tag = tag();
+    let (b, _) = spawn_role("burner", &tag);
+    let b = Proc(b);
+    let cfg = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        cfg.path(),
+        format!(
+            "default_services = false\n[[service]]\nname = \"burner\"\ncmdline = \"{}\"\n[[service]]\nname = \"ghost\"\nprocess = \"no-such-process\"\n",
+            regex_escape(&tag)
+        ),
+    )
+    .unwrap();
+    let out = support::agent::command()
+        .args(["--config", &cfg.path().display().to_string(), "services"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains(&format!("processes: 1 ({})", b.0.id())),
+        "{text}"
+    );
+    assert!(text.contains("ghost: process no-such-process"), "{text}");
+    assert!(
+        text.contains("down: no process named no-such-process"),
+        "{text}"
+    );
+}
