@@ -213,3 +213,76 @@ fn a_missing_host_is_absent_not_zero() {
     );
     assert_eq!(paths.identity(), Default::default());
 }
+
+mod support;
+
+/// The six default services on a synthetic procfs tree (no real process):
+/// trees, port owners through `fd/N -> socket:[inode]`, and the CPU delta
+/// after the test advances a process's ticks.
+#[test]
+fn default_services_on_a_synthetic_host() {
+    use std::time::Instant;
+    use support::synthetic_host::{stat_line, write_host};
+    use unamentis_agent::sources::Source;
+    use unamentis_agent::sources::service::ServiceSource;
+
+    let dir = tempfile::tempdir().unwrap();
+    write_host(dir.path(), 60);
+    let t_pre = Instant::now();
+    let mut src = ServiceSource::new(&Config::for_host(&HostPaths::under(dir.path())));
+    let t0 = Instant::now();
+    // The ollama runner burns 250 ticks; the management child exits.
+    std::fs::write(
+        dir.path().join("proc/101/stat"),
+        stat_line(101, "ollama", 100, 90_250, 900_000),
+    )
+    .unwrap();
+    std::fs::remove_dir_all(dir.path().join("proc/201")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let before = Instant::now();
+    let mut snap = Snapshot::default();
+    src.sample(&mut snap).unwrap();
+    let after = Instant::now();
+    let svcs = snap.services.unwrap().services;
+    let by = |n: &str| svcs.iter().find(|s| s.name == n).unwrap();
+
+    assert_eq!(
+        by("ollama").pids,
+        vec![100, 101],
+        "server and runner, by name"
+    );
+    assert_eq!(
+        by("management").pids,
+        vec![200],
+        "python on 8766; its exited child is gone"
+    );
+    assert_eq!(
+        by("nextjs").pids,
+        vec![301],
+        "next-server holds the 3000 socket"
+    );
+    for down in ["vibevoice", "whisper", "piper"] {
+        assert!(!by(down).up(), "{down}");
+        assert!(
+            by(down)
+                .note
+                .as_deref()
+                .unwrap()
+                .starts_with("nothing listens on port")
+        );
+    }
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64;
+    assert_eq!(by("ollama").rss_bytes, Some((60_000 + 900_000) * page));
+    // 250 ticks over the agent's window, which runs from inside new() to
+    // inside sample(): longer than before − t0, shorter than after − t_pre.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let cpu = by("ollama").cpu_percent.unwrap();
+    let lo = 250.0 / hz / (after - t_pre).as_secs_f64() * 100.0;
+    let hi = 250.0 / hz / (before - t0).as_secs_f64() * 100.0;
+    assert!(cpu >= lo && cpu <= hi, "{cpu} not in [{lo}, {hi}]");
+    assert_eq!(
+        by("management").cpu_percent,
+        Some(0.0),
+        "a vanished child never makes CPU negative"
+    );
+}

@@ -7,3 +7,4 @@ pub mod agent;
 pub mod fake_nvml;
 pub mod fake_ollama;
 pub mod otlp_receiver;
+pub mod synthetic_host;
