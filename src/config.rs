@@ -28,6 +28,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub gpu: GpuConfig,
     pub ollama: OllamaConfig,
+    pub activity: ActivityConfig,
     /// Keep the built-in service catalogue; `[[service]]` entries extend it
     /// and replace a built-in one of the same name. `false`: only the file's.
     pub default_services: bool,
@@ -139,6 +140,22 @@ pub struct OllamaConfig {
     pub timeout: Dur,
 }
 
+/// Activity probes and the idle clock (`src/activity/`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ActivityConfig {
+    /// The stack is idle once nothing was seen for this long.
+    pub idle_after: Dur,
+    /// Accept `POST /v1/activity` on the local server.
+    pub push: bool,
+    /// Count established TCP connections on each service's ports.
+    pub connections: bool,
+    /// Infer inferences from Ollama's `/api/ps` `expires_at`.
+    pub ollama: bool,
+    /// Remote addresses whose connections are not activity (health checks).
+    pub ignore_sources: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConfig {
@@ -217,6 +234,7 @@ impl Default for Config {
             server: ServerConfig::default(),
             gpu: GpuConfig::default(),
             ollama: OllamaConfig::default(),
+            activity: ActivityConfig::default(),
             default_services: true,
             top_processes: 0,
             services: Vec::new(),
@@ -284,6 +302,18 @@ impl Default for OllamaConfig {
             enabled: true,
             url: "http://localhost:11434".into(),
             timeout: Dur(Duration::from_secs(2)),
+        }
+    }
+}
+
+impl Default for ActivityConfig {
+    fn default() -> Self {
+        ActivityConfig {
+            idle_after: Dur(Duration::from_secs(60)),
+            push: true,
+            connections: true,
+            ollama: true,
+            ignore_sources: Vec::new(),
         }
     }
 }
@@ -584,6 +614,26 @@ const KEYS: &[KeySpec] = &[
     KeySpec {
         key: "ollama.timeout",
         env: &[("UNAMENTIS_AGENT_OLLAMA_TIMEOUT", Conv::Str)],
+        flag: None,
+    },
+    KeySpec {
+        key: "activity.idle_after",
+        env: &[("UNAMENTIS_AGENT_ACTIVITY_IDLE_AFTER", Conv::Str)],
+        flag: None,
+    },
+    KeySpec {
+        key: "activity.push",
+        env: &[("UNAMENTIS_AGENT_ACTIVITY_PUSH", Conv::Bool)],
+        flag: None,
+    },
+    KeySpec {
+        key: "activity.connections",
+        env: &[("UNAMENTIS_AGENT_ACTIVITY_CONNECTIONS", Conv::Bool)],
+        flag: None,
+    },
+    KeySpec {
+        key: "activity.ollama",
+        env: &[("UNAMENTIS_AGENT_ACTIVITY_OLLAMA", Conv::Bool)],
         flag: None,
     },
 ];
@@ -1017,6 +1067,21 @@ fn validate(l: &Loaded) -> Result<(), ConfigError> {
     }
     if let Err(reason) = crate::sources::http_get::HttpUrl::parse(&c.ollama.url) {
         return Err(err("ollama.url", reason));
+    }
+    let idle = c.activity.idle_after.0;
+    if idle < Duration::from_secs(1) || idle > Duration::from_secs(7 * 24 * 3600) {
+        return Err(err(
+            "activity.idle_after",
+            format!("{} is outside 1s..7days", humantime::format_duration(idle)),
+        ));
+    }
+    for (i, a) in c.activity.ignore_sources.iter().enumerate() {
+        if a.trim().parse::<std::net::IpAddr>().is_err() {
+            return Err(err(
+                &format!("activity.ignore_sources[{i}]"),
+                format!("{a:?} is not an IP address like 10.0.0.5 or fd00::5"),
+            ));
+        }
     }
     let mut names = std::collections::HashSet::new();
     for (i, s) in c.services.iter().enumerate() {

@@ -1,11 +1,13 @@
 //! unamentis-agent: an OpenTelemetry-native host agent for a local AI server
 //! stack. See README.md and ../shared/DESIGN.md-derived docs in the repo.
 
+pub mod activity;
 pub mod config;
 pub mod host;
 pub mod instruments;
 #[rustfmt::skip]
 pub mod semconv;
+pub mod server;
 pub mod snapshot;
 pub mod sources;
 pub mod telemetry;

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use opentelemetry::metrics::MeterProvider as _;
+use unamentis_agent::activity::{self, Activity};
 use unamentis_agent::config::{self, ConfigError, Flags, Loaded, LogFormat};
+use unamentis_agent::server::{self, point_json};
 use unamentis_agent::snapshot::{CycleSampler, Point, Sampler};
 use unamentis_agent::{instruments, sources, telemetry};
 
@@ -269,8 +271,16 @@ fn services_table(loaded: &Loaded, window: Duration) -> String {
     out
 }
 
+/// Every source, the activity probes and idle accounting last.
+fn all_sources(cfg: &config::Config, activity: &Activity) -> Vec<Box<dyn sources::Source>> {
+    let mut all = sources::build(cfg);
+    all.extend(activity::sources(cfg, activity));
+    all
+}
+
 fn snapshot(loaded: &Loaded, json: bool, window: Duration) -> ExitCode {
-    let mut sampler = Sampler::new(sources::build(&loaded.config));
+    let activity = Activity::from_config(&loaded.config);
+    let mut sampler = Sampler::new(all_sources(&loaded.config, &activity));
     std::thread::sleep(window);
     let points = sampler.sample().points();
     if json {
@@ -282,27 +292,6 @@ fn snapshot(loaded: &Loaded, json: bool, window: Duration) -> ExitCode {
     } else {
         emit(&points_table(&points))
     }
-}
-
-fn point_json(p: &Point) -> serde_json::Value {
-    let attrs: serde_json::Map<String, serde_json::Value> = p
-        .attrs
-        .iter()
-        .map(|(k, v)| {
-            let v = match v {
-                unamentis_agent::snapshot::AttrValue::Str(s) => serde_json::Value::from(s.clone()),
-                unamentis_agent::snapshot::AttrValue::Int(i) => serde_json::Value::from(*i),
-            };
-            ((*k).to_owned(), v)
-        })
-        .collect();
-    serde_json::json!({
-        "name": p.metric.name,
-        "instrument": format!("{:?}", p.metric.instrument).to_lowercase(),
-        "unit": p.metric.unit,
-        "attributes": attrs,
-        "value": p.value,
-    })
 }
 
 fn points_table(points: &[Point]) -> String {
@@ -345,11 +334,20 @@ fn run(loaded: &Loaded) -> Result<(), String> {
 
 async fn run_async(loaded: &Loaded) -> Result<(), String> {
     let cfg = &loaded.config;
+    let activity = Activity::from_config(cfg);
     // Building the sources primes baselines (CPU times) for the first cycle.
     let cycle = CycleSampler::new(
-        Sampler::new(sources::build(cfg)),
+        Sampler::new(all_sources(cfg, &activity)),
         instruments::reader_count(),
     );
+    let state = server::ServerState {
+        cycle: cycle.clone(),
+        activity,
+        token: cfg.server.token.clone(),
+        push: cfg.activity.push,
+        resource: resource_attributes(loaded).into_iter().collect(),
+    };
+    server::spawn(&cfg.server.listen, std::sync::Arc::new(state)).await;
 
     if !cfg.export.enabled {
         tracing::warn!(

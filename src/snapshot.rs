@@ -8,6 +8,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::activity::ActivityStats;
 use crate::semconv::{self, Metric, attr};
 use crate::sources::cpu::CpuStats;
 use crate::sources::gpu::GpuStats;
@@ -28,6 +29,8 @@ pub struct Snapshot {
     pub macos: Option<MacosStats>,
     pub gpu: Option<GpuStats>,
     pub ollama: Option<OllamaStats>,
+    /// Idle clock, activity probes and idle accounting (`activity/`).
+    pub activity: Option<ActivityStats>,
     pub sources: Vec<SourceStatus>,
 }
 
@@ -112,7 +115,24 @@ impl Snapshot {
                 &mut out,
             );
         }
+        if let Some(a) = &self.activity {
+            activity_points(a, &mut out);
+        }
         self_points(&self.sources, &mut out);
+        out
+    }
+
+    /// Package power of this cycle, from whichever power source read it.
+    pub fn package_watts(&self) -> Option<f64> {
+        self.macos.as_ref().and_then(|m| m.package_watts)
+    }
+
+    /// Cumulative joules per energy domain (`package`, `cpu`, …).
+    pub fn energy_totals(&self) -> Vec<(&'static str, f64)> {
+        let mut out = Vec::new();
+        if let Some(m) = &self.macos {
+            out.extend(m.energy.iter().copied());
+        }
         out
     }
 }
@@ -344,6 +364,55 @@ fn macos_points(m: &MacosStats, out: &mut Vec<Point>) {
     }
 }
 
+fn activity_points(a: &ActivityStats, out: &mut Vec<Point>) {
+    out.push(Point::new(
+        &semconv::IDLE_DURATION_SECONDS,
+        a.idle.as_secs_f64(),
+    ));
+    out.push(Point::new(
+        &semconv::IDLE_STATE,
+        if a.idle_state() { 1.0 } else { 0.0 },
+    ));
+    for (domain, j) in &a.idle_energy_joules {
+        out.push(Point::new(&semconv::IDLE_ENERGY_JOULES, *j).with(attr::DOMAIN, *domain));
+    }
+    for s in &a.services {
+        let svc = |m, v| Point::new(m, v).with(attr::UNAMENTIS_SERVICE, s.name.as_str());
+        out.push(svc(&semconv::IDLE_DURATION_SECONDS, s.idle.as_secs_f64()));
+        for (probe, n) in &s.requests {
+            out.push(svc(&semconv::ACTIVITY_REQUESTS, *n as f64).with(attr::PROBE, probe.as_str()));
+        }
+        for (probe, n) in &s.inferences {
+            out.push(
+                svc(&semconv::ACTIVITY_INFERENCES, *n as f64).with(attr::PROBE, probe.as_str()),
+            );
+        }
+        let values = [
+            (
+                &semconv::ACTIVITY_CONNECTIONS,
+                s.connections.map(|n| n as f64),
+            ),
+            (&semconv::SERVICE_IDLE_CPU_SECONDS, s.idle_cpu_seconds),
+            (&semconv::SERVICE_POWER_WATTS, s.power_watts),
+            (&semconv::SERVICE_ENERGY_JOULES, s.energy_joules),
+        ];
+        for (metric, v) in values {
+            if let Some(v) = v {
+                out.push(svc(metric, v));
+            }
+        }
+    }
+    let other = [
+        (&semconv::SERVICE_POWER_WATTS, a.other_power_watts),
+        (&semconv::SERVICE_ENERGY_JOULES, a.other_energy_joules),
+    ];
+    for (metric, v) in other {
+        if let Some(v) = v {
+            out.push(Point::new(metric, v).with(attr::UNAMENTIS_SERVICE, OTHER));
+        }
+    }
+}
+
 fn self_points(sources: &[SourceStatus], out: &mut Vec<Point>) {
     for s in sources {
         let duration = s.duration.as_secs_f64();
@@ -444,7 +513,6 @@ struct CycleState {
     /// the current generation is the first of a new cycle.
     seen: Vec<u64>,
     points: Vec<Point>,
-    latest: Option<Arc<Snapshot>>,
 }
 
 /// Shares one sample per collection cycle between many readers (the
@@ -453,6 +521,9 @@ struct CycleState {
 #[derive(Clone)]
 pub struct CycleSampler {
     state: Arc<Mutex<CycleState>>,
+    /// Apart from `state`, so the local server never waits for a cycle
+    /// that is sampling.
+    latest: Arc<Mutex<Option<Arc<Snapshot>>>>,
 }
 
 impl CycleSampler {
@@ -463,8 +534,8 @@ impl CycleSampler {
                 generation: 0,
                 seen: vec![0; readers],
                 points: Vec::new(),
-                latest: None,
             })),
+            latest: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -477,7 +548,7 @@ impl CycleSampler {
         if st.generation == 0 || st.seen.get(reader) == Some(&st.generation) {
             let snap = st.sampler.sample();
             st.points = snap.points();
-            st.latest = Some(Arc::new(snap));
+            *self.latest.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(snap));
             st.generation += 1;
         }
         if let Some(seen) = st.seen.get_mut(reader) {
@@ -490,10 +561,9 @@ impl CycleSampler {
 
     /// The most recent sample, if any cycle has run.
     pub fn latest(&self) -> Option<Arc<Snapshot>> {
-        self.state
+        self.latest
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .latest
             .clone()
     }
 }

@@ -1,0 +1,215 @@
+//! The idle clock and the idle accounting, as the last source of a cycle:
+//! it reads the package power and every service's CPU that the other
+//! sources put in the same snapshot.
+//!
+//! Per interval (previous cycle → this one, on the activity clock):
+//! - the idle part is the time after `last activity + idle_after`; activity
+//!   seen by this cycle's probes makes the whole interval busy;
+//! - `idle.energy.joules{domain}` += the domain's energy delta × idle part
+//!   / interval (exact deltas of the energy counters; package watts × idle
+//!   time where only watts are known);
+//! - `service.idle_cpu_seconds` += CPU% / 100 × idle time;
+//! - `service.power_watts` = package watts × the service's share of the
+//!   host's busy CPU; `service.energy.joules` += package energy delta ×
+//!   share. `other` gets what the services leave, so the services plus
+//!   other add up to package power and never exceed it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::ollama::OllamaProbe;
+use super::{Activity, ActivityStats};
+use crate::snapshot::Snapshot;
+use crate::sources::{Source, SourceError};
+
+/// Each service's share of package power, and other's: the service's CPU
+/// over the host's busy CPU (both in % of one core). When the services
+/// measure more than the host (their samples are a few ms apart) the
+/// services' sum is the whole. No CPU reading: no share.
+pub fn cpu_shares(host_busy: f64, services: &[Option<f64>]) -> (Vec<Option<f64>>, f64) {
+    let sum: f64 = services.iter().flatten().map(|c| c.max(0.0)).sum();
+    let whole = host_busy.max(sum);
+    if whole <= 0.0 || !whole.is_finite() {
+        return (services.iter().map(|c| c.map(|_| 0.0)).collect(), 1.0);
+    }
+    let shares: Vec<Option<f64>> = services
+        .iter()
+        .map(|c| c.map(|c| c.max(0.0) / whole))
+        .collect();
+    let used: f64 = shares.iter().flatten().sum();
+    (shares, (1.0 - used).max(0.0))
+}
+
+struct Prev {
+    at: Duration,
+    energy: Vec<(&'static str, f64)>,
+}
+
+pub struct IdleSource {
+    activity: Activity,
+    ollama: Option<OllamaProbe>,
+    prev: Option<Prev>,
+    idle_energy: BTreeMap<&'static str, f64>,
+    idle_cpu: BTreeMap<String, f64>,
+    service_energy: BTreeMap<String, f64>,
+    other_energy: Option<f64>,
+}
+
+impl IdleSource {
+    pub fn new(activity: Activity, ollama: Option<OllamaProbe>) -> Self {
+        IdleSource {
+            activity,
+            ollama,
+            prev: None,
+            idle_energy: BTreeMap::new(),
+            idle_cpu: BTreeMap::new(),
+            service_energy: BTreeMap::new(),
+            other_energy: None,
+        }
+    }
+
+    fn account(&mut self, snap: &Snapshot, stats: &mut ActivityStats, now: Duration) {
+        let energy = snap.energy_totals();
+        let interval = self.prev.as_ref().map(|p| {
+            let dt = now.saturating_sub(p.at);
+            let idle_from = p.at.max(self.activity.idle_since());
+            (p, dt, now.saturating_sub(idle_from).min(dt))
+        });
+        let package_w = snap.package_watts();
+        // Energy of this interval by domain; a counter that went backwards
+        // (a source restarted) adds nothing.
+        let mut deltas: Vec<(&'static str, f64)> = Vec::new();
+        if let Some((prev, dt, idle_dt)) = &interval {
+            for &(domain, j) in &energy {
+                if let Some(&(_, pj)) = prev.energy.iter().find(|(d, _)| *d == domain) {
+                    deltas.push((domain, (j - pj).max(0.0)));
+                }
+            }
+            if !energy.iter().any(|(d, _)| *d == "package")
+                && let Some(w) = package_w
+            {
+                deltas.push(("package", w * dt.as_secs_f64()));
+            }
+            let frac = if dt.is_zero() {
+                0.0
+            } else {
+                idle_dt.as_secs_f64() / dt.as_secs_f64()
+            };
+            for &(domain, d) in &deltas {
+                *self.idle_energy.entry(domain).or_insert(0.0) += d * frac;
+            }
+        } else {
+            for &(domain, _) in &energy {
+                self.idle_energy.entry(domain).or_insert(0.0);
+            }
+            if package_w.is_some() {
+                self.idle_energy.entry("package").or_insert(0.0);
+            }
+        }
+        stats.idle_energy_joules = self.idle_energy.iter().map(|(d, j)| (*d, *j)).collect();
+
+        let Some(services) = &snap.services else {
+            return;
+        };
+        let idle_dt = interval.as_ref().map_or(0.0, |i| i.2.as_secs_f64());
+        for s in services.services.iter().filter(|s| s.up()) {
+            let Some(cpu) = s.cpu_percent else { continue };
+            *self.idle_cpu.entry(s.name.clone()).or_insert(0.0) += cpu / 100.0 * idle_dt;
+        }
+        self.attribute(snap, stats, package_w, &deltas);
+        // Counters keep being reported through a cycle without a reading.
+        for a in &mut stats.services {
+            a.idle_cpu_seconds = self.idle_cpu.get(&a.name).copied();
+            a.energy_joules = self.service_energy.get(&a.name).copied();
+        }
+        stats.other_energy_joules = self.other_energy;
+    }
+
+    fn attribute(
+        &mut self,
+        snap: &Snapshot,
+        stats: &mut ActivityStats,
+        package_w: Option<f64>,
+        deltas: &[(&'static str, f64)],
+    ) {
+        let Some(services) = &snap.services else {
+            return;
+        };
+
+        let host_busy = snap
+            .cpu
+            .and_then(|c| Some(c.percent? * f64::from(c.logical?)));
+        let (Some(watts), Some(busy)) = (package_w, host_busy) else {
+            return;
+        };
+        let cpus: Vec<Option<f64>> = services
+            .services
+            .iter()
+            .map(|s| s.cpu_percent.filter(|_| s.up()))
+            .collect();
+        let (shares, other_share) = cpu_shares(busy, &cpus);
+        let package_j = deltas
+            .iter()
+            .find(|(d, _)| *d == "package")
+            .map_or(0.0, |(_, j)| *j);
+        for (s, share) in services.services.iter().zip(&shares) {
+            let Some(share) = share else { continue };
+            *self.service_energy.entry(s.name.clone()).or_insert(0.0) += package_j * share;
+            if let Some(a) = stats.services.iter_mut().find(|a| a.name == s.name) {
+                a.power_watts = Some(watts * share);
+            }
+        }
+        *self.other_energy.get_or_insert(0.0) += package_j * other_share;
+        let named: f64 = stats.services.iter().filter_map(|a| a.power_watts).sum();
+        stats.other_power_watts = Some((watts - named).max(0.0));
+    }
+}
+
+impl Source for IdleSource {
+    fn name(&self) -> &'static str {
+        "idle"
+    }
+
+    fn sample(&mut self, snap: &mut Snapshot) -> Result<(), SourceError> {
+        if let Some(p) = &mut self.ollama {
+            p.observe(snap.ollama.as_ref());
+        }
+        let now = self.activity.now();
+        let mut stats = self.activity.stats_at(now);
+        // The connections probe ran earlier in this cycle.
+        if let Some(conns) = snap.activity.take() {
+            for c in conns.services {
+                if let Some(s) = stats.services.iter_mut().find(|s| s.name == c.name) {
+                    s.connections = c.connections;
+                }
+            }
+        }
+        self.account(snap, &mut stats, now);
+        self.prev = Some(Prev {
+            at: now,
+            energy: snap.energy_totals(),
+        });
+        snap.activity = Some(stats);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_of_busy_cpu() {
+        // 4 cores at 50 % = 200 % of one core busy.
+        let (s, other) = cpu_shares(200.0, &[Some(50.0), None, Some(100.0)]);
+        assert_eq!(s, vec![Some(0.25), None, Some(0.5)]);
+        assert_eq!(other, 0.25);
+        // Services measured above the host: they are the whole.
+        let (s, other) = cpu_shares(100.0, &[Some(150.0), Some(50.0)]);
+        assert_eq!(s, vec![Some(0.75), Some(0.25)]);
+        assert_eq!(other, 0.0);
+        // Nothing busy: everything to other.
+        let (s, other) = cpu_shares(0.0, &[Some(0.0)]);
+        assert_eq!((s, other), (vec![Some(0.0)], 1.0));
+    }
+}
