@@ -138,6 +138,32 @@ fn bad_files_name_the_file_the_key_and_the_reason() {
             "process name",
         ),
         ("default_services = \"yes\"\n", "default_services", "bool"),
+        (
+            "[activity]\nidle_after = \"500ms\"\n",
+            "activity.idle_after",
+            "outside 1s..7days",
+        ),
+        (
+            "[activity]\nidle_after = \"soon\"\n",
+            "activity.idle_after",
+            "invalid duration",
+        ),
+        (
+            "[activity]\nignore_sources = [\"10.0.0.5\", \"health-checker\"]\n",
+            "activity.ignore_sources[1]",
+            "not an IP address",
+        ),
+        (
+            "[activity]\nignore_sources = \"10.0.0.5\"\n",
+            "activity.ignore_sources",
+            "sequence",
+        ),
+        ("[activity]\npush = \"on\"\n", "activity.push", "bool"),
+        (
+            "[activity]\nprobes = true\n",
+            "activity.probes",
+            "unknown key",
+        ),
     ];
     for (text, key, reason) in cases {
         let f = write(text);
@@ -204,6 +230,16 @@ fn bad_environment_values_name_the_variable() {
             "UNAMENTIS_AGENT_SERVER_LISTEN",
             "127.0.0.1",
             "server.listen",
+        ),
+        (
+            "UNAMENTIS_AGENT_ACTIVITY_IDLE_AFTER",
+            "0s",
+            "activity.idle_after",
+        ),
+        (
+            "UNAMENTIS_AGENT_ACTIVITY_CONNECTIONS",
+            "sometimes",
+            "activity.connections",
         ),
     ];
     for (var, value, key) in cases {
@@ -318,6 +354,34 @@ fn otel_variables_map_to_keys() {
     assert_eq!(
         l.config.export.effective_endpoint(),
         "http://localhost:4317"
+    );
+}
+
+#[test]
+fn activity_section_defaults_file_and_environment() {
+    let d = load(None, &[], &[]).unwrap().config.activity;
+    assert_eq!(d.idle_after.0, Duration::from_secs(60));
+    assert!(d.push && d.connections && d.ollama);
+    assert!(d.ignore_sources.is_empty());
+    let f = write(
+        "[activity]\nidle_after = \"5m\"\nollama = false\nignore_sources = [\"10.0.0.5\", \"fd00::5\"]\n",
+    );
+    let env = [
+        ("UNAMENTIS_AGENT_ACTIVITY_PUSH", "false"),
+        ("UNAMENTIS_AGENT_ACTIVITY_IDLE_AFTER", "90s"),
+    ];
+    let l = load(Some(f.path()), &env, &[]).unwrap();
+    let a = &l.config.activity;
+    assert_eq!(a.idle_after.0, Duration::from_secs(90));
+    assert!(!a.push && a.connections && !a.ollama);
+    assert_eq!(a.ignore_sources, vec!["10.0.0.5", "fd00::5"]);
+    assert_eq!(
+        l.origin("activity.idle_after"),
+        Origin::Env("UNAMENTIS_AGENT_ACTIVITY_IDLE_AFTER")
+    );
+    assert_eq!(
+        l.origin("activity.ignore_sources"),
+        Origin::File(f.path().to_path_buf())
     );
 }
 
