@@ -17,6 +17,7 @@ pub mod net_tcp;
 pub mod ollama;
 pub mod process;
 pub mod service;
+pub mod sock_diag;
 
 pub trait Source: Send {
     /// Stable short name, used as the `source` attribute of self-metrics.
