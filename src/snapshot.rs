@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use crate::semconv::{self, Metric, attr};
 use crate::sources::cpu::CpuStats;
 use crate::sources::memory::MemoryStats;
+use crate::sources::power::PowerStats;
+use crate::sources::thermal::ThermalStats;
 use crate::sources::{Source, SourceError};
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -19,6 +21,8 @@ const MIB: f64 = 1024.0 * 1024.0;
 pub struct Snapshot {
     pub cpu: Option<CpuStats>,
     pub memory: Option<MemoryStats>,
+    pub power: Option<PowerStats>,
+    pub thermal: Option<ThermalStats>,
     pub sources: Vec<SourceStatus>,
 }
 
@@ -27,6 +31,10 @@ pub struct SourceStatus {
     pub name: &'static str,
     pub up: bool,
     pub duration: Duration,
+    /// Why the source is down (`SourceError`'s text).
+    pub error: Option<String>,
+    /// How to fix it ([`Source::hint`]).
+    pub hint: Option<&'static str>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -85,6 +93,12 @@ impl Snapshot {
         if let Some(mem) = &self.memory {
             memory_points(mem, &mut out);
         }
+        if let Some(power) = &self.power {
+            power_points(power, &mut out);
+        }
+        if let Some(thermal) = &self.thermal {
+            thermal_points(thermal, &mut out);
+        }
         self_points(&self.sources, &mut out);
         out
     }
@@ -121,6 +135,47 @@ fn memory_points(mem: &MemoryStats, out: &mut Vec<Point>) {
     out.push(Point::new(&semconv::MEMORY_USED_MB, mib(mem.used_bytes())));
     if let Some(p) = mem.percent() {
         out.push(Point::new(&semconv::MEMORY_PERCENT, p));
+    }
+}
+
+fn power_points(p: &PowerStats, out: &mut Vec<Point>) {
+    let gauges = [
+        (&semconv::POWER_CPU_WATTS, p.cpu.watts),
+        (&semconv::POWER_PACKAGE_WATTS, p.package.watts),
+        (&semconv::POWER_DRAM_WATTS, p.dram.watts),
+        (&semconv::POWER_BATTERY_WATTS, p.battery.watts),
+    ];
+    for (metric, v) in gauges {
+        if let Some(v) = v {
+            out.push(Point::new(metric, v));
+        }
+    }
+    // uncore is left to the GPU source (power.gpu_watts).
+    let energy = [
+        ("cpu", p.cpu.joules),
+        ("package", p.package.joules),
+        ("dram", p.dram.joules),
+        ("battery", p.battery.joules),
+    ];
+    for (domain, j) in energy {
+        if let Some(j) = j {
+            out.push(Point::new(&semconv::ENERGY_JOULES, j).with(attr::DOMAIN, domain));
+        }
+    }
+}
+
+fn thermal_points(t: &ThermalStats, out: &mut Vec<Point>) {
+    if let Some(c) = t.temperature {
+        out.push(Point::new(&semconv::THERMAL_TEMPERATURE, c));
+    }
+    if let Some(l) = t.pressure {
+        out.push(Point::new(&semconv::THERMAL_PRESSURE, f64::from(l)));
+    }
+    for (fan, rpm) in &t.fans {
+        out.push(Point::new(&semconv::THERMAL_FAN_RPM, *rpm).with(attr::FAN, fan.as_str()));
+    }
+    if let Some(n) = t.throttle_events {
+        out.push(Point::new(&semconv::THERMAL_THROTTLE_EVENTS, n as f64));
     }
 }
 
@@ -178,6 +233,8 @@ impl Sampler {
                 name,
                 up: result.is_ok(),
                 duration,
+                error: result.as_ref().err().map(ToString::to_string),
+                hint: slot.source.hint(),
             });
             slot.report(name, result);
         }
@@ -378,7 +435,10 @@ mod tests {
                 name: "cpu",
                 up: true,
                 duration: Duration::from_millis(1),
+                error: None,
+                hint: None,
             }],
+            ..Default::default()
         };
         let pts = snap.points();
         assert_eq!(pts.len(), 1 + 3 + 3 + 4 + 2);

@@ -10,6 +10,9 @@ use crate::snapshot::Snapshot;
 
 pub mod cpu;
 pub mod memory;
+pub mod power;
+pub mod sysfs;
+pub mod thermal;
 
 pub trait Source: Send {
     /// Stable short name, used as the `source` attribute of self-metrics.
@@ -17,6 +20,11 @@ pub trait Source: Send {
     /// Take one sample into `snap`. Values that could be read stay in the
     /// snapshot even when the call reports an error for the rest.
     fn sample(&mut self, snap: &mut Snapshot) -> Result<(), SourceError>;
+    /// How to fix what the last sample found missing (a permission, a
+    /// driver), for `doctor`; `None` when there is nothing to fix.
+    fn hint(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,8 +80,17 @@ impl ParseError {
 /// them primes baselines (CPU times) for the first sample.
 pub fn build(cfg: &crate::config::Config) -> Vec<Box<dyn Source>> {
     let paths = cfg.host_paths();
-    vec![
+    #[allow(unused_mut)]
+    let mut sources: Vec<Box<dyn Source>> = vec![
         Box::new(cpu::CpuSource::new(paths.clone())),
-        Box::new(memory::MemorySource::new(paths)),
-    ]
+        Box::new(memory::MemorySource::new(paths.clone())),
+    ];
+    #[cfg(target_os = "linux")]
+    sources.extend([
+        Box::new(power::rapl::RaplSource::new(paths.clone())) as Box<dyn Source>,
+        Box::new(power::hwmon::HwmonPowerSource::new(paths.clone())),
+        Box::new(power::battery::BatterySource::new(paths.clone())),
+        Box::new(thermal::ThermalSource::new(paths)),
+    ]);
+    sources
 }
