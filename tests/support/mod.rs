@@ -4,4 +4,5 @@
 #![allow(dead_code)] // each test file uses a different part
 
 pub mod agent;
+pub mod fixtures;
 pub mod otlp_receiver;
