@@ -176,8 +176,19 @@ impl Source for HwmonPowerSource {
     }
 
     fn hint(&self) -> Option<&'static str> {
-        self.permission.then_some(
-            "amd_energy/zenergy energy counters are root-only like RAPL's: run the agent as root.",
-        )
+        if self.rapl {
+            Some("Nothing to fix: this is only a fallback for hosts without RAPL.")
+        } else if self.permission {
+            Some(
+                "amd_energy/zenergy energy counters are root-only like RAPL's: run the agent as root.",
+            )
+        } else if self.sensors.sockets.is_empty() && self.sensors.core_rails.is_empty() {
+            Some(
+                "Only a fallback where RAPL is missing: on AMD hosts the out-of-tree zenergy or zenpower \
+                 module provides package or core power; a VM has no power sensors.",
+            )
+        } else {
+            None
+        }
     }
 }

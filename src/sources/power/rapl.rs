@@ -141,7 +141,7 @@ enum Problem {
 }
 
 pub const HINT_PERMISSION: &str = "RAPL energy_uj is readable only by root since Linux 5.10 (CVE-2020-8694). \
-Run the agent as root (the systemd unit does), or grant a group read access at boot with a udev rule: \
+Run the agent as root, or grant a group read access at boot with a udev rule: \
 ACTION==\"add\", SUBSYSTEM==\"powercap\", RUN+=\"/bin/chgrp unamentis /sys%p/energy_uj\", RUN+=\"/bin/chmod g+r /sys%p/energy_uj\" \
 (not a+r: that reopens the side channel to every user). In Kubernetes run the DaemonSet with \
 securityContext.runAsUser: 0 and the host's /sys mounted read-only (e.g. at /host/sys, host.sys = /host/sys): \
