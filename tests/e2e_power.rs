@@ -18,6 +18,7 @@ mod support;
 
 use std::time::Duration;
 
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use support::agent::Agent;
 use support::fixtures::{host_copy, set};
 use support::otlp_receiver::{Received, Receiver, find_value, metrics, points, value};
@@ -142,6 +143,16 @@ async fn rapl_watts_and_joules_through_otlp() {
         find_value(&first, name(&semconv::POWER_DRAM_WATTS), None),
         None
     );
+    for counter in [&semconv::ENERGY_JOULES, &semconv::THERMAL_THROTTLE_EVENTS] {
+        let m = metrics(&first)
+            .into_iter()
+            .find(|m| m.name == counter.name)
+            .unwrap();
+        match &m.data {
+            Some(Data::Sum(s)) => assert!(s.is_monotonic, "{}", m.name),
+            other => panic!("{} arrived as {other:?}", m.name),
+        }
+    }
     // The first cycle logs each source's state once; start from the second.
     rx.wait_for(2, LIMIT).await;
 
