@@ -354,6 +354,49 @@ fn raspberry_pi_has_only_cpu_thermal() {
     assert_eq!(get(&p, &semconv::THERMAL_TEMPERATURE, None), Some(110.0));
 }
 
+/// Without RAPL, zenergy's socket energy (µJ) gives the package and
+/// zenpower's SVI2_P_Core power (µW) the cpu (channel layouts from the
+/// out-of-tree drivers' READMEs; FORMATS.md §2).
+#[test]
+fn hwmon_energy_and_power_sensors_stand_in_for_rapl() {
+    let dir = host_copy("rpi4");
+    for (rel, v) in [
+        ("sys/class/hwmon/hwmon2/name", "zenergy"),
+        ("sys/class/hwmon/hwmon2/energy1_label", "Ecore000"),
+        ("sys/class/hwmon/hwmon2/energy1_input", "123456"),
+        ("sys/class/hwmon/hwmon2/energy17_label", "Esocket0"),
+        ("sys/class/hwmon/hwmon2/energy17_input", "987654321"),
+        ("sys/class/hwmon/hwmon3/name", "zenpower"),
+        ("sys/class/hwmon/hwmon3/power1_label", "SVI2_P_Core"),
+        ("sys/class/hwmon/hwmon3/power1_input", "15500000"),
+        ("sys/class/hwmon/hwmon3/power2_label", "SVI2_P_SoC"),
+        ("sys/class/hwmon/hwmon3/power2_input", "9000000"),
+    ] {
+        std::fs::create_dir_all(dir.path().join(rel).parent().unwrap()).unwrap();
+        set(dir.path(), rel, v);
+    }
+    let mut run = Run::at(dir);
+    run.set(
+        "sys/class/hwmon/hwmon2/energy17_input",
+        987_654_321u64 + 2_000_000,
+    );
+    run.set("sys/class/hwmon/hwmon2/energy1_input", 999_999_999u64);
+    let (snap, p, dt) = run.step();
+    assert!(
+        status(&snap, "hwmon").up,
+        "{:?}",
+        status(&snap, "hwmon").error
+    );
+    assert_eq!(joules(&p, "package"), Some(2.0));
+    assert_watts(get(&p, &semconv::POWER_PACKAGE_WATTS, None), 2_000_000, dt);
+    assert_eq!(get(&p, &semconv::POWER_CPU_WATTS, None), Some(15.5));
+    let cj = joules(&p, "cpu").unwrap();
+    assert!(
+        cj >= 15.5 * dt.0 * (1.0 - 1e-9) && cj <= 15.5 * dt.1 * (1.0 + 1e-9),
+        "{cj}"
+    );
+}
+
 #[test]
 fn this_vm_as_captured_has_no_power_or_thermal_data() {
     let mut run = Run::start("vm-2cpu");
