@@ -2,6 +2,7 @@
 //! stack. See README.md and ../shared/DESIGN.md-derived docs in the repo.
 
 pub mod config;
+pub mod doctor;
 pub mod host;
 pub mod instruments;
 #[rustfmt::skip]

@@ -14,7 +14,9 @@ use crate::sources::gpu::GpuStats;
 use crate::sources::macos::MacosStats;
 use crate::sources::memory::MemoryStats;
 use crate::sources::ollama::OllamaStats;
+use crate::sources::power::PowerStats;
 use crate::sources::service::ServicesSample;
+use crate::sources::thermal::ThermalStats;
 use crate::sources::{Source, SourceError};
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -28,6 +30,8 @@ pub struct Snapshot {
     pub macos: Option<MacosStats>,
     pub gpu: Option<GpuStats>,
     pub ollama: Option<OllamaStats>,
+    pub power: Option<PowerStats>,
+    pub thermal: Option<ThermalStats>,
     pub sources: Vec<SourceStatus>,
 }
 
@@ -36,6 +40,10 @@ pub struct SourceStatus {
     pub name: &'static str,
     pub up: bool,
     pub duration: Duration,
+    /// Why the source is down (`SourceError`'s text).
+    pub error: Option<String>,
+    /// How to fix it ([`Source::hint`]).
+    pub hint: Option<&'static str>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -111,6 +119,12 @@ impl Snapshot {
                 self.gpu.as_ref().is_some_and(|g| !g.devices.is_empty()),
                 &mut out,
             );
+        }
+        if let Some(power) = &self.power {
+            power_points(power, &mut out);
+        }
+        if let Some(thermal) = &self.thermal {
+            thermal_points(thermal, &mut out);
         }
         self_points(&self.sources, &mut out);
         out
@@ -344,6 +358,47 @@ fn macos_points(m: &MacosStats, out: &mut Vec<Point>) {
     }
 }
 
+fn power_points(p: &PowerStats, out: &mut Vec<Point>) {
+    let gauges = [
+        (&semconv::POWER_CPU_WATTS, p.cpu.watts),
+        (&semconv::POWER_PACKAGE_WATTS, p.package.watts),
+        (&semconv::POWER_DRAM_WATTS, p.dram.watts),
+        (&semconv::POWER_BATTERY_WATTS, p.battery.watts),
+    ];
+    for (metric, v) in gauges {
+        if let Some(v) = v {
+            out.push(Point::new(metric, v));
+        }
+    }
+    // uncore is left to the GPU source (power.gpu_watts).
+    let energy = [
+        ("cpu", p.cpu.joules),
+        ("package", p.package.joules),
+        ("dram", p.dram.joules),
+        ("battery", p.battery.joules),
+    ];
+    for (domain, j) in energy {
+        if let Some(j) = j {
+            out.push(Point::new(&semconv::ENERGY_JOULES, j).with(attr::DOMAIN, domain));
+        }
+    }
+}
+
+fn thermal_points(t: &ThermalStats, out: &mut Vec<Point>) {
+    if let Some(c) = t.temperature {
+        out.push(Point::new(&semconv::THERMAL_TEMPERATURE, c));
+    }
+    if let Some(l) = t.pressure {
+        out.push(Point::new(&semconv::THERMAL_PRESSURE, f64::from(l)));
+    }
+    for (fan, rpm) in &t.fans {
+        out.push(Point::new(&semconv::THERMAL_FAN_RPM, *rpm).with(attr::FAN, fan.as_str()));
+    }
+    if let Some(n) = t.throttle_events {
+        out.push(Point::new(&semconv::THERMAL_THROTTLE_EVENTS, n as f64));
+    }
+}
+
 fn self_points(sources: &[SourceStatus], out: &mut Vec<Point>) {
     for s in sources {
         let duration = s.duration.as_secs_f64();
@@ -398,6 +453,8 @@ impl Sampler {
                 name,
                 up: result.is_ok(),
                 duration,
+                error: result.as_ref().err().map(ToString::to_string),
+                hint: slot.source.hint(),
             });
             slot.report(name, result);
         }
@@ -622,6 +679,8 @@ mod tests {
                 name: "cpu",
                 up: true,
                 duration: Duration::from_millis(1),
+                error: None,
+                hint: None,
             }],
             ..Default::default()
         };
