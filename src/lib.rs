@@ -3,6 +3,7 @@
 
 pub mod activity;
 pub mod config;
+pub mod doctor;
 pub mod host;
 pub mod instruments;
 #[rustfmt::skip]

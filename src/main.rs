@@ -10,7 +10,7 @@ use unamentis_agent::activity::{self, Activity};
 use unamentis_agent::config::{self, ConfigError, Flags, Loaded, LogFormat};
 use unamentis_agent::server::{self, point_json};
 use unamentis_agent::snapshot::{CycleSampler, Point, Sampler};
-use unamentis_agent::{instruments, sources, telemetry};
+use unamentis_agent::{doctor, instruments, sources, telemetry};
 
 /// How long after start the first export is forced: long enough for a CPU
 /// percentage over a meaningful window, well inside the 1 s budget.
@@ -88,6 +88,16 @@ enum Command {
         #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
         window: Duration,
     },
+    /// Say for every source whether it is available on this host, why not, and how to fix it
+    /// (e.g. RAPL needs root). Always exits 0.
+    Doctor {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Time between the two samples taken.
+        #[arg(long, default_value = "250ms", value_parser = humantime::parse_duration)]
+        window: Duration,
+    },
 }
 
 impl Cli {
@@ -149,6 +159,14 @@ fn main() -> ExitCode {
             ))
         }
         Command::Services { window } => emit(&services_table(&loaded, window)),
+        Command::Doctor { json, window } => {
+            let report = doctor::check(&loaded.config, window);
+            if json {
+                emit(&format!("{:#}\n", doctor::json(&report)))
+            } else {
+                emit(&doctor::table(&report))
+            }
+        }
         Command::Snapshot { json, window } => {
             init_logging(&loaded);
             snapshot(&loaded, json, window)

@@ -15,7 +15,9 @@ use crate::sources::gpu::GpuStats;
 use crate::sources::macos::MacosStats;
 use crate::sources::memory::MemoryStats;
 use crate::sources::ollama::OllamaStats;
+use crate::sources::power::PowerStats;
 use crate::sources::service::ServicesSample;
+use crate::sources::thermal::ThermalStats;
 use crate::sources::{Source, SourceError};
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -29,6 +31,8 @@ pub struct Snapshot {
     pub macos: Option<MacosStats>,
     pub gpu: Option<GpuStats>,
     pub ollama: Option<OllamaStats>,
+    pub power: Option<PowerStats>,
+    pub thermal: Option<ThermalStats>,
     /// Idle clock, activity probes and idle accounting (`activity/`).
     pub activity: Option<ActivityStats>,
     pub sources: Vec<SourceStatus>,
@@ -39,6 +43,10 @@ pub struct SourceStatus {
     pub name: &'static str,
     pub up: bool,
     pub duration: Duration,
+    /// Why the source is down (`SourceError`'s text).
+    pub error: Option<String>,
+    /// How to fix it ([`Source::hint`]).
+    pub hint: Option<&'static str>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -115,6 +123,12 @@ impl Snapshot {
                 &mut out,
             );
         }
+        if let Some(power) = &self.power {
+            power_points(power, &mut out);
+        }
+        if let Some(thermal) = &self.thermal {
+            thermal_points(thermal, &mut out);
+        }
         if let Some(a) = &self.activity {
             activity_points(a, &mut out);
         }
@@ -122,14 +136,23 @@ impl Snapshot {
         out
     }
 
-    /// Package power of this cycle, from whichever power source read it.
+    /// Package power of this cycle: Linux RAPL/hwmon or macOS powermetrics.
     pub fn package_watts(&self) -> Option<f64> {
-        self.macos.as_ref().and_then(|m| m.package_watts)
+        let linux = self.power.as_ref().and_then(|p| p.package.watts);
+        linux.or_else(|| self.macos.as_ref().and_then(|m| m.package_watts))
     }
 
-    /// Cumulative joules per energy domain (`package`, `cpu`, …).
+    /// Cumulative joules since start per energy domain (`package`, `cpu`,
+    /// …), as `energy.joules` reports them.
     pub fn energy_totals(&self) -> Vec<(&'static str, f64)> {
         let mut out = Vec::new();
+        if let Some(p) = &self.power {
+            out.extend(
+                power_energy(p)
+                    .into_iter()
+                    .filter_map(|(d, j)| Some((d, j?))),
+            );
+        }
         if let Some(m) = &self.macos {
             out.extend(m.energy.iter().copied());
         }
@@ -364,6 +387,51 @@ fn macos_points(m: &MacosStats, out: &mut Vec<Point>) {
     }
 }
 
+/// The energy domains of the Linux power sources; uncore is left to the
+/// GPU source (power.gpu_watts).
+fn power_energy(p: &PowerStats) -> [(&'static str, Option<f64>); 4] {
+    [
+        ("cpu", p.cpu.joules),
+        ("package", p.package.joules),
+        ("dram", p.dram.joules),
+        ("battery", p.battery.joules),
+    ]
+}
+
+fn power_points(p: &PowerStats, out: &mut Vec<Point>) {
+    let gauges = [
+        (&semconv::POWER_CPU_WATTS, p.cpu.watts),
+        (&semconv::POWER_PACKAGE_WATTS, p.package.watts),
+        (&semconv::POWER_DRAM_WATTS, p.dram.watts),
+        (&semconv::POWER_BATTERY_WATTS, p.battery.watts),
+    ];
+    for (metric, v) in gauges {
+        if let Some(v) = v {
+            out.push(Point::new(metric, v));
+        }
+    }
+    for (domain, j) in power_energy(p) {
+        if let Some(j) = j {
+            out.push(Point::new(&semconv::ENERGY_JOULES, j).with(attr::DOMAIN, domain));
+        }
+    }
+}
+
+fn thermal_points(t: &ThermalStats, out: &mut Vec<Point>) {
+    if let Some(c) = t.temperature {
+        out.push(Point::new(&semconv::THERMAL_TEMPERATURE, c));
+    }
+    if let Some(l) = t.pressure {
+        out.push(Point::new(&semconv::THERMAL_PRESSURE, f64::from(l)));
+    }
+    for (fan, rpm) in &t.fans {
+        out.push(Point::new(&semconv::THERMAL_FAN_RPM, *rpm).with(attr::FAN, fan.as_str()));
+    }
+    if let Some(n) = t.throttle_events {
+        out.push(Point::new(&semconv::THERMAL_THROTTLE_EVENTS, n as f64));
+    }
+}
+
 fn activity_points(a: &ActivityStats, out: &mut Vec<Point>) {
     out.push(Point::new(
         &semconv::IDLE_DURATION_SECONDS,
@@ -467,6 +535,8 @@ impl Sampler {
                 name,
                 up: result.is_ok(),
                 duration,
+                error: result.as_ref().err().map(ToString::to_string),
+                hint: slot.source.hint(),
             });
             slot.report(name, result);
         }
@@ -692,6 +762,8 @@ mod tests {
                 name: "cpu",
                 up: true,
                 duration: Duration::from_millis(1),
+                error: None,
+                hint: None,
             }],
             ..Default::default()
         };

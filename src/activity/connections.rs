@@ -9,6 +9,11 @@
 //! processes happen to listen on besides those are not looked up: that is
 //! a readlink per open fd of every member process each cycle.
 //!
+//! Sockets come from netlink sock_diag (asking for ESTABLISHED only), or
+//! `/proc/net/tcp{,6}` where sock_diag is not available; one read a cycle.
+//! The services source asks sock_diag for LISTEN sockets separately: the
+//! two dumps walk different kernel tables, so sharing one would not save.
+//!
 //! Not activity: connections the agent itself holds (its sockets, from
 //! `/proc/self/fd`, and the server ends of connections it opened) and
 //! connections from `[activity] ignore_sources` (health checkers).
@@ -188,11 +193,14 @@ mod imp {
 
     use super::{ConnectionsProbe, Established};
     use crate::sources::SourceError;
-    use crate::sources::net_tcp::{TCP_ESTABLISHED, parse_net_tcp};
+    use crate::sources::net_tcp::{TCP_ESTABLISHED, TcpSocket, parse_net_tcp};
     use crate::sources::process::parse_socket_link;
+    use crate::sources::sock_diag;
 
-    /// `/proc/net/tcp` and `tcp6` of the agent's network namespace, read
-    /// once per cycle; the agent's own sockets from `/proc/self/fd`.
+    /// Established sockets of the agent's network namespace: over
+    /// sock_diag on a live procfs (no text to format and parse), else from
+    /// `net/tcp{,6}` (fixture trees, or sock_diag refused). The agent's own
+    /// sockets are the socket inodes in `/proc/self/fd`.
     pub fn established(p: &ConnectionsProbe) -> Result<Vec<Established>, SourceError> {
         let own: HashSet<u64> = std::fs::read_dir(p.paths.proc_path("self/fd"))
             .map(|dir| {
@@ -203,6 +211,16 @@ mod imp {
                 .collect()
             })
             .unwrap_or_default();
+        let mark = |s: TcpSocket| Established {
+            local: s.local,
+            remote: s.remote,
+            own: own.contains(&s.inode),
+        };
+        if p.paths.proc_path("self/net").exists()
+            && let Ok(sockets) = sock_diag::tcp_sockets(1 << TCP_ESTABLISHED)
+        {
+            return Ok(sockets.into_iter().map(mark).collect());
+        }
         let mut out = Vec::new();
         let mut read_any = false;
         for file in ["net/tcp", "net/tcp6"] {
@@ -220,11 +238,7 @@ mod imp {
                 sockets
                     .into_iter()
                     .filter(|s| s.state == TCP_ESTABLISHED)
-                    .map(|s| Established {
-                        local: s.local,
-                        remote: s.remote,
-                        own: own.contains(&s.inode),
-                    }),
+                    .map(mark),
             );
         }
         if !read_any {

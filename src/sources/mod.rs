@@ -15,8 +15,12 @@ pub mod macos;
 pub mod memory;
 pub mod net_tcp;
 pub mod ollama;
+pub mod power;
 pub mod process;
 pub mod service;
+pub mod sock_diag;
+pub mod sysfs;
+pub mod thermal;
 
 pub trait Source: Send {
     /// Stable short name, used as the `source` attribute of self-metrics.
@@ -24,6 +28,11 @@ pub trait Source: Send {
     /// Take one sample into `snap`. Values that could be read stay in the
     /// snapshot even when the call reports an error for the rest.
     fn sample(&mut self, snap: &mut Snapshot) -> Result<(), SourceError>;
+    /// How to fix what the last sample found missing (a permission, a
+    /// driver), for `doctor`; `None` when there is nothing to fix.
+    fn hint(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +93,13 @@ pub fn build(cfg: &crate::config::Config) -> Vec<Box<dyn Source>> {
         Box::new(memory::MemorySource::new(paths.clone())),
         Box::new(service::ServiceSource::new(cfg)),
     ];
+    #[cfg(target_os = "linux")]
+    sources.extend([
+        Box::new(power::rapl::RaplSource::new(paths.clone())) as Box<dyn Source>,
+        Box::new(power::hwmon::HwmonPowerSource::new(paths.clone())),
+        Box::new(power::battery::BatterySource::new(paths.clone())),
+        Box::new(thermal::ThermalSource::new(paths.clone())),
+    ]);
     if cfg.gpu.enabled {
         sources.push(Box::new(gpu::GpuSource::new(&cfg.gpu, paths)));
     }

@@ -69,6 +69,33 @@ fn parse_addr(s: &str) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
+/// TCP sockets in the given states (`1 << TCP_LISTEN`, …) of the host at
+/// `paths`: over sock_diag when `paths.proc` is a live procfs (it has
+/// `self`), else from the `net/tcp{,6}` files (fixture trees). Both show
+/// the agent's own network namespace.
+#[cfg(target_os = "linux")]
+pub fn tcp_sockets(paths: &crate::host::HostPaths, states: u32) -> Vec<TcpSocket> {
+    if paths.proc_path("self/net").exists()
+        && let Ok(s) = super::sock_diag::tcp_sockets(states)
+    {
+        return s;
+    }
+    let mut out = Vec::new();
+    for file in ["net/tcp", "net/tcp6"] {
+        let Ok(text) = paths.read_proc(file) else {
+            continue;
+        };
+        let Ok(sockets) = parse_net_tcp(&text) else {
+            continue;
+        };
+        out.extend(sockets.into_iter().filter(|s| {
+            1u32.checked_shl(u32::from(s.state))
+                .is_some_and(|bit| states & bit != 0)
+        }));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,7 @@ use super::{Growth, Matcher, ProcessSample, ServiceSample, ServicesSample};
 use crate::config::Config;
 use crate::host::HostPaths;
 use crate::snapshot::Snapshot;
-use crate::sources::net_tcp::{TCP_LISTEN, parse_net_tcp};
+use crate::sources::net_tcp::{TCP_LISTEN, tcp_sockets};
 use crate::sources::process::{
     PidStat, clock_ticks_per_second, count_fds, list_pids, page_size, read_cmdline, read_stat,
     socket_inodes,
@@ -134,18 +134,10 @@ impl ServiceSource {
             return;
         }
         let mut listening: BTreeMap<u16, BTreeSet<u64>> = BTreeMap::new();
-        for file in ["net/tcp", "net/tcp6"] {
-            let Ok(text) = self.paths.read_proc(file) else {
-                continue;
-            };
-            let Ok(sockets) = parse_net_tcp(&text) else {
-                continue;
-            };
-            for s in sockets {
-                let port = s.local.port();
-                if s.state == TCP_LISTEN && self.ports.contains(&port) {
-                    listening.entry(port).or_default().insert(s.inode);
-                }
+        for s in tcp_sockets(&self.paths, 1 << TCP_LISTEN) {
+            let port = s.local.port();
+            if self.ports.contains(&port) {
+                listening.entry(port).or_default().insert(s.inode);
             }
         }
         let orphaned = listening

@@ -1,0 +1,179 @@
+//! `unamentis-agent doctor`: builds every source the configuration asks
+//! for, samples twice a short window apart (so sources that need two
+//! readings, like RAPL watts, are exercised), and says for each source
+//! whether it is available, why not, and how to fix it.
+
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::snapshot::{Sampler, SourceStatus};
+use crate::sources;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub source: &'static str,
+    /// `available`, `unavailable` (no hardware or permission) or `failed`.
+    pub status: &'static str,
+    pub reason: Option<String>,
+    pub fix: Option<&'static str>,
+}
+
+impl Row {
+    fn from_status(s: &SourceStatus) -> Row {
+        let (status, reason) = match s.error.as_deref() {
+            None => ("available", None),
+            Some(e) => match e.split_once(": ") {
+                Some(("unavailable", why)) => ("unavailable", Some(why.to_owned())),
+                Some(("failed", why)) => ("failed", Some(why.to_owned())),
+                _ => ("failed", Some(e.to_owned())),
+            },
+        };
+        Row {
+            source: s.name,
+            status,
+            reason,
+            fix: s.hint,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    /// The x86 CPU reports the `hypervisor` flag: a virtual machine, where
+    /// power and thermal sensors are normally not exposed.
+    pub virtual_machine: bool,
+    pub rows: Vec<Row>,
+}
+
+/// Whether `/proc/cpuinfo` carries the x86 `hypervisor` CPUID flag.
+pub fn is_virtual(cpuinfo: &str) -> bool {
+    cpuinfo.lines().any(|l| {
+        l.split_once(':').is_some_and(|(k, v)| {
+            k.trim() == "flags" && v.split_ascii_whitespace().any(|f| f == "hypervisor")
+        })
+    })
+}
+
+/// Samples every source twice, `window` apart; one row per source.
+pub fn check(cfg: &Config, window: Duration) -> Report {
+    let mut sampler = Sampler::new(sources::build(cfg));
+    sampler.sample();
+    std::thread::sleep(window);
+    let rows = sampler
+        .sample()
+        .sources
+        .iter()
+        .map(Row::from_status)
+        .collect();
+    let virtual_machine = cfg
+        .host_paths()
+        .read_proc("cpuinfo")
+        .is_ok_and(|t| is_virtual(&t));
+    Report {
+        virtual_machine,
+        rows,
+    }
+}
+
+pub fn table(report: &Report) -> String {
+    let rows = &report.rows;
+    let w = rows
+        .iter()
+        .map(|r| r.source.len())
+        .max()
+        .unwrap_or(0)
+        .max(6);
+    let mut out = String::new();
+    if report.virtual_machine {
+        out.push_str(
+            "host: a virtual machine (the CPU reports the hypervisor flag): power and thermal \
+             sensors are normally not exposed to guests.\n\n",
+        );
+    }
+    out.push_str(&format!("{:<w$}  {:<11}  reason\n", "source", "status"));
+    for r in rows {
+        out.push_str(&format!(
+            "{:<w$}  {:<11}  {}\n",
+            r.source,
+            r.status,
+            r.reason.as_deref().unwrap_or("-")
+        ));
+        if let Some(fix) = r.fix {
+            out.push_str(&format!("{:<w$}  {:<11}  fix: {fix}\n", "", ""));
+        }
+    }
+    let down = rows.iter().filter(|r| r.status != "available").count();
+    out.push_str(&format!(
+        "\n{} of {} sources available; a metric whose source is unavailable is absent, never 0.\n",
+        rows.len() - down,
+        rows.len()
+    ));
+    out
+}
+
+pub fn json(report: &Report) -> serde_json::Value {
+    let sources: Vec<serde_json::Value> = report
+        .rows
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "source": r.source,
+                "available": r.status == "available",
+                "status": r.status,
+                "reason": r.reason,
+                "fix": r.fix,
+            })
+        })
+        .collect();
+    serde_json::json!({ "virtual_machine": report.virtual_machine, "sources": sources })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(error: Option<&str>, hint: Option<&'static str>) -> SourceStatus {
+        SourceStatus {
+            name: "rapl",
+            up: error.is_none(),
+            duration: Duration::ZERO,
+            error: error.map(str::to_owned),
+            hint,
+        }
+    }
+
+    #[test]
+    fn rows_split_kind_and_reason() {
+        let r = Row::from_status(&status(Some("unavailable: no RAPL zones"), Some("load it")));
+        assert_eq!(r.status, "unavailable");
+        assert_eq!(r.reason.as_deref(), Some("no RAPL zones"));
+        assert_eq!(r.fix, Some("load it"));
+        let r = Row::from_status(&status(Some("failed: x: bad"), None));
+        assert_eq!((r.status, r.reason.as_deref()), ("failed", Some("x: bad")));
+        let r = Row::from_status(&status(None, None));
+        assert_eq!((r.status, r.reason.as_deref()), ("available", None));
+        let report = Report {
+            virtual_machine: true,
+            rows: vec![
+                r,
+                Row::from_status(&status(Some("unavailable: no"), Some("do it"))),
+            ],
+        };
+        let t = table(&report);
+        assert!(
+            t.contains("fix: do it") && t.contains("1 of 2 sources available"),
+            "{t}"
+        );
+        assert!(t.starts_with("host: a virtual machine"), "{t}");
+    }
+
+    #[test]
+    fn hypervisor_flag() {
+        assert!(is_virtual(
+            "processor\t: 0\nflags\t\t: fpu vme hypervisor lahf_lm\n"
+        ));
+        assert!(!is_virtual(
+            "flags\t\t: fpu vme lahf_lm\nmodel name\t: hypervisor-x\n"
+        ));
+    }
+}

@@ -1,0 +1,41 @@
+//! Fixture host trees (`tests/fixtures/hosts/<name>`) copied to a temp dir
+//! so a test can change files between cycles.
+
+use std::path::{Path, PathBuf};
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/hosts")
+        .join(name)
+}
+
+/// Copies a tree; the `.gitkeep` files that keep empty directories in git
+/// are left out, so the copy has the empty directories the host had.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &dest);
+        } else if entry.file_name() != ".gitkeep" {
+            std::fs::copy(entry.path(), dest).unwrap();
+        }
+    }
+}
+
+/// A private, writable copy of a fixture host.
+pub fn host_copy(name: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&fixture(name), dir.path());
+    dir
+}
+
+/// Replaces a file atomically (write + rename), as sysfs would present a
+/// new value: a reader never sees it half-written.
+pub fn set(root: &Path, rel: &str, value: impl std::fmt::Display) {
+    let path = root.join(rel);
+    let tmp = path.with_extension("unamentis-tmp");
+    std::fs::write(&tmp, format!("{value}\n")).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+}
