@@ -1,5 +1,6 @@
 //! A fake Ollama on a real loopback socket: answers every request with one
-//! canned response and records the request heads it saw.
+//! canned response (which a test may replace) and records the request heads
+//! it saw.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -22,6 +23,7 @@ pub enum Answer {
 
 pub struct FakeOllama {
     addr: SocketAddr,
+    answer: Arc<Mutex<Answer>>,
     stop: Arc<AtomicBool>,
     heads: Arc<Mutex<Vec<String>>>,
 }
@@ -32,18 +34,30 @@ impl FakeOllama {
         let addr = listener.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let heads = Arc::new(Mutex::new(Vec::new()));
-        let (stop2, heads2) = (stop.clone(), heads.clone());
+        let answer = Arc::new(Mutex::new(answer));
+        let (stop2, heads2, answer2) = (stop.clone(), heads.clone(), answer.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if stop2.load(Ordering::SeqCst) {
                     break;
                 }
                 let Ok(conn) = conn else { continue };
-                let (answer, heads, stop) = (answer.clone(), heads2.clone(), stop2.clone());
+                let answer = answer2.lock().unwrap().clone();
+                let (heads, stop) = (heads2.clone(), stop2.clone());
                 std::thread::spawn(move || serve(conn, &answer, &heads, &stop));
             }
         });
-        FakeOllama { addr, stop, heads }
+        FakeOllama {
+            addr,
+            answer,
+            stop,
+            heads,
+        }
+    }
+
+    /// Answers the next requests with `answer`.
+    pub fn set_answer(&self, answer: Answer) {
+        *self.answer.lock().unwrap() = answer;
     }
 
     pub fn url(&self) -> String {

@@ -7,5 +7,6 @@ pub mod agent;
 pub mod fake_nvml;
 pub mod fake_ollama;
 pub mod fixtures;
+pub mod http;
 pub mod otlp_receiver;
 pub mod synthetic_host;
