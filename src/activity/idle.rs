@@ -197,6 +197,137 @@ impl Source for IdleSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::activity::{ManualClock, ServiceActivity};
+    use crate::sources::cpu::CpuStats;
+    use crate::sources::power::{DomainPower, PowerStats};
+    use crate::sources::service::{ServiceSample, ServicesSample};
+    use std::sync::Arc;
+
+    fn snap(
+        busy_pct: f64,
+        cores: u32,
+        pkg: (f64, f64),
+        services: &[(&str, Option<f64>)],
+    ) -> Snapshot {
+        Snapshot {
+            cpu: Some(CpuStats {
+                percent: Some(busy_pct),
+                load: None,
+                logical: Some(cores),
+                physical: None,
+            }),
+            power: Some(PowerStats {
+                package: DomainPower {
+                    watts: Some(pkg.0),
+                    joules: Some(pkg.1),
+                },
+                ..Default::default()
+            }),
+            services: Some(ServicesSample {
+                services: services
+                    .iter()
+                    .map(|(name, cpu)| ServiceSample {
+                        name: (*name).into(),
+                        pids: if cpu.is_some() { vec![1] } else { vec![] },
+                        cpu_percent: *cpu,
+                        ..Default::default()
+                    })
+                    .collect(),
+                top: vec![],
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn source(names: &[&str], clock: &ManualClock) -> IdleSource {
+        let a = Activity::new(
+            names.iter().map(|n| n.to_string()).collect(),
+            Duration::from_secs(1),
+            Arc::new(clock.clone()),
+        );
+        IdleSource::new(a, None)
+    }
+
+    fn get<'a>(s: &'a ActivityStats, name: &str) -> &'a ServiceActivity {
+        s.services.iter().find(|a| a.name == name).unwrap()
+    }
+
+    #[test]
+    fn power_energy_and_idle_cpu_by_cpu_share() {
+        let clock = ManualClock::default();
+        let names = ["a", "b", "c"];
+        let mut src = source(&names, &clock);
+        // 4 cores 50 % busy = 200 % of one core; a 50 %, b 30 %, c down.
+        let services = [("a", Some(50.0)), ("b", Some(30.0)), ("c", None)];
+        clock.advance(Duration::from_secs(5));
+        let mut s1 = snap(50.0, 4, (20.0, 100.0), &services);
+        src.sample(&mut s1).unwrap();
+        let st = s1.activity.as_ref().unwrap();
+        assert_eq!(get(st, "a").power_watts, Some(5.0));
+        assert_eq!(get(st, "b").power_watts, Some(3.0));
+        assert_eq!(get(st, "c").power_watts, None, "down: no estimate");
+        assert_eq!(st.other_power_watts, Some(12.0));
+        assert_eq!(get(st, "a").energy_joules, Some(0.0));
+        assert_eq!(get(st, "a").idle_cpu_seconds, Some(0.0));
+        assert_eq!(st.idle_energy_joules, vec![("package", 0.0)]);
+
+        // 10 s later, all of it idle (idle from t = 1 s), 20 J more.
+        clock.advance(Duration::from_secs(10));
+        let mut s2 = snap(50.0, 4, (2.0, 120.0), &services);
+        src.sample(&mut s2).unwrap();
+        let st = s2.activity.as_ref().unwrap();
+        assert_eq!(get(st, "a").energy_joules, Some(5.0));
+        assert_eq!(get(st, "b").energy_joules, Some(3.0));
+        assert_eq!(st.other_energy_joules, Some(12.0));
+        assert_eq!(get(st, "a").idle_cpu_seconds, Some(5.0));
+        assert_eq!(get(st, "b").idle_cpu_seconds, Some(3.0));
+        assert_eq!(get(st, "c").idle_cpu_seconds, None);
+        assert_eq!(st.idle_energy_joules, vec![("package", 20.0)]);
+        assert_eq!(get(st, "a").power_watts, Some(0.5));
+
+        // Without a package reading the estimate is absent; the counters stay.
+        clock.advance(Duration::from_secs(10));
+        let mut s3 = snap(50.0, 4, (2.0, 120.0), &services);
+        s3.power = None;
+        src.sample(&mut s3).unwrap();
+        let st = s3.activity.as_ref().unwrap();
+        assert_eq!(get(st, "a").power_watts, None);
+        assert_eq!(st.other_power_watts, None);
+        assert_eq!(get(st, "a").energy_joules, Some(5.0));
+        assert_eq!(get(st, "a").idle_cpu_seconds, Some(10.0));
+    }
+
+    proptest::proptest! {
+        /// The services plus other never add up to more than package
+        /// power (up to float rounding), and none is negative, whatever
+        /// the CPU readings (services can read above the host: their
+        /// samples are a few ms apart).
+        #[test]
+        fn shares_never_exceed_package_power(
+            watts in 0.0f64..500.0,
+            busy in 0.0f64..=100.0,
+            cores in 1u32..256,
+            cpus in proptest::collection::vec(proptest::option::of(0.0f64..5000.0), 0..8),
+        ) {
+            let clock = ManualClock::default();
+            let names: Vec<String> = (0..cpus.len()).map(|i| format!("s{i}")).collect();
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            let services: Vec<(&str, Option<f64>)> =
+                refs.iter().copied().zip(cpus.iter().copied()).collect();
+            let mut src = source(&refs, &clock);
+            let mut s = snap(busy, cores, (watts, 0.0), &services);
+            src.sample(&mut s).unwrap();
+            let st = s.activity.unwrap();
+            let named: f64 = st.services.iter().filter_map(|a| a.power_watts).sum();
+            let other = st.other_power_watts.unwrap();
+            proptest::prop_assert!(other >= 0.0);
+            proptest::prop_assert!(st.services.iter().filter_map(|a| a.power_watts).all(|w| w >= 0.0));
+            proptest::prop_assert!(named + other <= watts * (1.0 + 1e-12) + 1e-12,
+                "{named} + {other} > {watts}");
+            proptest::prop_assert!((named + other - watts).abs() <= watts * 1e-12 + 1e-12,
+                "the shares add up to the package: {named} + {other} vs {watts}");
+        }
+    }
 
     #[test]
     fn shares_of_busy_cpu() {
