@@ -371,6 +371,17 @@ async fn run_async(loaded: &Loaded) -> Result<(), String> {
         tracing::warn!(
             "export disabled (OTEL_SDK_DISABLED or export.enabled = false): nothing will be sent"
         );
+        // Still sample every interval, for the idle clock and the local
+        // server; off the runtime thread, which serves HTTP.
+        let (every, cycle) = (cfg.interval.0, cycle.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let c = cycle.clone();
+                let _ = tokio::task::spawn_blocking(move || c.sample_now()).await;
+            }
+        });
         let sig = wait_for_signal().await?;
         tracing::info!("{sig}: exiting");
         return Ok(());

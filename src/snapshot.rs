@@ -616,10 +616,7 @@ impl CycleSampler {
         let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let st = &mut *st;
         if st.generation == 0 || st.seen.get(reader) == Some(&st.generation) {
-            let snap = st.sampler.sample();
-            st.points = snap.points();
-            *self.latest.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(snap));
-            st.generation += 1;
+            self.take(st);
         }
         if let Some(seen) = st.seen.get_mut(reader) {
             *seen = st.generation;
@@ -627,6 +624,20 @@ impl CycleSampler {
         for p in st.points.iter().filter(|p| std::ptr::eq(p.metric, metric)) {
             f(p);
         }
+    }
+
+    fn take(&self, st: &mut CycleState) {
+        let snap = st.sampler.sample();
+        st.points = snap.points();
+        *self.latest.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(snap));
+        st.generation += 1;
+    }
+
+    /// Starts a new cycle without a reader: with export disabled there is
+    /// no PeriodicReader, and the local server still serves fresh samples.
+    pub fn sample_now(&self) {
+        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        self.take(&mut st);
     }
 
     /// The most recent sample, if any cycle has run.
