@@ -52,7 +52,7 @@ pub mod attr {
     pub const MODEL: &str = "model";
     /// Activity probe that observed the activity: push (reported by the service to the agent's /v1/activity), connections (TCP connections on the service's ports), or ollama (Ollama's /api/ps).
     pub const PROBE: &str = "probe";
-    /// Name of an agent source (what its Source::name() returns), e.g. cpu, memory, process, service, rapl, hwmon, battery, nvml, nvidia-smi, amdgpu, apple-gpu, powermetrics, thermal, ollama.
+    /// Name of an agent source (what its Source::name() returns), e.g. cpu, memory, process, service, rapl, hwmon, battery, nvml, nvidia-smi, amdgpu, apple-gpu, powermetrics, thermal, ollama, connections (the activity probe), idle (idle clock and accounting).
     pub const SOURCE: &str = "source";
 }
 

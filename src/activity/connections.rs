@@ -13,6 +13,10 @@
 //! `/proc/net/tcp{,6}` where sock_diag is not available; one read a cycle.
 //! The services source asks sock_diag for LISTEN sockets separately: the
 //! two dumps walk different kernel tables, so sharing one would not save.
+//! Cost: the established dump walks every bucket of the kernel's
+//! established hash table, sized by memory: ~2.7 ms a cycle measured on a
+//! host with 262,144 buckets and 20 sockets (the same as reading
+//! `/proc/net/tcp`); `activity.connections = false` saves it.
 //!
 //! Not activity: connections the agent itself holds (its sockets, from
 //! `/proc/self/fd`, and the server ends of connections it opened) and
