@@ -6,12 +6,13 @@
 
 mod support;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
 use support::fake_ollama::{Answer, FakeOllama};
 use support::http::{post_json, request};
+use support::tcp::holding_listener;
 use unamentis_agent::activity::idle::IdleSource;
 use unamentis_agent::activity::{self, Activity, Kind, ManualClock, Probe};
 use unamentis_agent::config::{Config, ServiceConfig};
@@ -252,19 +253,6 @@ fn injected_clock_idle_rises_exactly_and_resets() {
 
 // ---------------------------------------------------------------- connections
 
-/// A listening socket that accepts and holds every connection.
-fn listener() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for c in l.incoming().flatten() {
-            held.push(c);
-        }
-    });
-    port
-}
-
 /// A procfs whose `net` is the real one but with no `self`: the probe
 /// reads the kernel's real `net/tcp{,6}` and cannot tell the test process's
 /// own sockets (the client and the listener both live here) from others'.
@@ -288,7 +276,7 @@ fn connections_config(ports: (u16, u16), proc_dir: Option<&std::path::Path>) -> 
 
 #[test]
 fn a_real_connection_resets_that_services_clock_only() {
-    let (web, tts) = (listener(), listener());
+    let (web, tts) = (holding_listener(), holding_listener());
     let proc_dir = net_only_proc();
     let cfg = connections_config((web, tts), Some(proc_dir.path()));
     let clock = ManualClock::default();
@@ -363,7 +351,7 @@ fn a_real_connection_resets_that_services_clock_only() {
 fn the_agents_own_connections_and_ignored_sources_are_not_activity() {
     // The real procfs: this test process is the agent, so its connection
     // to the service (both ends are its sockets) is its own.
-    let (web, tts) = (listener(), listener());
+    let (web, tts) = (holding_listener(), holding_listener());
     let cfg = connections_config((web, tts), None);
     let clock = ManualClock::default();
     let (mut s, _) = sampler(&cfg, &clock, vec![]);

@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -14,6 +14,7 @@ use std::time::Duration;
 use support::agent::Agent;
 use support::fixtures::{host_copy, set};
 use support::otlp_receiver::{Received, Receiver, attr, find_value, metrics, points, value};
+use support::tcp::holding_listener;
 use unamentis_agent::semconv;
 
 /// Guards against hangs only; nothing asserts on elapsed time.
@@ -85,23 +86,11 @@ fn server_addr(agent: &Agent) -> SocketAddr {
     }
 }
 
-fn listener() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for c in l.incoming().flatten() {
-            held.push(c);
-        }
-    });
-    port
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_clock_and_idle_energy_through_otlp() {
     let host = host_copy("intel-laptop");
     let root = host.path().to_path_buf();
-    let (web, tts) = (listener(), listener());
+    let (web, tts) = (holding_listener(), holding_listener());
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("agent.toml");
     std::fs::write(

@@ -10,3 +10,4 @@ pub mod fixtures;
 pub mod http;
 pub mod otlp_receiver;
 pub mod synthetic_host;
+pub mod tcp;
