@@ -21,6 +21,7 @@ fn key_values(p: &Point) -> Vec<KeyValue> {
 pub struct Registered {
     _gauges: Vec<opentelemetry::metrics::ObservableGauge<f64>>,
     _counters: Vec<opentelemetry::metrics::ObservableCounter<f64>>,
+    _updown: Vec<opentelemetry::metrics::ObservableUpDownCounter<f64>>,
 }
 
 /// The number of readers a [`CycleSampler`] for [`register`] must have.
@@ -31,6 +32,7 @@ pub fn reader_count() -> usize {
 pub fn register(meter: &Meter, cycle: &CycleSampler) -> Registered {
     let mut gauges = Vec::new();
     let mut counters = Vec::new();
+    let mut updown = Vec::new();
     for (reader, &metric) in semconv::ALL.iter().enumerate() {
         let cycle = cycle.clone();
         match metric.instrument {
@@ -54,10 +56,21 @@ pub fn register(meter: &Meter, cycle: &CycleSampler) -> Registered {
                     })
                     .build(),
             ),
+            Instrument::UpDownCounter => updown.push(
+                meter
+                    .f64_observable_up_down_counter(metric.name)
+                    .with_unit(metric.unit)
+                    .with_description(metric.brief)
+                    .with_callback(move |o| {
+                        cycle.read(reader, metric, |p| o.observe(p.value, &key_values(p)))
+                    })
+                    .build(),
+            ),
         }
     }
     Registered {
         _gauges: gauges,
         _counters: counters,
+        _updown: updown,
     }
 }

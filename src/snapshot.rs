@@ -8,6 +8,8 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::compat::CompatStats;
+use crate::config::CompatConfig;
 use crate::semconv::{self, Metric, attr};
 use crate::sources::cpu::CpuStats;
 use crate::sources::gpu::GpuStats;
@@ -28,6 +30,8 @@ pub struct Snapshot {
     pub macos: Option<MacosStats>,
     pub gpu: Option<GpuStats>,
     pub ollama: Option<OllamaStats>,
+    /// What only the `[compat] hostmetrics` names need (`src/compat.rs`).
+    pub compat: Option<CompatStats>,
     pub sources: Vec<SourceStatus>,
 }
 
@@ -69,7 +73,7 @@ pub struct Point {
 }
 
 impl Point {
-    fn new(metric: &'static Metric, value: f64) -> Self {
+    pub(crate) fn new(metric: &'static Metric, value: f64) -> Self {
         Point {
             metric,
             attrs: Vec::new(),
@@ -77,7 +81,7 @@ impl Point {
         }
     }
 
-    fn with(mut self, key: &'static str, value: impl Into<AttrValue>) -> Self {
+    pub(crate) fn with(mut self, key: &'static str, value: impl Into<AttrValue>) -> Self {
         self.attrs.push((key, value.into()));
         self
     }
@@ -113,6 +117,17 @@ impl Snapshot {
         }
         self_points(&self.sources, &mut out);
         out
+    }
+
+    /// [`Snapshot::points`] plus the `[compat]` names the switches ask for.
+    pub fn points_with(&self, compat: CompatConfig) -> Vec<Point> {
+        let mut out = self.points();
+        crate::compat::points(self, compat, &mut out);
+        out
+    }
+
+    pub fn compat_mut(&mut self) -> &mut CompatStats {
+        self.compat.get_or_insert_with(CompatStats::default)
     }
 }
 
@@ -429,6 +444,7 @@ struct CycleState {
     seen: Vec<u64>,
     points: Vec<Point>,
     latest: Option<Arc<Snapshot>>,
+    compat: CompatConfig,
 }
 
 /// Shares one sample per collection cycle between many readers (the
@@ -448,8 +464,18 @@ impl CycleSampler {
                 seen: vec![0; readers],
                 points: Vec::new(),
                 latest: None,
+                compat: CompatConfig::default(),
             })),
         }
+    }
+
+    /// Also produce the `[compat]` points the switches ask for.
+    pub fn with_compat(self, compat: CompatConfig) -> Self {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .compat = compat;
+        self
     }
 
     /// Calls `f` with every point of `metric` in the current cycle's sample,
@@ -460,7 +486,7 @@ impl CycleSampler {
         let st = &mut *st;
         if st.generation == 0 || st.seen.get(reader) == Some(&st.generation) {
             let snap = st.sampler.sample();
-            st.points = snap.points();
+            st.points = snap.points_with(st.compat);
             st.latest = Some(Arc::new(snap));
             st.generation += 1;
         }
