@@ -628,3 +628,16 @@ fn dockerfile_entrypoint_user_and_pinned_bases() {
         assert!(text.contains(&format!("org.opencontainers.image.{label}=")));
     }
 }
+
+#[test]
+fn signoz_example_config_loads_with_compat_on() {
+    let cfg = unamentis_agent::config::load(
+        Some(&root().join("examples/signoz-cloud.toml")),
+        &|_| None,
+        &Vec::new(),
+    )
+    .unwrap()
+    .config;
+    assert!(cfg.compat.hostmetrics && cfg.compat.hw);
+    assert!(cfg.export.effective_endpoint().contains("signoz.cloud"));
+}
