@@ -69,9 +69,13 @@ promtool check rules otel-collector/prometheus/unamentis-alerts.rules.yml
 (cd otel-collector/prometheus && promtool test rules unamentis-alerts.test.yml)
 
 step "systemd-analyze verify / security"
-bin=target/release/unamentis-agent
-if [ ! -x "$bin" ]; then
+# The image is built from the release binary (a no-op when it is up to date).
+# UNAMENTIS_VALIDATE_BINARY=target/debug/unamentis-agent skips the ~5 min
+# LTO build for a quick local run.
+bin=${UNAMENTIS_VALIDATE_BINARY:-}
+if [ -z "$bin" ]; then
     cargo build --release --locked
+    bin=target/release/unamentis-agent
 fi
 tmp=$(mktemp -d)
 # verify needs ExecStart to exist: point it at the freshly built binary.

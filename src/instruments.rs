@@ -35,37 +35,23 @@ pub fn register(meter: &Meter, cycle: &CycleSampler) -> Registered {
     let mut updown = Vec::new();
     for (reader, &metric) in semconv::ALL.iter().enumerate() {
         let cycle = cycle.clone();
+        // The three observable builders differ only in their method.
+        macro_rules! observable {
+            ($builder:ident) => {
+                meter
+                    .$builder(metric.name)
+                    .with_unit(metric.unit)
+                    .with_description(metric.brief)
+                    .with_callback(move |o| {
+                        cycle.read(reader, metric, |p| o.observe(p.value, &key_values(p)))
+                    })
+                    .build()
+            };
+        }
         match metric.instrument {
-            Instrument::Gauge => gauges.push(
-                meter
-                    .f64_observable_gauge(metric.name)
-                    .with_unit(metric.unit)
-                    .with_description(metric.brief)
-                    .with_callback(move |o| {
-                        cycle.read(reader, metric, |p| o.observe(p.value, &key_values(p)))
-                    })
-                    .build(),
-            ),
-            Instrument::Counter => counters.push(
-                meter
-                    .f64_observable_counter(metric.name)
-                    .with_unit(metric.unit)
-                    .with_description(metric.brief)
-                    .with_callback(move |o| {
-                        cycle.read(reader, metric, |p| o.observe(p.value, &key_values(p)))
-                    })
-                    .build(),
-            ),
-            Instrument::UpDownCounter => updown.push(
-                meter
-                    .f64_observable_up_down_counter(metric.name)
-                    .with_unit(metric.unit)
-                    .with_description(metric.brief)
-                    .with_callback(move |o| {
-                        cycle.read(reader, metric, |p| o.observe(p.value, &key_values(p)))
-                    })
-                    .build(),
-            ),
+            Instrument::Gauge => gauges.push(observable!(f64_observable_gauge)),
+            Instrument::Counter => counters.push(observable!(f64_observable_counter)),
+            Instrument::UpDownCounter => updown.push(observable!(f64_observable_up_down_counter)),
         }
     }
     Registered {

@@ -21,24 +21,28 @@ impl MemoryStats {
     }
 }
 
-pub fn parse_meminfo(text: &str) -> Result<MemoryStats, ParseError> {
-    let mut total = None;
-    let mut available = None;
-    let (mut free, mut buffers, mut cached) = (None, None, None);
+/// The values of `keys` in a meminfo text, in bytes, in the order asked.
+fn meminfo_values<const N: usize>(
+    text: &str,
+    keys: [&str; N],
+) -> Result<[Option<u64>; N], ParseError> {
+    let mut out = [None; N];
     for line in text.lines() {
         let Some((key, rest)) = line.split_once(':') else {
             continue;
         };
-        let slot = match key {
-            "MemTotal" => &mut total,
-            "MemAvailable" => &mut available,
-            "MemFree" => &mut free,
-            "Buffers" => &mut buffers,
-            "Cached" => &mut cached,
-            _ => continue,
-        };
-        *slot = Some(bytes_of(key, rest)?);
+        if let Some(i) = keys.iter().position(|k| *k == key) {
+            out[i] = Some(bytes_of(key, rest)?);
+        }
     }
+    Ok(out)
+}
+
+pub fn parse_meminfo(text: &str) -> Result<MemoryStats, ParseError> {
+    let [total, available, free, buffers, cached] = meminfo_values(
+        text,
+        ["MemTotal", "MemAvailable", "MemFree", "Buffers", "Cached"],
+    )?;
     let total = total.ok_or_else(|| ParseError("no MemTotal line".into()))?;
     // MemAvailable appeared in 3.14; before it, free + buffers + page cache is
     // the usual approximation.
@@ -98,22 +102,10 @@ impl MemoryStates {
 }
 
 pub fn parse_meminfo_states(text: &str) -> Result<MemoryStates, ParseError> {
-    let (mut total, mut free, mut buffers, mut cached, mut sreclaimable) =
-        (None, None, None, None, None);
-    for line in text.lines() {
-        let Some((key, rest)) = line.split_once(':') else {
-            continue;
-        };
-        let slot = match key {
-            "MemTotal" => &mut total,
-            "MemFree" => &mut free,
-            "Buffers" => &mut buffers,
-            "Cached" => &mut cached,
-            "SReclaimable" => &mut sreclaimable,
-            _ => continue,
-        };
-        *slot = Some(bytes_of(key, rest)?);
-    }
+    let [total, free, buffers, cached, sreclaimable] = meminfo_values(
+        text,
+        ["MemTotal", "MemFree", "Buffers", "Cached", "SReclaimable"],
+    )?;
     match (total, free, buffers, cached) {
         (Some(total), Some(free), Some(buffers), Some(cached)) => Ok(MemoryStates {
             total,
