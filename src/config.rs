@@ -28,6 +28,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub gpu: GpuConfig,
     pub ollama: OllamaConfig,
+    pub compat: CompatConfig,
     /// Keep the built-in service catalogue; `[[service]]` entries extend it
     /// and replace a built-in one of the same name. `false`: only the file's.
     pub default_services: bool,
@@ -139,6 +140,18 @@ pub struct OllamaConfig {
     pub timeout: Dur,
 }
 
+/// Standard OpenTelemetry names emitted beside the agent's own, from the
+/// same snapshot (`src/compat.rs`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CompatConfig {
+    /// The Collector hostmetrics names SigNoz's Hosts page keys on
+    /// (`system.cpu.time`, `system.memory.usage`, ...).
+    pub hostmetrics: bool,
+    /// The `hw.*` hardware conventions (`hw.power`, `hw.energy`, ...).
+    pub hw: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConfig {
@@ -217,6 +230,7 @@ impl Default for Config {
             server: ServerConfig::default(),
             gpu: GpuConfig::default(),
             ollama: OllamaConfig::default(),
+            compat: CompatConfig::default(),
             default_services: true,
             top_processes: 0,
             services: Vec::new(),
@@ -584,6 +598,16 @@ const KEYS: &[KeySpec] = &[
     KeySpec {
         key: "ollama.timeout",
         env: &[("UNAMENTIS_AGENT_OLLAMA_TIMEOUT", Conv::Str)],
+        flag: None,
+    },
+    KeySpec {
+        key: "compat.hostmetrics",
+        env: &[("UNAMENTIS_AGENT_COMPAT_HOSTMETRICS", Conv::Bool)],
+        flag: None,
+    },
+    KeySpec {
+        key: "compat.hw",
+        env: &[("UNAMENTIS_AGENT_COMPAT_HW", Conv::Bool)],
         flag: None,
     },
 ];

@@ -1,6 +1,7 @@
 //! unamentis-agent: an OpenTelemetry-native host agent for a local AI server
 //! stack. See README.md and ../shared/DESIGN.md-derived docs in the repo.
 
+pub mod compat;
 pub mod config;
 pub mod doctor;
 pub mod host;

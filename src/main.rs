@@ -290,7 +290,7 @@ fn services_table(loaded: &Loaded, window: Duration) -> String {
 fn snapshot(loaded: &Loaded, json: bool, window: Duration) -> ExitCode {
     let mut sampler = Sampler::new(sources::build(&loaded.config));
     std::thread::sleep(window);
-    let points = sampler.sample().points();
+    let points = sampler.sample().points_with(loaded.config.compat);
     if json {
         let out = serde_json::json!({
             "resource": resource_attributes(loaded).into_iter().collect::<std::collections::BTreeMap<_, _>>(),
@@ -367,7 +367,8 @@ async fn run_async(loaded: &Loaded) -> Result<(), String> {
     let cycle = CycleSampler::new(
         Sampler::new(sources::build(cfg)),
         instruments::reader_count(),
-    );
+    )
+    .with_compat(cfg.compat);
 
     if !cfg.export.enabled {
         tracing::warn!(

@@ -8,6 +8,8 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::compat::CompatStats;
+use crate::config::CompatConfig;
 use crate::semconv::{self, Metric, attr};
 use crate::sources::cpu::CpuStats;
 use crate::sources::gpu::GpuStats;
@@ -32,6 +34,8 @@ pub struct Snapshot {
     pub ollama: Option<OllamaStats>,
     pub power: Option<PowerStats>,
     pub thermal: Option<ThermalStats>,
+    /// What only the `[compat] hostmetrics` names need (`src/compat.rs`).
+    pub compat: Option<CompatStats>,
     pub sources: Vec<SourceStatus>,
 }
 
@@ -77,7 +81,7 @@ pub struct Point {
 }
 
 impl Point {
-    fn new(metric: &'static Metric, value: f64) -> Self {
+    pub(crate) fn new(metric: &'static Metric, value: f64) -> Self {
         Point {
             metric,
             attrs: Vec::new(),
@@ -85,7 +89,7 @@ impl Point {
         }
     }
 
-    fn with(mut self, key: &'static str, value: impl Into<AttrValue>) -> Self {
+    pub(crate) fn with(mut self, key: &'static str, value: impl Into<AttrValue>) -> Self {
         self.attrs.push((key, value.into()));
         self
     }
@@ -128,6 +132,17 @@ impl Snapshot {
         }
         self_points(&self.sources, &mut out);
         out
+    }
+
+    /// [`Snapshot::points`] plus the `[compat]` names the switches ask for.
+    pub fn points_with(&self, compat: CompatConfig) -> Vec<Point> {
+        let mut out = self.points();
+        crate::compat::points(self, compat, &mut out);
+        out
+    }
+
+    pub fn compat_mut(&mut self) -> &mut CompatStats {
+        self.compat.get_or_insert_with(CompatStats::default)
     }
 }
 
@@ -502,6 +517,7 @@ struct CycleState {
     seen: Vec<u64>,
     points: Vec<Point>,
     latest: Option<Arc<Snapshot>>,
+    compat: CompatConfig,
 }
 
 /// Shares one sample per collection cycle between many readers (the
@@ -521,8 +537,18 @@ impl CycleSampler {
                 seen: vec![0; readers],
                 points: Vec::new(),
                 latest: None,
+                compat: CompatConfig::default(),
             })),
         }
+    }
+
+    /// Also produce the `[compat]` points the switches ask for.
+    pub fn with_compat(self, compat: CompatConfig) -> Self {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .compat = compat;
+        self
     }
 
     /// Calls `f` with every point of `metric` in the current cycle's sample,
@@ -533,7 +559,7 @@ impl CycleSampler {
         let st = &mut *st;
         if st.generation == 0 || st.seen.get(reader) == Some(&st.generation) {
             let snap = st.sampler.sample();
-            st.points = snap.points();
+            st.points = snap.points_with(st.compat);
             st.latest = Some(Arc::new(snap));
             st.generation += 1;
         }
