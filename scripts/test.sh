@@ -28,5 +28,8 @@ cargo test --locked --all-targets
 step "cargo check --target aarch64-apple-darwin --lib --bins (TLS off: aws-lc-sys cannot cross-build; the tests need it)"
 cargo check --locked --target aarch64-apple-darwin --no-default-features --lib --bins
 
+step "deployment artefacts (scripts/validate-deploy.sh)"
+bash scripts/validate-deploy.sh
+
 echo
 echo "all checks passed"

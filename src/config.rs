@@ -29,6 +29,7 @@ pub struct Config {
     pub gpu: GpuConfig,
     pub ollama: OllamaConfig,
     pub activity: ActivityConfig,
+    pub compat: CompatConfig,
     /// Keep the built-in service catalogue; `[[service]]` entries extend it
     /// and replace a built-in one of the same name. `false`: only the file's.
     pub default_services: bool,
@@ -156,6 +157,18 @@ pub struct ActivityConfig {
     pub ignore_sources: Vec<String>,
 }
 
+/// Standard OpenTelemetry names emitted beside the agent's own, from the
+/// same snapshot (`src/compat.rs`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CompatConfig {
+    /// The Collector hostmetrics names SigNoz's Hosts page keys on
+    /// (`system.cpu.time`, `system.memory.usage`, ...).
+    pub hostmetrics: bool,
+    /// The `hw.*` hardware conventions (`hw.power`, `hw.energy`, ...).
+    pub hw: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConfig {
@@ -235,6 +248,7 @@ impl Default for Config {
             gpu: GpuConfig::default(),
             ollama: OllamaConfig::default(),
             activity: ActivityConfig::default(),
+            compat: CompatConfig::default(),
             default_services: true,
             top_processes: 0,
             services: Vec::new(),
@@ -634,6 +648,16 @@ const KEYS: &[KeySpec] = &[
     KeySpec {
         key: "activity.ollama",
         env: &[("UNAMENTIS_AGENT_ACTIVITY_OLLAMA", Conv::Bool)],
+        flag: None,
+    },
+    KeySpec {
+        key: "compat.hostmetrics",
+        env: &[("UNAMENTIS_AGENT_COMPAT_HOSTMETRICS", Conv::Bool)],
+        flag: None,
+    },
+    KeySpec {
+        key: "compat.hw",
+        env: &[("UNAMENTIS_AGENT_COMPAT_HW", Conv::Bool)],
         flag: None,
     },
 ];

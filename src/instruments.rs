@@ -21,6 +21,7 @@ fn key_values(p: &Point) -> Vec<KeyValue> {
 pub struct Registered {
     _gauges: Vec<opentelemetry::metrics::ObservableGauge<f64>>,
     _counters: Vec<opentelemetry::metrics::ObservableCounter<f64>>,
+    _updown: Vec<opentelemetry::metrics::ObservableUpDownCounter<f64>>,
 }
 
 /// The number of readers a [`CycleSampler`] for [`register`] must have.
@@ -31,33 +32,31 @@ pub fn reader_count() -> usize {
 pub fn register(meter: &Meter, cycle: &CycleSampler) -> Registered {
     let mut gauges = Vec::new();
     let mut counters = Vec::new();
+    let mut updown = Vec::new();
     for (reader, &metric) in semconv::ALL.iter().enumerate() {
         let cycle = cycle.clone();
+        // The three observable builders differ only in their method.
+        macro_rules! observable {
+            ($builder:ident) => {
+                meter
+                    .$builder(metric.name)
+                    .with_unit(metric.unit)
+                    .with_description(metric.brief)
+                    .with_callback(move |o| {
+                        cycle.read(reader, metric, |p| o.observe(p.value, &key_values(p)))
+                    })
+                    .build()
+            };
+        }
         match metric.instrument {
-            Instrument::Gauge => gauges.push(
-                meter
-                    .f64_observable_gauge(metric.name)
-                    .with_unit(metric.unit)
-                    .with_description(metric.brief)
-                    .with_callback(move |o| {
-                        cycle.read(reader, metric, |p| o.observe(p.value, &key_values(p)))
-                    })
-                    .build(),
-            ),
-            Instrument::Counter => counters.push(
-                meter
-                    .f64_observable_counter(metric.name)
-                    .with_unit(metric.unit)
-                    .with_description(metric.brief)
-                    .with_callback(move |o| {
-                        cycle.read(reader, metric, |p| o.observe(p.value, &key_values(p)))
-                    })
-                    .build(),
-            ),
+            Instrument::Gauge => gauges.push(observable!(f64_observable_gauge)),
+            Instrument::Counter => counters.push(observable!(f64_observable_counter)),
+            Instrument::UpDownCounter => updown.push(observable!(f64_observable_up_down_counter)),
         }
     }
     Registered {
         _gauges: gauges,
         _counters: counters,
+        _updown: updown,
     }
 }

@@ -2,6 +2,7 @@
 //! stack. See README.md and ../shared/DESIGN.md-derived docs in the repo.
 
 pub mod activity;
+pub mod compat;
 pub mod config;
 pub mod doctor;
 pub mod host;

@@ -300,7 +300,7 @@ fn snapshot(loaded: &Loaded, json: bool, window: Duration) -> ExitCode {
     let activity = Activity::from_config(&loaded.config);
     let mut sampler = Sampler::new(all_sources(&loaded.config, &activity));
     std::thread::sleep(window);
-    let points = sampler.sample().points();
+    let points = sampler.sample().points_with(loaded.config.compat);
     if json {
         let out = serde_json::json!({
             "resource": resource_attributes(loaded).into_iter().collect::<std::collections::BTreeMap<_, _>>(),
@@ -357,7 +357,8 @@ async fn run_async(loaded: &Loaded) -> Result<(), String> {
     let cycle = CycleSampler::new(
         Sampler::new(all_sources(cfg, &activity)),
         instruments::reader_count(),
-    );
+    )
+    .with_compat(cfg.compat);
     let state = server::ServerState {
         cycle: cycle.clone(),
         activity,

@@ -10,6 +10,8 @@
 pub enum Instrument {
     Gauge,
     Counter,
+    /// A non-monotonic cumulative sum (a level that can go down).
+    UpDownCounter,
 }
 
 #[derive(Debug)]
@@ -54,6 +56,20 @@ pub mod attr {
     pub const PROBE: &str = "probe";
     /// Name of an agent source (what its Source::name() returns), e.g. cpu, memory, process, service, rapl, hwmon, battery, nvml, nvidia-smi, amdgpu, apple-gpu, powermetrics, thermal, ollama, connections (the activity probe), idle (idle clock and accounting).
     pub const SOURCE: &str = "source";
+    /// Logical CPU of a system.cpu.time point, as cpu<N> from the cpu<N> line of /proc/stat.
+    pub const CPU: &str = "cpu";
+    /// Breakdown of a hostmetrics metric: for system.cpu.time user, nice, system, idle, wait, interrupt, softirq, steal; for system.memory.usage used, free, buffered, cached, slab_reclaimable; for system.filesystem.usage used, free, reserved.
+    pub const STATE: &str = "state";
+    /// Device of a mounted filesystem (first field of /proc/<pid>/mounts).
+    pub const DEVICE: &str = "device";
+    /// Mount point of a filesystem as the host sees it.
+    pub const MOUNTPOINT: &str = "mountpoint";
+    /// Filesystem type of a mount.
+    pub const TYPE: &str = "type";
+    /// Identifier of a hardware component, unique on the host: cpu, package, dram, ane, battery, memory, or gpu<index> for a GPU.
+    pub const HW_ID: &str = "hw.id";
+    /// Type of the hardware component (hw.* conventions): cpu, gpu, memory, battery, or temperature for a temperature sensor.
+    pub const HW_TYPE: &str = "hw.type";
 }
 
 pub static CPU_PERCENT: Metric = Metric {
@@ -424,6 +440,102 @@ pub static AGENT_EXPORT_DROPPED_BATCHES: Metric = Metric {
     attributes: &[],
 };
 
+pub static SYSTEM_CPU_TIME: Metric = Metric {
+    name: "system.cpu.time",
+    instrument: Instrument::Counter,
+    unit: "s",
+    brief: "Cumulative time each logical CPU spent in each state since boot, in seconds (hostmetrics compatibility).",
+    attributes: &[attr::CPU, attr::STATE],
+};
+
+pub static SYSTEM_MEMORY_USAGE: Metric = Metric {
+    name: "system.memory.usage",
+    instrument: Instrument::UpDownCounter,
+    unit: "By",
+    brief: "Bytes of host memory in each state; the states add up to MemTotal (hostmetrics compatibility).",
+    attributes: &[attr::STATE],
+};
+
+pub static SYSTEM_CPU_LOAD_AVERAGE_1M: Metric = Metric {
+    name: "system.cpu.load_average.1m",
+    instrument: Instrument::Gauge,
+    unit: "{thread}",
+    brief: "Average CPU load over 1 minute, the same value as unamentis.server.cpu.load_average{period=1m} (hostmetrics compatibility).",
+    attributes: &[],
+};
+
+pub static SYSTEM_CPU_LOAD_AVERAGE_5M: Metric = Metric {
+    name: "system.cpu.load_average.5m",
+    instrument: Instrument::Gauge,
+    unit: "{thread}",
+    brief: "Average CPU load over 5 minutes, the same value as unamentis.server.cpu.load_average{period=5m} (hostmetrics compatibility).",
+    attributes: &[],
+};
+
+pub static SYSTEM_CPU_LOAD_AVERAGE_15M: Metric = Metric {
+    name: "system.cpu.load_average.15m",
+    instrument: Instrument::Gauge,
+    unit: "{thread}",
+    brief: "Average CPU load over 15 minutes, the same value as unamentis.server.cpu.load_average{period=15m} (hostmetrics compatibility).",
+    attributes: &[],
+};
+
+pub static SYSTEM_FILESYSTEM_USAGE: Metric = Metric {
+    name: "system.filesystem.usage",
+    instrument: Instrument::UpDownCounter,
+    unit: "By",
+    brief: "Bytes of each mounted filesystem in each state: used, free (available to unprivileged users) and reserved (for root) (hostmetrics compatibility).",
+    attributes: &[attr::DEVICE, attr::MOUNTPOINT, attr::TYPE, attr::STATE],
+};
+
+pub static HW_POWER: Metric = Metric {
+    name: "hw.power",
+    instrument: Instrument::Gauge,
+    unit: "W",
+    brief: "Average power drawn by a hardware component over the last collection interval, in watts (hw.* compatibility).",
+    attributes: &[attr::HW_ID, attr::HW_TYPE],
+};
+
+pub static HW_ENERGY: Metric = Metric {
+    name: "hw.energy",
+    instrument: Instrument::Counter,
+    unit: "J",
+    brief: "Cumulative energy consumed by a hardware component since the agent started, in joules (hw.* compatibility).",
+    attributes: &[attr::HW_ID, attr::HW_TYPE],
+};
+
+pub static HW_TEMPERATURE: Metric = Metric {
+    name: "hw.temperature",
+    instrument: Instrument::Gauge,
+    unit: "Cel",
+    brief: "Temperature of a hardware component's sensor, in degrees Celsius (hw.* compatibility).",
+    attributes: &[attr::HW_ID, attr::HW_TYPE],
+};
+
+pub static HW_GPU_MEMORY_USAGE: Metric = Metric {
+    name: "hw.gpu.memory.usage",
+    instrument: Instrument::UpDownCounter,
+    unit: "By",
+    brief: "GPU memory in use on one GPU, in bytes (hw.* compatibility).",
+    attributes: &[attr::HW_ID, attr::HW_TYPE],
+};
+
+pub static HW_GPU_MEMORY_LIMIT: Metric = Metric {
+    name: "hw.gpu.memory.limit",
+    instrument: Instrument::UpDownCounter,
+    unit: "By",
+    brief: "Total GPU memory of one GPU, in bytes (hw.* compatibility).",
+    attributes: &[attr::HW_ID, attr::HW_TYPE],
+};
+
+pub static HW_GPU_UTILIZATION: Metric = Metric {
+    name: "hw.gpu.utilization",
+    instrument: Instrument::Gauge,
+    unit: "1",
+    brief: "Busy share of one GPU as a fraction from 0 to 1 (hw.* compatibility: gpu.utilization_percent / 100).",
+    attributes: &[attr::HW_ID, attr::HW_TYPE],
+};
+
 /// Every metric of the registry, in registry order.
 pub static ALL: &[&Metric] = &[
     &CPU_PERCENT,
@@ -472,4 +584,16 @@ pub static ALL: &[&Metric] = &[
     &AGENT_COLLECTION_DURATION,
     &AGENT_SOURCE_UP,
     &AGENT_EXPORT_DROPPED_BATCHES,
+    &SYSTEM_CPU_TIME,
+    &SYSTEM_MEMORY_USAGE,
+    &SYSTEM_CPU_LOAD_AVERAGE_1M,
+    &SYSTEM_CPU_LOAD_AVERAGE_5M,
+    &SYSTEM_CPU_LOAD_AVERAGE_15M,
+    &SYSTEM_FILESYSTEM_USAGE,
+    &HW_POWER,
+    &HW_ENERGY,
+    &HW_TEMPERATURE,
+    &HW_GPU_MEMORY_USAGE,
+    &HW_GPU_MEMORY_LIMIT,
+    &HW_GPU_UTILIZATION,
 ];

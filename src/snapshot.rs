@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::activity::ActivityStats;
+use crate::compat::CompatStats;
+use crate::config::CompatConfig;
 use crate::semconv::{self, Metric, attr};
 use crate::sources::cpu::CpuStats;
 use crate::sources::gpu::GpuStats;
@@ -35,6 +37,8 @@ pub struct Snapshot {
     pub thermal: Option<ThermalStats>,
     /// Idle clock, activity probes and idle accounting (`activity/`).
     pub activity: Option<ActivityStats>,
+    /// What only the `[compat] hostmetrics` names need (`src/compat.rs`).
+    pub compat: Option<CompatStats>,
     pub sources: Vec<SourceStatus>,
 }
 
@@ -80,7 +84,7 @@ pub struct Point {
 }
 
 impl Point {
-    fn new(metric: &'static Metric, value: f64) -> Self {
+    pub(crate) fn new(metric: &'static Metric, value: f64) -> Self {
         Point {
             metric,
             attrs: Vec::new(),
@@ -88,7 +92,7 @@ impl Point {
         }
     }
 
-    fn with(mut self, key: &'static str, value: impl Into<AttrValue>) -> Self {
+    pub(crate) fn with(mut self, key: &'static str, value: impl Into<AttrValue>) -> Self {
         self.attrs.push((key, value.into()));
         self
     }
@@ -157,6 +161,17 @@ impl Snapshot {
             out.extend(m.energy.iter().copied());
         }
         out
+    }
+
+    /// [`Snapshot::points`] plus the `[compat]` names the switches ask for.
+    pub fn points_with(&self, compat: CompatConfig) -> Vec<Point> {
+        let mut out = self.points();
+        crate::compat::points(self, compat, &mut out);
+        out
+    }
+
+    pub fn compat_mut(&mut self) -> &mut CompatStats {
+        self.compat.get_or_insert_with(CompatStats::default)
     }
 }
 
@@ -583,6 +598,7 @@ struct CycleState {
     /// the current generation is the first of a new cycle.
     seen: Vec<u64>,
     points: Vec<Point>,
+    compat: CompatConfig,
 }
 
 /// Shares one sample per collection cycle between many readers (the
@@ -604,9 +620,19 @@ impl CycleSampler {
                 generation: 0,
                 seen: vec![0; readers],
                 points: Vec::new(),
+                compat: CompatConfig::default(),
             })),
             latest: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// Also produce the `[compat]` points the switches ask for.
+    pub fn with_compat(self, compat: CompatConfig) -> Self {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .compat = compat;
+        self
     }
 
     /// Calls `f` with every point of `metric` in the current cycle's sample,
@@ -628,7 +654,7 @@ impl CycleSampler {
 
     fn take(&self, st: &mut CycleState) {
         let snap = st.sampler.sample();
-        st.points = snap.points();
+        st.points = snap.points_with(st.compat);
         *self.latest.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(snap));
         st.generation += 1;
     }

@@ -70,6 +70,9 @@ async fn first_export_is_early_complete_and_sigterm_flushes_the_last() {
             (Some(Data::Sum(s)), semconv::Instrument::Counter) => {
                 assert!(s.is_monotonic, "{}", m.name)
             }
+            (Some(Data::Sum(s)), semconv::Instrument::UpDownCounter) => {
+                assert!(!s.is_monotonic, "{}", m.name)
+            }
             (data, kind) => panic!(
                 "{} is a {kind:?} in the registry but arrived as {data:?}",
                 m.name

@@ -103,13 +103,17 @@ fn load() -> (Vec<Attr>, Vec<MetricDef>) {
                     format!("metric.{name}"),
                     "group id must be metric.<metric_name>"
                 );
+                // system.* and hw.* are the standard names of the [compat]
+                // groups (hostmetrics receiver, hw.* conventions).
                 assert!(
-                    name.starts_with("unamentis.server."),
-                    "{name}: outside unamentis.server."
+                    ["unamentis.server.", "system.", "hw."]
+                        .iter()
+                        .any(|p| name.starts_with(p)),
+                    "{name}: outside unamentis.server. and the compat groups"
                 );
                 let instrument = g.instrument.unwrap_or_default();
                 assert!(
-                    matches!(instrument.as_str(), "gauge" | "counter"),
+                    matches!(instrument.as_str(), "gauge" | "counter" | "updowncounter"),
                     "{name}: instrument {instrument:?}"
                 );
                 assert!(g.stability.is_some(), "{name}: no stability");
@@ -166,7 +170,7 @@ fn render_rust(attrs: &[Attr], metrics: &[MetricDef]) -> String {
          /// Every instrument is observable: gauges are sampled values, counters\n\
          /// are cumulative totals that never go backwards.\n\
          #[derive(Debug, Clone, Copy, PartialEq, Eq)]\n\
-         pub enum Instrument {\n    Gauge,\n    Counter,\n}\n\n\
+         pub enum Instrument {\n    Gauge,\n    Counter,\n    /// A non-monotonic cumulative sum (a level that can go down).\n    UpDownCounter,\n}\n\n\
          #[derive(Debug)]\n\
          pub struct Metric {\n    pub name: &'static str,\n    pub instrument: Instrument,\n    pub unit: &'static str,\n    pub brief: &'static str,\n    /// Attribute keys a point of this metric may carry.\n    pub attributes: &'static [&'static str],\n}\n\n",
     );
@@ -177,10 +181,10 @@ fn render_rust(attrs: &[Attr], metrics: &[MetricDef]) -> String {
     }
     s.push_str("}\n");
     for m in metrics {
-        let inst = if m.instrument == "gauge" {
-            "Gauge"
-        } else {
-            "Counter"
+        let inst = match m.instrument.as_str() {
+            "gauge" => "Gauge",
+            "counter" => "Counter",
+            _ => "UpDownCounter",
         };
         let keys: Vec<String> = m
             .attributes

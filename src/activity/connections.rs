@@ -259,7 +259,7 @@ mod imp {
 
     use super::{ConnectionsProbe, Established, parse_netstat};
     use crate::sources::SourceError;
-    use crate::sources::macos::command::{CommandError, run_with_timeout};
+    use crate::sources::command::{CommandError, run_with_timeout};
 
     const NETSTAT_TIMEOUT: Duration = Duration::from_secs(2);
 

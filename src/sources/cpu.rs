@@ -53,6 +53,20 @@ impl CpuTimes {
             + self.steal
     }
 
+    /// Column-wise maximum with `other`.
+    pub fn max_columns(&self, other: &CpuTimes) -> CpuTimes {
+        CpuTimes {
+            user: self.user.max(other.user),
+            nice: self.nice.max(other.nice),
+            system: self.system.max(other.system),
+            idle: self.idle.max(other.idle),
+            iowait: self.iowait.max(other.iowait),
+            irq: self.irq.max(other.irq),
+            softirq: self.softirq.max(other.softirq),
+            steal: self.steal.max(other.steal),
+        }
+    }
+
     /// iowait is idle time spent waiting for I/O: the CPU was free to run
     /// other work, so it counts as idle (as top and psutil do).
     pub fn idle_all(&self) -> u64 {
@@ -79,6 +93,49 @@ pub struct ProcStat {
     pub logical_cpus: u32,
 }
 
+/// The time columns of one `cpu`/`cpuN` line (after the label).
+fn parse_cpu_columns<'a>(
+    label: &str,
+    mut fields: impl Iterator<Item = &'a str>,
+) -> Result<CpuTimes, ParseError> {
+    let mut v = [0u64; 8];
+    for (i, slot) in v.iter_mut().enumerate() {
+        // Kernels before 2.6.11 lack steal; treat missing trailing
+        // columns as 0, but at least user..idle must be there.
+        match fields.next() {
+            Some(f) => {
+                *slot = f.parse().map_err(|_| {
+                    ParseError(format!(
+                        "{label} line: column {} is not a number: {f:?}",
+                        i + 1
+                    ))
+                })?
+            }
+            None if i >= 4 => break,
+            None => return Err(ParseError(format!("{label} line has only {i} columns"))),
+        }
+    }
+    Ok(CpuTimes {
+        user: v[0],
+        nice: v[1],
+        system: v[2],
+        idle: v[3],
+        iowait: v[4],
+        irq: v[5],
+        softirq: v[6],
+        steal: v[7],
+    })
+}
+
+/// The CPU number of a `cpuN` label.
+fn cpu_number(label: &str) -> Option<u32> {
+    let n = label.strip_prefix("cpu")?;
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    n.parse().ok()
+}
+
 pub fn parse_stat(text: &str) -> Result<ProcStat, ParseError> {
     let mut total = None;
     let mut logical_cpus = 0u32;
@@ -86,30 +143,7 @@ pub fn parse_stat(text: &str) -> Result<ProcStat, ParseError> {
         let mut fields = line.split_ascii_whitespace();
         let Some(label) = fields.next() else { continue };
         if label == "cpu" {
-            let mut v = [0u64; 8];
-            for (i, slot) in v.iter_mut().enumerate() {
-                // Kernels before 2.6.11 lack steal; treat missing trailing
-                // columns as 0, but at least user..idle must be there.
-                match fields.next() {
-                    Some(f) => {
-                        *slot = f.parse().map_err(|_| {
-                            ParseError(format!("cpu line: column {} is not a number: {f:?}", i + 1))
-                        })?
-                    }
-                    None if i >= 4 => break,
-                    None => return Err(ParseError(format!("cpu line has only {i} columns"))),
-                }
-            }
-            total = Some(CpuTimes {
-                user: v[0],
-                nice: v[1],
-                system: v[2],
-                idle: v[3],
-                iowait: v[4],
-                irq: v[5],
-                softirq: v[6],
-                steal: v[7],
-            });
+            total = Some(parse_cpu_columns(label, fields)?);
         } else if label.len() > 3
             && label.starts_with("cpu")
             && label[3..].bytes().all(|b| b.is_ascii_digit())
@@ -122,6 +156,20 @@ pub fn parse_stat(text: &str) -> Result<ProcStat, ParseError> {
         total,
         logical_cpus,
     })
+}
+
+/// The per-CPU `cpuN` lines of `/proc/stat`, by CPU number (offline CPUs
+/// have no line, so numbers can have gaps).
+pub fn parse_per_cpu(text: &str) -> Result<Vec<(u32, CpuTimes)>, ParseError> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let mut fields = line.split_ascii_whitespace();
+        let Some(label) = fields.next() else { continue };
+        if let Some(n) = cpu_number(label) {
+            out.push((n, parse_cpu_columns(label, fields)?));
+        }
+    }
+    Ok(out)
 }
 
 /// `/proc/loadavg`: "0.20 0.18 0.12 1/80 11206".
@@ -172,8 +220,10 @@ mod imp {
     use std::collections::HashSet;
 
     use super::*;
+    use crate::compat::PerCpuTimes;
     use crate::host::HostPaths;
     use crate::snapshot::Snapshot;
+    use crate::sources::process::clock_ticks_per_second;
     use crate::sources::{Source, SourceError};
 
     pub struct CpuSource {
@@ -181,6 +231,10 @@ mod imp {
         prev: Option<CpuTimes>,
         /// Physical cores, re-read only when the online set changes.
         physical: Option<(u32, Option<u32>)>,
+        /// Also keep the per-CPU times (`[compat] hostmetrics`).
+        per_cpu: bool,
+        /// The highest per-CPU times reported so far.
+        per_cpu_max: Vec<(u32, CpuTimes)>,
     }
 
     impl CpuSource {
@@ -195,7 +249,33 @@ mod imp {
                 paths,
                 prev,
                 physical: None,
+                per_cpu: false,
+                per_cpu_max: Vec::new(),
             }
+        }
+
+        /// Per-CPU columns can step back slightly (iowait especially,
+        /// proc_stat(5)); system.cpu.time is a counter, so each column
+        /// reports the highest value seen.
+        fn never_backwards(&mut self, cur: Vec<(u32, CpuTimes)>) -> Vec<(u32, CpuTimes)> {
+            let out: Vec<(u32, CpuTimes)> = cur
+                .into_iter()
+                .map(
+                    |(n, t)| match self.per_cpu_max.iter().find(|(m, _)| *m == n) {
+                        Some((_, prev)) => (n, t.max_columns(prev)),
+                        None => (n, t),
+                    },
+                )
+                .collect();
+            self.per_cpu_max.clone_from(&out);
+            out
+        }
+
+        /// Also parse the `cpuN` lines of the same `/proc/stat` read into
+        /// `Snapshot::compat` (for `system.cpu.time`).
+        pub fn with_per_cpu_times(mut self, on: bool) -> Self {
+            self.per_cpu = on;
+            self
         }
 
         /// Distinct `core_cpus_list` (or, before 5.6, `thread_siblings_list`)
@@ -237,6 +317,18 @@ mod imp {
                         stats.percent = self.prev.and_then(|p| busy_percent(&p, &stat.total));
                         self.prev = Some(stat.total);
                         stats.logical = Some(stat.logical_cpus).filter(|&n| n > 0);
+                        if self.per_cpu {
+                            match parse_per_cpu(&text) {
+                                Ok(t) => {
+                                    let cpus = self.never_backwards(t);
+                                    snap.compat_mut().cpu_times = Some(PerCpuTimes {
+                                        ticks_per_second: clock_ticks_per_second(),
+                                        cpus,
+                                    });
+                                }
+                                Err(e) => first_err = Some(e.in_file("/proc/stat")),
+                            }
+                        }
                     }
                     Err(e) => first_err = Some(e.in_file("/proc/stat")),
                 },
@@ -299,6 +391,11 @@ mod imp {
                 .and_then(|n| u32::try_from(n).ok());
             CpuSource { sys, physical }
         }
+
+        /// sysinfo gives no per-CPU times: `system.cpu.time` is absent here.
+        pub fn with_per_cpu_times(self, _on: bool) -> Self {
+            self
+        }
     }
 
     impl Source for CpuSource {
@@ -342,6 +439,19 @@ mod tests {
         assert_eq!(s.total.iowait, 40);
         // guest (7) is not added again.
         assert_eq!(s.total.total(), 100 + 5 + 50 + 800 + 40 + 3 + 2);
+    }
+
+    #[test]
+    fn per_cpu_lines_by_number_with_gaps() {
+        let t = parse_per_cpu("cpu  9 9 9 9\ncpu0 1 2 3 4 5 6 7 8 9 10\ncpu3 10 0 0 20\nintr 1\n")
+            .unwrap();
+        assert_eq!(t.len(), 2);
+        assert_eq!(t[0].0, 0);
+        assert_eq!((t[0].1.user, t[0].1.steal, t[0].1.total()), (1, 8, 36));
+        assert_eq!(t[1].0, 3, "offline cpu1 and cpu2 leave a gap");
+        assert_eq!((t[1].1.user, t[1].1.idle, t[1].1.iowait), (10, 20, 0));
+        assert!(parse_per_cpu("cpu0 1 x 3 4\n").is_err());
+        assert!(parse_per_cpu("cpufreq 1 2 3 4\n").unwrap().is_empty());
     }
 
     #[test]

@@ -21,33 +21,28 @@ impl MemoryStats {
     }
 }
 
-pub fn parse_meminfo(text: &str) -> Result<MemoryStats, ParseError> {
-    let mut total = None;
-    let mut available = None;
-    let (mut free, mut buffers, mut cached) = (None, None, None);
+/// The values of `keys` in a meminfo text, in bytes, in the order asked.
+fn meminfo_values<const N: usize>(
+    text: &str,
+    keys: [&str; N],
+) -> Result<[Option<u64>; N], ParseError> {
+    let mut out = [None; N];
     for line in text.lines() {
         let Some((key, rest)) = line.split_once(':') else {
             continue;
         };
-        let slot = match key {
-            "MemTotal" => &mut total,
-            "MemAvailable" => &mut available,
-            "MemFree" => &mut free,
-            "Buffers" => &mut buffers,
-            "Cached" => &mut cached,
-            _ => continue,
-        };
-        let mut parts = rest.split_ascii_whitespace();
-        let value = parts.next().unwrap_or("");
-        let kib: u64 = value
-            .parse()
-            .map_err(|_| ParseError(format!("{key}: {value:?} is not a number")))?;
-        match parts.next() {
-            None | Some("kB") => {}
-            Some(unit) => return Err(ParseError(format!("{key}: unexpected unit {unit:?}"))),
+        if let Some(i) = keys.iter().position(|k| *k == key) {
+            out[i] = Some(bytes_of(key, rest)?);
         }
-        *slot = Some(kib.saturating_mul(1024));
     }
+    Ok(out)
+}
+
+pub fn parse_meminfo(text: &str) -> Result<MemoryStats, ParseError> {
+    let [total, available, free, buffers, cached] = meminfo_values(
+        text,
+        ["MemTotal", "MemAvailable", "MemFree", "Buffers", "Cached"],
+    )?;
     let total = total.ok_or_else(|| ParseError("no MemTotal line".into()))?;
     // MemAvailable appeared in 3.14; before it, free + buffers + page cache is
     // the usual approximation.
@@ -68,6 +63,63 @@ pub fn parse_meminfo(text: &str) -> Result<MemoryStats, ParseError> {
     })
 }
 
+/// The value of one meminfo line (after the colon), in bytes.
+fn bytes_of(key: &str, rest: &str) -> Result<u64, ParseError> {
+    let mut parts = rest.split_ascii_whitespace();
+    let value = parts.next().unwrap_or("");
+    let kib: u64 = value
+        .parse()
+        .map_err(|_| ParseError(format!("{key}: {value:?} is not a number")))?;
+    match parts.next() {
+        None | Some("kB") => Ok(kib.saturating_mul(1024)),
+        Some(unit) => Err(ParseError(format!("{key}: unexpected unit {unit:?}"))),
+    }
+}
+
+/// The breakdown hostmetrics reports as `system.memory.usage{state}`, in
+/// bytes. The states partition MemTotal: `used()` is what the others leave.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryStates {
+    pub total: u64,
+    pub free: u64,
+    pub buffers: u64,
+    /// Page cache (`Cached`, which already excludes SwapCached).
+    pub cached: u64,
+    /// `SReclaimable` (since 2.6.19).
+    pub slab_reclaimable: Option<u64>,
+}
+
+impl MemoryStates {
+    /// MemTotal minus free, buffers, page cache and reclaimable slab:
+    /// anonymous memory, unreclaimable slab, kernel stacks, page tables.
+    pub fn used(&self) -> u64 {
+        self.total
+            .saturating_sub(self.free)
+            .saturating_sub(self.buffers)
+            .saturating_sub(self.cached)
+            .saturating_sub(self.slab_reclaimable.unwrap_or(0))
+    }
+}
+
+pub fn parse_meminfo_states(text: &str) -> Result<MemoryStates, ParseError> {
+    let [total, free, buffers, cached, sreclaimable] = meminfo_values(
+        text,
+        ["MemTotal", "MemFree", "Buffers", "Cached", "SReclaimable"],
+    )?;
+    match (total, free, buffers, cached) {
+        (Some(total), Some(free), Some(buffers), Some(cached)) => Ok(MemoryStates {
+            total,
+            free,
+            buffers,
+            cached,
+            slab_reclaimable: sreclaimable,
+        }),
+        _ => Err(ParseError(
+            "MemTotal, MemFree, Buffers or Cached is missing".into(),
+        )),
+    }
+}
+
 #[cfg(target_os = "linux")]
 mod imp {
     use super::*;
@@ -77,11 +129,23 @@ mod imp {
 
     pub struct MemorySource {
         paths: HostPaths,
+        /// Also keep the state breakdown (`[compat] hostmetrics`).
+        states: bool,
     }
 
     impl MemorySource {
         pub fn new(paths: HostPaths) -> Self {
-            MemorySource { paths }
+            MemorySource {
+                paths,
+                states: false,
+            }
+        }
+
+        /// Also parse the same meminfo text into `Snapshot::compat`
+        /// (for `system.memory.usage{state}`).
+        pub fn with_states(mut self, on: bool) -> Self {
+            self.states = on;
+            self
         }
     }
 
@@ -93,6 +157,10 @@ mod imp {
         fn sample(&mut self, snap: &mut Snapshot) -> Result<(), SourceError> {
             let text = self.paths.read_proc("meminfo")?;
             snap.memory = Some(parse_meminfo(&text).map_err(|e| e.in_file("/proc/meminfo"))?);
+            if self.states {
+                snap.compat_mut().memory =
+                    Some(parse_meminfo_states(&text).map_err(|e| e.in_file("/proc/meminfo"))?);
+            }
             Ok(())
         }
     }
@@ -115,6 +183,11 @@ mod imp {
             MemorySource {
                 sys: System::new().ok(),
             }
+        }
+
+        /// No meminfo here: `system.memory.usage` is absent.
+        pub fn with_states(self, _on: bool) -> Self {
+            self
         }
     }
 
@@ -165,6 +238,27 @@ mod tests {
             parse_meminfo("MemTotal: 1000 kB\nMemFree: 100 kB\nBuffers: 50 kB\nCached: 250 kB\n")
                 .unwrap();
         assert_eq!(m.available_bytes, 400 * 1024);
+    }
+
+    #[test]
+    fn meminfo_states_partition_memtotal() {
+        let text = "MemTotal: 1000 kB\nMemFree: 100 kB\nMemAvailable: 600 kB\nBuffers: 50 kB\nCached: 250 kB\nSwapCached: 7 kB\nSReclaimable: 40 kB\nSUnreclaim: 30 kB\n";
+        let m = parse_meminfo_states(text).unwrap();
+        assert_eq!(m.free, 100 * 1024);
+        assert_eq!(m.cached, 250 * 1024);
+        assert_eq!(m.slab_reclaimable, Some(40 * 1024));
+        // 1000 - 100 - 50 - 250 - 40
+        assert_eq!(m.used(), 560 * 1024);
+        let old = parse_meminfo_states(
+            "MemTotal: 1000 kB\nMemFree: 100 kB\nBuffers: 50 kB\nCached: 250 kB\n",
+        )
+        .unwrap();
+        assert_eq!((old.slab_reclaimable, old.used()), (None, 600 * 1024));
+        assert!(parse_meminfo_states("MemTotal: 1000 kB\nMemFree: 100 kB\n").is_err());
+        assert!(
+            parse_meminfo_states("MemTotal: 1000 kB\nMemFree: x kB\nBuffers: 1 kB\nCached: 1 kB\n")
+                .is_err()
+        );
     }
 
     #[test]

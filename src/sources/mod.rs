@@ -8,7 +8,9 @@ use std::io;
 use crate::host::ReadError;
 use crate::snapshot::Snapshot;
 
+pub mod command;
 pub mod cpu;
+pub mod filesystem;
 pub mod gpu;
 pub mod http_get;
 pub mod macos;
@@ -89,8 +91,8 @@ impl ParseError {
 pub fn build(cfg: &crate::config::Config) -> Vec<Box<dyn Source>> {
     let paths = cfg.host_paths();
     let mut sources: Vec<Box<dyn Source>> = vec![
-        Box::new(cpu::CpuSource::new(paths.clone())),
-        Box::new(memory::MemorySource::new(paths.clone())),
+        Box::new(cpu::CpuSource::new(paths.clone()).with_per_cpu_times(cfg.compat.hostmetrics)),
+        Box::new(memory::MemorySource::new(paths.clone()).with_states(cfg.compat.hostmetrics)),
         Box::new(service::ServiceSource::new(cfg)),
     ];
     #[cfg(target_os = "linux")]
@@ -100,6 +102,10 @@ pub fn build(cfg: &crate::config::Config) -> Vec<Box<dyn Source>> {
         Box::new(power::battery::BatterySource::new(paths.clone())),
         Box::new(thermal::ThermalSource::new(paths.clone())),
     ]);
+    #[cfg(target_os = "linux")]
+    if cfg.compat.hostmetrics {
+        sources.push(Box::new(filesystem::FilesystemSource::new(paths.clone())));
+    }
     if cfg.gpu.enabled {
         sources.push(Box::new(gpu::GpuSource::new(&cfg.gpu, paths)));
     }

@@ -7,13 +7,12 @@
 //! separated by ", ". Unreadable values are `[N/A]`, `[Not Supported]` or
 //! `N/A`, which `nounits` leaves in place (see FORMATS.md §10).
 
-use std::io::Read;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
 
 use super::{Backend, GpuDevice, GpuProcess, GpuReading, normalize_pci_bus_id};
+use crate::sources::command::{CommandError, run_with_timeout};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -148,81 +147,16 @@ const NOT_FOUND: &str = "not found: ";
 
 /// Runs `program args` and returns its stdout when it exits 0 within
 /// `timeout`; otherwise it is killed and reaped, and the reason returned.
-pub fn run(program: &PathBuf, args: &[&str], timeout: Duration) -> Result<String, String> {
-    let deadline = Instant::now() + timeout;
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| {
-            let not_found = if e.kind() == std::io::ErrorKind::NotFound {
-                NOT_FOUND
-            } else {
-                ""
-            };
-            format!("{not_found}cannot run {}: {e}", program.display())
-        })?;
-    let Some(mut stdout) = child.stdout.take() else {
-        kill(&mut child);
-        return Err("no stdout pipe".into());
-    };
-    // The pipe is drained on a helper thread so a large output cannot block
-    // the child while this thread waits with a deadline.
-    let (tx, rx) = mpsc::channel();
-    std::thread::Builder::new()
-        .name("nvidia-smi-out".into())
-        .spawn(move || {
-            let mut buf = Vec::new();
-            let r = stdout.by_ref().take(1 << 20).read_to_end(&mut buf);
-            let _ = tx.send(r.map(|_| buf));
-        })
-        .map_err(|e| {
-            kill(&mut child);
-            format!("cannot start a reader thread: {e}")
-        })?;
-    let left = deadline.saturating_duration_since(Instant::now());
-    let out = match rx.recv_timeout(left) {
-        Ok(Ok(buf)) => buf,
-        Ok(Err(e)) => {
-            kill(&mut child);
-            return Err(format!("reading its output: {e}"));
+pub fn run(program: &Path, args: &[&str], timeout: Duration) -> Result<String, String> {
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    match run_with_timeout(&mut cmd, timeout) {
+        Ok(out) => Ok(String::from_utf8_lossy(&out).into_owned()),
+        Err(CommandError::Spawn(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(format!("{NOT_FOUND}cannot run {}: {e}", program.display()))
         }
-        Err(_) => {
-            kill(&mut child);
-            return Err(format!("timed out after {timeout:?}; killed"));
-        }
-    };
-    // stdout is closed: the child is exiting. Give it until the deadline.
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            Ok(None) => {
-                kill(&mut child);
-                return Err(format!("timed out after {timeout:?}; killed"));
-            }
-            Err(e) => {
-                kill(&mut child);
-                return Err(format!("wait: {e}"));
-            }
-        }
-    };
-    let text = String::from_utf8_lossy(&out).into_owned();
-    if !status.success() {
-        let first = text.lines().next().unwrap_or("").trim();
-        return Err(format!("exited with {status} ({first:?})"));
+        Err(e) => Err(format!("{}: {e}", program.display())),
     }
-    Ok(text)
-}
-
-/// SIGKILL and reap, so no zombie is left behind.
-fn kill(child: &mut Child) {
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[cfg(test)]

@@ -6,11 +6,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::child::{ArgsFor, Supervisor};
-use super::command::{CommandError, run_with_timeout};
 use super::ioreg::{parse_accelerators, parse_battery_xml};
 use super::powermetrics::{Backoff, pressure_from_os_level};
 use super::{EnergyIntegrator, MacosStats};
 use crate::snapshot::Snapshot;
+use crate::sources::command::{CommandError, run_with_timeout};
 use crate::sources::{Source, SourceError};
 
 // Absolute paths: a launchd daemon runs with a minimal PATH.

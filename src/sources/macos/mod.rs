@@ -11,7 +11,6 @@
 use std::time::Instant;
 
 pub mod child;
-pub mod command;
 pub mod ioreg;
 pub mod powermetrics;
 

@@ -47,6 +47,12 @@ impl PlistStream {
         if self.buf.trim_ascii().ends_with(b"</plist>") {
             self.take_into(&mut out);
         }
+        // The newline after `</plist>` may come in a read of its own: kept,
+        // it would count as pending data and put whitespace before the next
+        // document's XML declaration.
+        if self.buf.iter().all(u8::is_ascii_whitespace) {
+            self.buf.clear();
+        }
         if self.buf.len() > MAX_DOCUMENT {
             self.buf = Vec::new();
             self.oversized += 1;

@@ -3,7 +3,7 @@
 //! user's own processes), asked only on a rescan.
 
 use std::collections::{HashMap, HashSet};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System, UpdateKind};
@@ -11,6 +11,7 @@ use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System, UpdateKind};
 use super::{Growth, Matcher, ProcessSample, ServiceSample, ServicesSample, parse_lsof_listen};
 use crate::config::Config;
 use crate::snapshot::Snapshot;
+use crate::sources::command::run_with_timeout;
 use crate::sources::{Source, SourceError};
 
 const RESCAN_EVERY: u64 = 12;
@@ -55,12 +56,13 @@ impl ServiceSource {
         if self.ports.is_empty() || self.cycle % RESCAN_EVERY != 1 && !self.port_owners.is_empty() {
             return;
         }
-        let Some(out) = run_with_timeout(
+        let Ok(out) = run_with_timeout(
             Command::new("lsof").args(["-nP", "-iTCP", "-sTCP:LISTEN", "-Fpn"]),
             LSOF_TIMEOUT,
         ) else {
             return;
         };
+        let out = String::from_utf8_lossy(&out);
         let mut owners: HashMap<u16, HashSet<u32>> = HashMap::new();
         for (pid, port) in parse_lsof_listen(&out) {
             if self.ports.contains(&port) {
@@ -173,35 +175,6 @@ impl ServiceSource {
         }
         Ok(out)
     }
-}
-
-/// Runs a command and returns its stdout, killing it after `limit`.
-fn run_with_timeout(cmd: &mut Command, limit: Duration) -> Option<String> {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let mut stdout = child.stdout.take()?;
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut stdout, &mut s)
-            .ok()
-            .map(|_| s)
-    });
-    let start = Instant::now();
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => break,
-            Ok(None) if start.elapsed() < limit => std::thread::sleep(Duration::from_millis(20)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-        }
-    }
-    reader.join().ok().flatten()
 }
 
 impl Source for ServiceSource {

@@ -1,15 +1,15 @@
-//! Runs a short-lived helper command (`ioreg`) with a deadline: a command
-//! that hangs is killed and reaped, never left behind, and never blocks a
-//! collection cycle longer than its timeout.
+//! Runs a short-lived helper command (`ioreg`, `nvidia-smi`, `lsof`) with a
+//! deadline: a command that hangs is killed and reaped, never left behind,
+//! and never blocks a collection cycle longer than its timeout.
 
 use std::fmt;
 use std::io::{self, Read};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// At most this much stdout is kept; `ioreg` answers are tens of KiB.
+/// At most this much stdout is kept; the answers are tens of KiB.
 const MAX_OUTPUT: u64 = 4 << 20;
 
 #[derive(Debug)]
@@ -21,8 +21,8 @@ pub enum CommandError {
         pid: u32,
         after: Duration,
     },
-    /// It exited unsuccessfully.
-    Status(std::process::ExitStatus),
+    /// It exited unsuccessfully; its stdout is kept for the message.
+    Status(std::process::ExitStatus, Vec<u8>),
     Io(io::Error),
 }
 
@@ -33,7 +33,13 @@ impl fmt::Display for CommandError {
             CommandError::TimedOut { pid, after } => {
                 write!(f, "no answer within {after:?} (killed pid {pid})")
             }
-            CommandError::Status(s) => write!(f, "exited with {s}"),
+            CommandError::Status(s, out) => {
+                let text = String::from_utf8_lossy(out);
+                match text.lines().next().map(str::trim).filter(|l| !l.is_empty()) {
+                    Some(first) => write!(f, "exited with {s} ({first:?})"),
+                    None => write!(f, "exited with {s}"),
+                }
+            }
             CommandError::Io(e) => write!(f, "reading its output: {e}"),
         }
     }
@@ -64,33 +70,44 @@ pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Result<Vec<u8>,
         let r = stdout.take(MAX_OUTPUT).read_to_end(&mut out).map(|_| out);
         let _ = tx.send(r);
     });
-    match rx.recv_timeout(timeout) {
-        Ok(read) => {
-            let status = child.wait().map_err(CommandError::Io)?;
-            let out = read.map_err(CommandError::Io)?;
-            if status.success() {
-                Ok(out)
-            } else {
-                Err(CommandError::Status(status))
+    let deadline = Instant::now() + timeout;
+    let out = match rx.recv_timeout(timeout) {
+        Ok(read) => read,
+        Err(_) => return Err(kill(&mut child, pid, timeout)),
+    };
+    // stdout is closed: the child is exiting. It still gets only until the
+    // deadline (a child can close stdout and go on running).
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(2)),
+            Ok(None) => return Err(kill(&mut child, pid, timeout)),
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(CommandError::Io(e));
             }
         }
-        Err(_) => {
-            // Killed and reaped here so no zombie is left; the reader
-            // thread ends when the pipe closes.
-            let _ = child.kill();
-            let _ = child.wait();
-            Err(CommandError::TimedOut {
-                pid,
-                after: timeout,
-            })
-        }
+    };
+    let out = out.map_err(CommandError::Io)?;
+    if status.success() {
+        Ok(out)
+    } else {
+        Err(CommandError::Status(status, out))
     }
+}
+
+/// Kills and reaps the child so no zombie is left; the reader thread ends
+/// when the pipe closes.
+fn kill(child: &mut std::process::Child, pid: u32, after: Duration) -> CommandError {
+    let _ = child.kill();
+    let _ = child.wait();
+    CommandError::TimedOut { pid, after }
 }
 
 #[cfg(all(test, unix))]
 mod tests {
     use super::*;
-    use std::time::Instant;
 
     #[test]
     fn returns_stdout_of_a_successful_command() {
@@ -110,7 +127,10 @@ mod tests {
         )
         .unwrap_err();
         match err {
-            CommandError::Status(s) => assert_eq!(s.code(), Some(3)),
+            CommandError::Status(s, out) => {
+                assert_eq!(s.code(), Some(3));
+                assert_eq!(out, b"partial\n");
+            }
             other => panic!("{other:?}"),
         }
     }

@@ -1,0 +1,643 @@
+//! The deployment artefacts agree with the code: dashboards and alert rules
+//! name only registry metrics, the collector configs only contrib
+//! components, the Kubernetes manifests mount and configure what the agent
+//! reads, and the host service files parse. The external linters
+//! (kubernetes-validate, promtool, hadolint, systemd-analyze, the buildah
+//! image) run in scripts/validate-deploy.sh.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::Value as Json;
+use serde_norway::Value as Yaml;
+use unamentis_agent::semconv::{self, Instrument};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read(rel: &str) -> String {
+    std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+fn yaml_docs(text: &str) -> Vec<Yaml> {
+    serde_norway::Deserializer::from_str(text)
+        .map(|d| Yaml::deserialize(d).unwrap())
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn yaml_file(rel: &str) -> Yaml {
+    let mut docs = yaml_docs(&read(rel));
+    assert_eq!(docs.len(), 1, "{rel}: one document");
+    docs.remove(0)
+}
+
+fn files_in(rel: &str, ext: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(root().join(rel))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
+        .collect();
+    v.sort();
+    v
+}
+
+fn registry(name: &str) -> &'static semconv::Metric {
+    semconv::ALL
+        .iter()
+        .find(|m| m.name == name)
+        .unwrap_or_else(|| panic!("{name} is not in semconv/registry.yaml"))
+}
+
+/// Every `aggregateAttribute` of SigNoz builder queries in `v`: (metric, type,
+/// time aggregation).
+fn builder_metrics(v: &Json, out: &mut Vec<(String, String, String)>) {
+    match v {
+        Json::Object(o) => {
+            if let Some(a) = o.get("aggregateAttribute") {
+                out.push((
+                    a["key"].as_str().unwrap_or_default().to_owned(),
+                    a["type"].as_str().unwrap_or_default().to_owned(),
+                    o["timeAggregation"].as_str().unwrap_or_default().to_owned(),
+                ));
+            }
+            o.values().for_each(|v| builder_metrics(v, out));
+        }
+        Json::Array(a) => a.iter().for_each(|v| builder_metrics(v, out)),
+        _ => {}
+    }
+}
+
+/// A builder query's metric exists, with the type SigNoz stores for its
+/// instrument, and counters are read as rates or increases.
+fn check_builder_query(file: &str, (name, kind, time_agg): &(String, String, String)) {
+    let m = registry(name);
+    let want = match m.instrument {
+        Instrument::Gauge => "Gauge",
+        Instrument::Counter | Instrument::UpDownCounter => "Sum",
+    };
+    assert_eq!(kind, want, "{file}: {name} is a {:?}", m.instrument);
+    if m.instrument == Instrument::Counter {
+        assert!(
+            matches!(time_agg.as_str(), "rate" | "increase"),
+            "{file}: cumulative counter {name} read with {time_agg}"
+        );
+    }
+}
+
+fn json_file(path: &Path) -> Json {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn dashboard_uses_registry_metrics_and_has_every_panel() {
+    let path = root().join("otel-collector/signoz/unamentis-dashboard.json");
+    let dash = json_file(&path);
+    let mut used = Vec::new();
+    builder_metrics(&dash, &mut used);
+    for q in &used {
+        check_builder_query("dashboard", q);
+    }
+    let names: BTreeSet<&str> = used.iter().map(|q| q.0.as_str()).collect();
+    // The panels the product asks for, by the metrics they need.
+    for needed in [
+        &semconv::POWER_PACKAGE_WATTS,
+        &semconv::POWER_CPU_WATTS,
+        &semconv::POWER_GPU_WATTS,
+        &semconv::IDLE_STATE,
+        &semconv::SERVICE_CPU_PERCENT,
+        &semconv::SERVICE_MEMORY_MB,
+        &semconv::THERMAL_TEMPERATURE,
+        &semconv::THERMAL_PRESSURE,
+        &semconv::GPU_VRAM_USED_MB,
+        &semconv::MODEL_VRAM_MB,
+        &semconv::MODEL_LOADED,
+        &semconv::IDLE_DURATION_SECONDS,
+        &semconv::IDLE_ENERGY_JOULES,
+        &semconv::SERVICE_IDLE_CPU_SECONDS,
+    ] {
+        assert!(
+            names.contains(needed.name),
+            "dashboard lacks {}",
+            needed.name
+        );
+    }
+    // Every widget has a place in the layout and vice versa.
+    let widgets: BTreeSet<&str> = dash["widgets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["id"].as_str().unwrap())
+        .collect();
+    let layout: BTreeSet<&str> = dash["layout"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["i"].as_str().unwrap())
+        .collect();
+    assert_eq!(widgets, layout);
+    assert!(widgets.len() >= 5);
+}
+
+/// `unamentis_server_x_y`-style names in PromQL: the registry name with
+/// dots as underscores.
+fn promql_metrics(expr: &str) -> Vec<String> {
+    expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .filter(|t| t.starts_with("unamentis_server_"))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn prom_name(registry_name: &str) -> String {
+    registry_name.replace('.', "_")
+}
+
+#[derive(Debug)]
+struct Rule {
+    alert: String,
+    expr: String,
+    severity: String,
+}
+
+fn prometheus_rules() -> Vec<Rule> {
+    let doc = yaml_file("otel-collector/prometheus/unamentis-alerts.rules.yml");
+    let mut out = Vec::new();
+    for g in doc["groups"].as_sequence().unwrap() {
+        for r in g["rules"].as_sequence().unwrap() {
+            out.push(Rule {
+                alert: r["alert"].as_str().unwrap().to_owned(),
+                expr: r["expr"].as_str().unwrap().to_owned(),
+                severity: r["labels"]["severity"].as_str().unwrap().to_owned(),
+            });
+        }
+    }
+    out
+}
+
+#[test]
+fn prometheus_rules_use_registry_metrics_and_the_plan_thresholds() {
+    let by_prom: BTreeMap<String, &semconv::Metric> = semconv::ALL
+        .iter()
+        .map(|m| (prom_name(m.name), *m))
+        .collect();
+    let rules = prometheus_rules();
+    for r in &rules {
+        let names = promql_metrics(&r.expr);
+        assert!(!names.is_empty(), "{}: no metric", r.alert);
+        for n in names {
+            let m = by_prom
+                .get(&n)
+                .unwrap_or_else(|| panic!("{}: {n} is not in the registry", r.alert));
+            assert_eq!(m.instrument, Instrument::Gauge, "{}: {n}", r.alert);
+        }
+    }
+    // The product plan's thresholds, warning then critical.
+    let threshold = |alert: &str| {
+        let r = rules.iter().find(|r| r.alert == alert).unwrap();
+        (r.severity.clone(), r.expr.clone())
+    };
+    for (alert, severity, needle) in [
+        (
+            "UnamentisIdlePackagePowerHigh",
+            "warning",
+            "package_watts > 5 ",
+        ),
+        (
+            "UnamentisIdlePackagePowerCritical",
+            "critical",
+            "package_watts > 10 ",
+        ),
+        ("UnamentisIdleServiceCpuHigh", "warning", "> 5 "),
+        ("UnamentisIdleServiceCpuCritical", "critical", "> 20 "),
+        ("UnamentisServiceMemoryGrowth", "warning", "> 100"),
+        ("UnamentisServiceMemoryGrowthCritical", "critical", "> 500"),
+        ("UnamentisThermalPressureFair", "warning", "== 1"),
+        ("UnamentisThermalPressureSerious", "critical", "> 1"),
+    ] {
+        let (sev, expr) = threshold(alert);
+        assert_eq!(sev, severity, "{alert}");
+        assert!(expr.contains(needle), "{alert}: {expr}");
+        if alert.starts_with("UnamentisIdle") {
+            assert!(
+                expr.ends_with("and on(host_name) unamentis_server_idle_state == 1"),
+                "{alert} only while idle: {expr}"
+            );
+        }
+    }
+}
+
+#[test]
+fn signoz_alerts_match_the_prometheus_rules() {
+    let rules = prometheus_rules();
+    let files = files_in("otel-collector/signoz/alerts", "json");
+    assert_eq!(files.len(), rules.len(), "one SigNoz alert per rule");
+    for f in files {
+        let a = json_file(&f);
+        let name = a["alert"].as_str().unwrap();
+        let rule = rules
+            .iter()
+            .find(|r| r.alert == name)
+            .unwrap_or_else(|| panic!("{}: no Prometheus rule {name}", f.display()));
+        assert_eq!(
+            a["labels"]["severity"].as_str(),
+            Some(rule.severity.as_str())
+        );
+        let cond = &a["condition"];
+        let op = match cond["op"].as_str().unwrap() {
+            "1" => ">",
+            "3" => "==",
+            other => panic!("{name}: op {other}"),
+        };
+        let target = cond["target"].as_f64().unwrap();
+        let needle = format!("{op} {target}");
+        assert!(
+            rule.expr.contains(&needle),
+            "{name}: SigNoz {needle} vs {}",
+            rule.expr
+        );
+        let selected = cond["selectedQueryName"].as_str().unwrap();
+        assert!(
+            cond["compositeQuery"]["builderQueries"][selected].is_object(),
+            "{name}: selected query {selected} missing"
+        );
+        let mut used = Vec::new();
+        builder_metrics(&a, &mut used);
+        assert!(!used.is_empty());
+        for q in &used {
+            check_builder_query(name, q);
+        }
+    }
+}
+
+/// kind -> types the contrib distribution ships (contrib-components.txt).
+fn contrib_components() -> BTreeMap<String, BTreeSet<String>> {
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for line in read("otel-collector/contrib-components.txt").lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut f = line.split_whitespace();
+        let (kind, ty) = (f.next().unwrap(), f.next().unwrap());
+        assert!(f.next().is_some(), "{line}: no go module");
+        out.entry(kind.to_owned())
+            .or_default()
+            .insert(ty.to_owned());
+    }
+    out
+}
+
+fn keys(v: &Yaml) -> Vec<String> {
+    v.as_mapping()
+        .map(|m| m.keys().map(|k| k.as_str().unwrap().to_owned()).collect())
+        .unwrap_or_default()
+}
+
+/// Checks one collector config; returns the exporter ids.
+fn check_collector(label: &str, cfg: &Yaml) -> Vec<String> {
+    let contrib = contrib_components();
+    for (section, kind) in [
+        ("receivers", "receiver"),
+        ("processors", "processor"),
+        ("exporters", "exporter"),
+        ("extensions", "extension"),
+    ] {
+        for id in keys(&cfg[section]) {
+            let ty = id.split('/').next().unwrap();
+            assert!(
+                contrib[kind].contains(ty),
+                "{label}: {kind} {ty} is not in otelcol-contrib"
+            );
+        }
+    }
+    let service = &cfg["service"];
+    for ext in service["extensions"].as_sequence().into_iter().flatten() {
+        assert!(
+            keys(&cfg["extensions"]).contains(&ext.as_str().unwrap().to_owned()),
+            "{label}: extension {ext:?} not defined"
+        );
+    }
+    let pipelines = service["pipelines"].as_mapping().unwrap();
+    assert!(!pipelines.is_empty());
+    for (name, p) in pipelines {
+        for (field, section) in [
+            ("receivers", "receivers"),
+            ("processors", "processors"),
+            ("exporters", "exporters"),
+        ] {
+            for id in p[field].as_sequence().into_iter().flatten() {
+                let id = id.as_str().unwrap().to_owned();
+                assert!(
+                    keys(&cfg[section]).contains(&id),
+                    "{label}: pipeline {name:?} uses undefined {id}"
+                );
+            }
+        }
+        let procs: Vec<&str> = p["processors"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(procs.first(), Some(&"memory_limiter"), "{label}: first");
+        assert_eq!(procs.last(), Some(&"batch"), "{label}: batch last");
+    }
+    let grpc = cfg["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"]
+        .as_str()
+        .unwrap();
+    let http = cfg["receivers"]["otlp"]["protocols"]["http"]["endpoint"]
+        .as_str()
+        .unwrap();
+    assert!(
+        grpc.ends_with(":4317") && http.ends_with(":4318"),
+        "{label}"
+    );
+    keys(&cfg["exporters"])
+}
+
+#[test]
+fn collector_configs_name_only_contrib_components() {
+    let main = yaml_file("otel-collector/config.yaml");
+    let exporters = check_collector("config.yaml", &main);
+    assert_eq!(exporters, vec!["otlp/signoz"]);
+    let key = &main["exporters"]["otlp/signoz"]["headers"]["signoz-ingestion-key"];
+    assert_eq!(key.as_str(), Some("${env:SIGNOZ_INGESTION_KEY}"));
+
+    let debug = yaml_file("otel-collector/config.debug.yaml");
+    assert_eq!(check_collector("config.debug.yaml", &debug), vec!["debug"]);
+
+    let cm = yaml_file("otel-collector/k8s/collector-configmap.yaml");
+    let k8s: Yaml = serde_norway::from_str(cm["data"]["config.yaml"].as_str().unwrap()).unwrap();
+    check_collector("k8s collector-configmap", &k8s);
+    let procs = &k8s["service"]["pipelines"]["metrics"]["processors"];
+    assert!(
+        procs
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .any(|p| p.as_str() == Some("k8sattributes"))
+    );
+}
+
+fn k8s_docs() -> Vec<(String, Yaml)> {
+    let k = yaml_file("otel-collector/k8s/kustomization.yaml");
+    let listed: Vec<String> = k["resources"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    // Every manifest in the directory is applied, except the opt-in patch
+    // and the example Secret (a user's own key).
+    let present: BTreeSet<String> = files_in("otel-collector/k8s", "yaml")
+        .iter()
+        .map(|p| p.file_name().unwrap().to_str().unwrap().to_owned())
+        .filter(|n| {
+            !matches!(
+                n.as_str(),
+                "kustomization.yaml"
+                    | "agent-root-access.patch.yaml"
+                    | "signoz-secret.example.yaml"
+            )
+        })
+        .collect();
+    assert_eq!(listed.iter().cloned().collect::<BTreeSet<_>>(), present);
+    listed
+        .iter()
+        .flat_map(|f| {
+            yaml_docs(&read(&format!("otel-collector/k8s/{f}")))
+                .into_iter()
+                .map(move |d| (f.clone(), d))
+        })
+        .collect()
+}
+
+fn find<'a>(docs: &'a [(String, Yaml)], kind: &str, name: &str) -> &'a Yaml {
+    &docs
+        .iter()
+        .find(|(_, d)| {
+            d["kind"].as_str() == Some(kind) && d["metadata"]["name"].as_str() == Some(name)
+        })
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
+        .1
+}
+
+fn env_of(container: &Yaml) -> BTreeMap<String, Yaml> {
+    container["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap().to_owned(), e.clone()))
+        .collect()
+}
+
+#[test]
+fn agent_daemonset_reads_the_host_and_its_configmap_loads() {
+    let docs = k8s_docs();
+    let ds = find(&docs, "DaemonSet", "unamentis-agent");
+    let spec = &ds["spec"]["template"]["spec"];
+    assert_eq!(spec["hostPID"].as_bool(), Some(true));
+    assert_eq!(spec["hostNetwork"].as_bool(), Some(true));
+    assert_eq!(
+        spec["securityContext"]["runAsNonRoot"].as_bool(),
+        Some(true)
+    );
+    let c = &spec["containers"][0];
+    assert_eq!(
+        c["securityContext"]["allowPrivilegeEscalation"].as_bool(),
+        Some(false)
+    );
+    assert!(c["securityContext"]["privileged"].is_null());
+
+    let env = env_of(c);
+    assert_eq!(
+        env["K8S_NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"].as_str(),
+        Some("spec.nodeName")
+    );
+    assert_eq!(
+        env["HOST_IP"]["valueFrom"]["fieldRef"]["fieldPath"].as_str(),
+        Some("status.hostIP")
+    );
+    assert_eq!(
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"].as_str(),
+        Some("http://$(HOST_IP):4317")
+    );
+    let config_path = env["UNAMENTIS_AGENT_CONFIG"]["value"].as_str().unwrap();
+
+    // Mounts: the host read-only where the TOML points host.*.
+    let mounts: BTreeMap<String, &Yaml> = c["volumeMounts"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|m| (m["mountPath"].as_str().unwrap().to_owned(), m))
+        .collect();
+    let volumes: BTreeMap<String, &Yaml> = spec["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| (v["name"].as_str().unwrap().to_owned(), v))
+        .collect();
+    let host_path_at = |mount: &str| {
+        let m = mounts
+            .get(mount)
+            .unwrap_or_else(|| panic!("no mount at {mount}"));
+        assert_eq!(m["readOnly"].as_bool(), Some(true), "{mount} read-only");
+        let v = volumes[m["name"].as_str().unwrap()];
+        v["hostPath"]["path"].as_str().unwrap().to_owned()
+    };
+
+    // The ConfigMap's TOML is a valid agent configuration.
+    let cm = find(&docs, "ConfigMap", "unamentis-agent");
+    let dir = Path::new(config_path).parent().unwrap().to_str().unwrap();
+    let file = Path::new(config_path)
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert!(mounts.contains_key(dir), "config mounted at {dir}");
+    let toml_text = cm["data"][file].as_str().unwrap();
+    let tmp = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(tmp.path(), toml_text).unwrap();
+    let cfg = unamentis_agent::config::load(Some(tmp.path()), &|_| None, &Vec::new())
+        .unwrap()
+        .config;
+    assert!(cfg.compat.hostmetrics && cfg.compat.hw, "compat on in k8s");
+    assert_eq!(host_path_at(cfg.host.proc.to_str().unwrap()), "/proc");
+    assert_eq!(host_path_at(cfg.host.sys.to_str().unwrap()), "/sys");
+    assert_eq!(host_path_at(cfg.host.root.to_str().unwrap()), "/");
+
+    // Probes reach server.listen on the node's addresses.
+    let listen: std::net::SocketAddr = cfg.server.listen.parse().unwrap();
+    assert!(listen.ip().is_unspecified(), "kubelet must reach {listen}");
+    for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
+        assert_eq!(c[probe]["httpGet"]["path"].as_str(), Some(path));
+        assert_eq!(
+            c[probe]["httpGet"]["port"].as_u64(),
+            Some(u64::from(listen.port()))
+        );
+    }
+    for r in ["requests", "limits"] {
+        assert!(c["resources"][r]["memory"].is_string(), "{r}");
+        assert!(c["resources"][r]["cpu"].is_string(), "{r}");
+    }
+
+    // The collector on the same node listens on the port the agent targets.
+    let col = find(&docs, "DaemonSet", "otel-collector");
+    let ports = &col["spec"]["template"]["spec"]["containers"][0]["ports"];
+    assert!(
+        ports
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .any(|p| p["hostPort"].as_u64() == Some(4317))
+    );
+}
+
+#[test]
+fn root_access_patch_adds_only_what_rapl_and_fd_links_need() {
+    let p = yaml_file("otel-collector/k8s/agent-root-access.patch.yaml");
+    let spec = &p["spec"]["template"]["spec"];
+    assert_eq!(spec["securityContext"]["runAsUser"].as_u64(), Some(0));
+    let caps = &spec["containers"][0]["securityContext"]["capabilities"];
+    let add: BTreeSet<&str> = caps["add"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(add, BTreeSet::from(["SYS_PTRACE", "DAC_READ_SEARCH"]));
+    assert_eq!(caps["drop"][0].as_str(), Some("ALL"));
+    assert!(spec["containers"][0]["securityContext"]["privileged"].is_null());
+}
+
+#[test]
+fn systemd_unit_is_hardened() {
+    let text = read("deploy/systemd/unamentis-agent.service");
+    let mut kv: BTreeMap<String, String> = BTreeMap::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('#') || line.starts_with('[') || line.is_empty() {
+            continue;
+        }
+        let (k, v) = line
+            .split_once('=')
+            .unwrap_or_else(|| panic!("bad line {line:?}"));
+        kv.insert(k.to_owned(), v.to_owned());
+    }
+    assert!(kv["ExecStart"].ends_with("unamentis-agent run"));
+    for (k, v) in [
+        ("ProtectSystem", "strict"),
+        ("NoNewPrivileges", "yes"),
+        ("DynamicUser", "yes"),
+        ("ProcSubset", "all"),
+        (
+            "CapabilityBoundingSet",
+            "CAP_DAC_READ_SEARCH CAP_SYS_PTRACE",
+        ),
+        ("AmbientCapabilities", "CAP_DAC_READ_SEARCH CAP_SYS_PTRACE"),
+    ] {
+        assert_eq!(kv.get(k).map(String::as_str), Some(v), "{k}");
+    }
+    assert_ne!(kv.get("ProtectProc").map(String::as_str), Some("invisible"));
+}
+
+#[test]
+fn launchd_plist_parses_as_a_root_daemon() {
+    let path = root().join("deploy/launchd/com.unamentis.agent.plist");
+    let v = plist::Value::from_file(&path).unwrap();
+    let d = v.as_dictionary().unwrap();
+    assert_eq!(
+        d.get("Label").and_then(|l| l.as_string()),
+        Some("com.unamentis.agent")
+    );
+    let args: Vec<&str> = d
+        .get("ProgramArguments")
+        .and_then(|a| a.as_array())
+        .unwrap()
+        .iter()
+        .map(|a| a.as_string().unwrap())
+        .collect();
+    assert_eq!(args, ["/usr/local/bin/unamentis-agent", "run"]);
+    assert_eq!(d.get("RunAtLoad").and_then(|b| b.as_boolean()), Some(true));
+    // A LaunchDaemon without UserName runs as root: powermetrics needs it.
+    assert!(d.get("UserName").is_none());
+    let env = d
+        .get("EnvironmentVariables")
+        .and_then(|e| e.as_dictionary())
+        .unwrap();
+    assert!(env.get("UNAMENTIS_AGENT_CONFIG").is_some());
+}
+
+#[test]
+fn dockerfile_entrypoint_user_and_pinned_bases() {
+    let text = read("Dockerfile");
+    assert!(text.contains(r#"ENTRYPOINT ["unamentis-agent", "run"]"#));
+    assert!(text.contains("USER 65532:65532"));
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("ARG ") && l.contains("_IMAGE="))
+    {
+        let image = line.split_once('=').unwrap().1;
+        let tag = image.rsplit_once(':').map(|(_, t)| t).unwrap_or("");
+        assert!(!tag.is_empty() && tag != "latest", "{line}: pin a tag");
+    }
+    for label in ["title", "description", "version", "licenses"] {
+        assert!(text.contains(&format!("org.opencontainers.image.{label}=")));
+    }
+}
+
+#[test]
+fn signoz_example_config_loads_with_compat_on() {
+    let cfg = unamentis_agent::config::load(
+        Some(&root().join("examples/signoz-cloud.toml")),
+        &|_| None,
+        &Vec::new(),
+    )
+    .unwrap()
+    .config;
+    assert!(cfg.compat.hostmetrics && cfg.compat.hw);
+    assert!(cfg.export.effective_endpoint().contains("signoz.cloud"));
+}
