@@ -97,6 +97,9 @@ pub struct ConnectionsProbe {
     ports: Vec<Vec<u16>>,
     ignore: Vec<IpAddr>,
     prev: Option<Vec<BTreeSet<Conn>>>,
+    /// The kernel's TCP counters at the last socket dump, with its result.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    gate: Option<Gate>,
     activity: Activity,
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     paths: crate::host::HostPaths,
@@ -127,6 +130,7 @@ impl ConnectionsProbe {
                 .filter_map(|a| a.trim().parse().ok().map(canonical))
                 .collect(),
             prev: None,
+            gate: None,
             activity,
             paths: cfg.host_paths(),
         }
@@ -163,6 +167,60 @@ impl ConnectionsProbe {
     }
 }
 
+/// The TCP counters of `/proc/net/snmp` (RFC 4022's tcpActiveOpens,
+/// tcpPassiveOpens, tcpCurrEstab, tcpEstabResets; IPv4 and IPv6 share
+/// them): the set of established connections can only change when one of
+/// them does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpCounters {
+    pub active_opens: u64,
+    pub passive_opens: u64,
+    pub curr_estab: u64,
+    pub estab_resets: u64,
+}
+
+/// The `Tcp:` header and value lines of `/proc/net/snmp`.
+pub fn parse_snmp_tcp(text: &str) -> Option<TcpCounters> {
+    let mut lines = text.lines().filter(|l| l.starts_with("Tcp:"));
+    let names: Vec<&str> = lines.next()?.split_whitespace().collect();
+    let values: Vec<&str> = lines.next()?.split_whitespace().collect();
+    let get = |name: &str| -> Option<u64> {
+        let i = names.iter().position(|n| *n == name)?;
+        // CurrEstab is a gauge, the others counters; all non-negative, but
+        // the kernel prints MaxConn as -1, so parse signed.
+        values.get(i)?.parse::<i64>().ok().map(|v| v.max(0) as u64)
+    };
+    Some(TcpCounters {
+        active_opens: get("ActiveOpens")?,
+        passive_opens: get("PassiveOpens")?,
+        curr_estab: get("CurrEstab")?,
+        estab_resets: get("EstabResets")?,
+    })
+}
+
+/// What the last dump saw, to reuse while nothing changed.
+#[derive(Debug, Clone)]
+pub struct Gate {
+    pub counters: TcpCounters,
+    /// The agent's own connect attempts and loopback connections then.
+    pub own: (u64, u64),
+    pub sockets: Vec<Established>,
+}
+
+impl Gate {
+    /// True when every connection opened since the dump was the agent's
+    /// own (each of its connects is an active open, and one that reached a
+    /// loopback listener a passive open too, both closed again within the
+    /// cycle) and no connection closed or was reset.
+    pub fn unchanged(&self, now: &TcpCounters, own: (u64, u64)) -> bool {
+        let was = &self.counters;
+        now.active_opens.wrapping_sub(was.active_opens) == own.0.wrapping_sub(self.own.0)
+            && now.passive_opens.wrapping_sub(was.passive_opens) == own.1.wrapping_sub(self.own.1)
+            && now.curr_estab == was.curr_estab
+            && now.estab_resets == was.estab_resets
+    }
+}
+
 /// The port of `ollama.url` when it names this host.
 fn ollama_local_port(url: &str) -> Option<u16> {
     let rest = url.strip_prefix("http://")?;
@@ -195,7 +253,7 @@ impl Source for ConnectionsProbe {
 mod imp {
     use std::collections::HashSet;
 
-    use super::{ConnectionsProbe, Established};
+    use super::{ConnectionsProbe, Established, Gate, parse_snmp_tcp};
     use crate::sources::SourceError;
     use crate::sources::net_tcp::{TCP_ESTABLISHED, TcpSocket, parse_net_tcp};
     use crate::sources::process::parse_socket_link;
@@ -205,7 +263,44 @@ mod imp {
     /// sock_diag on a live procfs (no text to format and parse), else from
     /// `net/tcp{,6}` (fixture trees, or sock_diag refused). The agent's own
     /// sockets are the socket inodes in `/proc/self/fd`.
-    pub fn established(p: &ConnectionsProbe) -> Result<Vec<Established>, SourceError> {
+    pub fn established(p: &mut ConnectionsProbe) -> Result<Vec<Established>, SourceError> {
+        let live = p.paths.proc_path("self/net").exists();
+        // Skip the dump (a walk of the whole established-connections hash
+        // table, ~2.5 ms here) when the kernel's TCP counters say that
+        // nothing but the agent itself opened or closed a connection.
+        let own = own_connects();
+        let counters = if live {
+            p.paths
+                .read_proc("net/snmp")
+                .ok()
+                .and_then(|t| parse_snmp_tcp(&t))
+        } else {
+            None
+        };
+        if let (Some(now), Some(g)) = (counters, &p.gate)
+            && g.unchanged(&now, own)
+        {
+            return Ok(g.sockets.clone());
+        }
+        let sockets = dump(p, live)?;
+        p.gate = counters.map(|counters| Gate {
+            counters,
+            own,
+            sockets: sockets.clone(),
+        });
+        Ok(sockets)
+    }
+
+    fn own_connects() -> (u64, u64) {
+        use crate::sources::http_get::{CONNECTS, LOOPBACK_CONNECTED};
+        use std::sync::atomic::Ordering;
+        (
+            CONNECTS.load(Ordering::Relaxed),
+            LOOPBACK_CONNECTED.load(Ordering::Relaxed),
+        )
+    }
+
+    fn dump(p: &ConnectionsProbe, live: bool) -> Result<Vec<Established>, SourceError> {
         let own: HashSet<u64> = std::fs::read_dir(p.paths.proc_path("self/fd"))
             .map(|dir| {
                 dir.filter_map(|e| {
@@ -220,9 +315,7 @@ mod imp {
             remote: s.remote,
             own: own.contains(&s.inode),
         };
-        if p.paths.proc_path("self/net").exists()
-            && let Ok(sockets) = sock_diag::tcp_sockets(1 << TCP_ESTABLISHED)
-        {
+        if live && let Ok(sockets) = sock_diag::tcp_sockets(1 << TCP_ESTABLISHED) {
             return Ok(sockets.into_iter().map(mark).collect());
         }
         let mut out = Vec::new();
@@ -372,5 +465,48 @@ udp4       0      0  *.5353                 *.*
         assert_eq!(ollama_local_port("http://127.0.0.1:8080/x"), Some(8080));
         assert_eq!(ollama_local_port("http://[::1]"), Some(80));
         assert_eq!(ollama_local_port("http://gpu-box:11434"), None);
+    }
+}
+
+#[cfg(test)]
+mod gate_tests {
+    use super::*;
+
+    // The Tcp lines of /proc/net/snmp, captured on a Linux 6.x host.
+    const SNMP: &str = "Ip: Forwarding DefaultTTL\nIp: 1 64\nTcp: RtoAlgorithm RtoMin RtoMax MaxConn ActiveOpens PassiveOpens AttemptFails EstabResets CurrEstab InSegs OutSegs RetransSegs InErrs OutRsts InCsumErrors\nTcp: 1 200 120000 -1 5120 2310 41 77 3 512340 498221 12 0 95 0\nUdp: InDatagrams\nUdp: 1\n";
+
+    fn counters(a: u64, p: u64, c: u64, r: u64) -> TcpCounters {
+        TcpCounters {
+            active_opens: a,
+            passive_opens: p,
+            curr_estab: c,
+            estab_resets: r,
+        }
+    }
+
+    #[test]
+    fn snmp_tcp_counters() {
+        assert_eq!(parse_snmp_tcp(SNMP), Some(counters(5120, 2310, 3, 77)));
+        assert_eq!(parse_snmp_tcp("Tcp: ActiveOpens\n"), None);
+        assert_eq!(parse_snmp_tcp(""), None);
+    }
+
+    #[test]
+    fn only_the_agents_own_connections_leave_the_gate_shut() {
+        let g = Gate {
+            counters: counters(100, 50, 4, 7),
+            own: (10, 3),
+            sockets: vec![],
+        };
+        // The agent made 2 connects, one to a local listener: nothing else.
+        assert!(g.unchanged(&counters(102, 51, 4, 7), (12, 4)));
+        assert!(g.unchanged(&counters(100, 50, 4, 7), (10, 3)));
+        // Someone connected to a local service (a passive open not ours).
+        assert!(!g.unchanged(&counters(100, 51, 5, 7), (10, 3)));
+        // An outbound connection of another process.
+        assert!(!g.unchanged(&counters(101, 50, 4, 7), (10, 3)));
+        // A connection closed, or was reset.
+        assert!(!g.unchanged(&counters(100, 50, 3, 7), (10, 3)));
+        assert!(!g.unchanged(&counters(100, 50, 4, 8), (10, 3)));
     }
 }

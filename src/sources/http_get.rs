@@ -5,6 +5,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Bodies larger than this are refused: `/api/ps` is a few KiB.
@@ -84,6 +85,13 @@ pub struct Response {
     pub body: Vec<u8>,
 }
 
+/// TCP connects this client has attempted, and those that reached a
+/// loopback listener: the connections probe subtracts the agent's own
+/// connections from the kernel's TCP counters (`/proc/net/snmp`) to tell
+/// whether anything else connected since the last cycle.
+pub static CONNECTS: AtomicU64 = AtomicU64::new(0);
+pub static LOOPBACK_CONNECTED: AtomicU64 = AtomicU64::new(0);
+
 /// GETs `base + path`; the whole exchange (resolve aside, connect, send,
 /// receive) ends within `timeout`.
 pub fn get(url: &HttpUrl, path: &str, timeout: Duration) -> Result<Response, String> {
@@ -96,8 +104,12 @@ pub fn get(url: &HttpUrl, path: &str, timeout: Duration) -> Result<Response, Str
     let mut stream = None;
     for addr in addrs {
         let left = remaining(deadline)?;
+        CONNECTS.fetch_add(1, Ordering::Relaxed);
         match TcpStream::connect_timeout(&addr, left) {
             Ok(s) => {
+                if addr.ip().is_loopback() {
+                    LOOPBACK_CONNECTED.fetch_add(1, Ordering::Relaxed);
+                }
                 stream = Some(s);
                 break;
             }
