@@ -15,6 +15,9 @@ use toml::{Table, Value};
 pub const DEFAULT_GRPC_ENDPOINT: &str = "http://localhost:4317";
 pub const DEFAULT_HTTP_ENDPOINT: &str = "http://localhost:4318";
 pub const CONFIG_ENV: &str = "UNAMENTIS_AGENT_CONFIG";
+/// About 10 minutes of batches at the default 5 s interval (120 batches of
+/// up to ~16 KiB encoded, uncompressed: the queue holds them before gzip).
+pub const DEFAULT_QUEUE_MAX_BYTES: u64 = 2 * 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -70,6 +73,11 @@ pub struct ExportConfig {
     pub timeout: Dur,
     /// PEM file of the CA that signs the collector's TLS certificate.
     pub certificate: Option<PathBuf>,
+    /// Bytes of encoded batches kept for replay while the collector is
+    /// down; beyond that the oldest are dropped (0: keep none).
+    pub queue_max_bytes: u64,
+    /// Batches older than this are dropped from the replay queue.
+    pub queue_max_age: Dur,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -244,6 +252,8 @@ impl Default for ExportConfig {
             compression: Compression::Gzip,
             timeout: Dur(Duration::from_secs(10)),
             certificate: None,
+            queue_max_bytes: DEFAULT_QUEUE_MAX_BYTES,
+            queue_max_age: Dur(Duration::from_secs(30 * 60)),
         }
     }
 }
@@ -922,6 +932,7 @@ pub fn parse_pairs(raw: &str) -> Result<Vec<(String, String)>, String> {
     Ok(out)
 }
 
+const MAX_QUEUE_BYTES: u64 = 256 * 1024 * 1024;
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
 const MAX_INTERVAL: Duration = Duration::from_secs(3600);
 
@@ -943,6 +954,25 @@ fn validate(l: &Loaded) -> Result<(), ConfigError> {
     }
     if c.export.timeout.0.is_zero() {
         return Err(err("export.timeout", "must be more than 0".into()));
+    }
+    if c.export.queue_max_bytes > MAX_QUEUE_BYTES {
+        return Err(err(
+            "export.queue_max_bytes",
+            format!(
+                "{} is more than {MAX_QUEUE_BYTES} (256 MiB): the queue lives in memory",
+                c.export.queue_max_bytes
+            ),
+        ));
+    }
+    if c.export.queue_max_age.0 < c.interval.0 {
+        return Err(err(
+            "export.queue_max_age",
+            format!(
+                "{} is shorter than the interval ({}): nothing could be replayed",
+                humantime::format_duration(c.export.queue_max_age.0),
+                humantime::format_duration(c.interval.0)
+            ),
+        ));
     }
     if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&c.log.level) {
         return Err(err(

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod doctor;
+pub mod export;
 pub mod host;
 pub mod instruments;
 #[rustfmt::skip]
