@@ -253,7 +253,7 @@ impl Default for ExportConfig {
             timeout: Dur(Duration::from_secs(10)),
             certificate: None,
             queue_max_bytes: DEFAULT_QUEUE_MAX_BYTES,
-            queue_max_age: Dur(Duration::from_secs(30 * 60)),
+            queue_max_age: Dur(Duration::from_secs(15 * 60)),
         }
     }
 }

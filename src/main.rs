@@ -8,6 +8,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use opentelemetry::metrics::MeterProvider as _;
 use unamentis_agent::config::{self, ConfigError, Flags, Loaded, LogFormat};
 use unamentis_agent::snapshot::{CycleSampler, Point, Sampler};
+use unamentis_agent::sources::export_queue::{ExportCounters, ExportQueueSource};
 use unamentis_agent::{doctor, instruments, sources, telemetry};
 
 /// How long after start the first export is forced: long enough for a CPU
@@ -363,11 +364,13 @@ fn run(loaded: &Loaded) -> Result<(), String> {
 
 async fn run_async(loaded: &Loaded) -> Result<(), String> {
     let cfg = &loaded.config;
+    let counters = ExportCounters::default();
     // Building the sources primes baselines (CPU times) for the first cycle.
-    let cycle = CycleSampler::new(
-        Sampler::new(sources::build(cfg)),
-        instruments::reader_count(),
-    );
+    let mut srcs = sources::build(cfg);
+    if cfg.export.enabled {
+        srcs.push(Box::new(ExportQueueSource::new(counters.clone())));
+    }
+    let cycle = CycleSampler::new(Sampler::new(srcs), instruments::reader_count());
 
     if !cfg.export.enabled {
         tracing::warn!(
@@ -378,7 +381,7 @@ async fn run_async(loaded: &Loaded) -> Result<(), String> {
         return Ok(());
     }
 
-    let exporter = telemetry::build_exporter(&cfg.export)?;
+    let exporter = telemetry::build_exporter(&cfg.export, counters)?;
     let resource = telemetry::resource(resource_attributes(loaded));
     let provider = telemetry::meter_provider(exporter, cfg.interval.0, resource);
     let meter = provider.meter(telemetry::AGENT_NAME);

@@ -11,6 +11,7 @@ use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use crate::config::{Config, ExportConfig};
 use crate::export::{Client, QueueSettings, QueueingExporter};
 use crate::host::HostIdentity;
+use crate::sources::export_queue::ExportCounters;
 
 pub const AGENT_NAME: &str = "unamentis-agent";
 
@@ -72,7 +73,10 @@ pub fn resource(attrs: Vec<(String, String)>) -> Resource {
 /// Builds the OTLP exporter: the agent's own client behind the bounded
 /// replay queue (`crate::export`). Must run inside a tokio runtime, which
 /// must then be driven for exports to go out.
-pub fn build_exporter(cfg: &ExportConfig) -> Result<QueueingExporter, String> {
+pub fn build_exporter(
+    cfg: &ExportConfig,
+    counters: ExportCounters,
+) -> Result<QueueingExporter, String> {
     let client = Client::new(cfg)?;
     Ok(QueueingExporter::start(
         client,
@@ -82,6 +86,7 @@ pub fn build_exporter(cfg: &ExportConfig) -> Result<QueueingExporter, String> {
             max_age: cfg.queue_max_age.0,
             timeout: cfg.timeout.0,
         },
+        counters,
     ))
 }
 

@@ -90,10 +90,11 @@ impl Client {
             Protocol::Grpc => {
                 let mut metadata = tonic::metadata::MetadataMap::new();
                 for (k, v) in &cfg.headers {
-                    let key = tonic::metadata::MetadataKey::from_bytes(
-                        k.to_ascii_lowercase().as_bytes(),
-                    )
-                    .map_err(|_| format!("export.headers: {k:?} is not a valid gRPC metadata key"))?;
+                    let key =
+                        tonic::metadata::MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes())
+                            .map_err(|_| {
+                                format!("export.headers: {k:?} is not a valid gRPC metadata key")
+                            })?;
                     let value = v.parse().map_err(|_| {
                         format!("export.headers.{k}: value is not valid gRPC metadata")
                     })?;

@@ -14,7 +14,6 @@
 pub mod client;
 pub mod queue;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -29,6 +28,8 @@ use tokio::sync::Notify;
 pub use client::{Client, Failure};
 use queue::Queue;
 
+use crate::sources::export_queue::ExportCounters;
+
 /// Largest request the replay sends at once: well under the 4 MiB a gRPC
 /// server accepts by default, and a few hundred default batches.
 const REQUEST_MAX_BYTES: usize = 1024 * 1024;
@@ -37,20 +38,6 @@ const REPEAT_WARNING_EVERY: Duration = Duration::from_secs(60);
 /// The SDK waits 5 s for the whole shutdown; the final delivery must
 /// finish (or give up) within that.
 const SHUTDOWN_WAIT_MAX: Duration = Duration::from_millis(4500);
-
-/// Counters the agent reports about its own export (read by the
-/// `export_queue` source; no OpenTelemetry type in it).
-#[derive(Debug, Clone, Default)]
-pub struct ExportStats {
-    dropped_batches: Arc<AtomicU64>,
-}
-
-impl ExportStats {
-    /// Batches dropped since start because the queue was over its cap.
-    pub fn dropped_batches(&self) -> u64 {
-        self.dropped_batches.load(Ordering::Relaxed)
-    }
-}
 
 pub struct QueueSettings {
     pub max_bytes: usize,
@@ -73,7 +60,7 @@ struct Shared {
     wake: Notify,
     /// Signalled when a round finishes.
     round_done: Condvar,
-    stats: ExportStats,
+    stats: ExportCounters,
 }
 
 impl Shared {
@@ -82,11 +69,7 @@ impl Shared {
     }
 
     fn count_dropped(&self, n: usize) {
-        if n > 0 {
-            self.stats
-                .dropped_batches
-                .fetch_add(n as u64, Ordering::Relaxed);
-        }
+        self.stats.add_dropped(n as u64);
     }
 
     /// Asks for a delivery round and returns its number.
@@ -120,7 +103,9 @@ impl Shared {
     }
 }
 
-/// The `PushMetricExporter` the PeriodicReader drives.
+/// The `PushMetricExporter` the PeriodicReader drives; clones share the
+/// queue.
+#[derive(Clone)]
 pub struct QueueingExporter {
     shared: Arc<Shared>,
     timeout: Duration,
@@ -129,7 +114,13 @@ pub struct QueueingExporter {
 impl QueueingExporter {
     /// Starts the sender task on the current tokio runtime, which must be
     /// driven for anything to be sent (the agent's main thread awaits).
-    pub fn start(client: Client, endpoint: String, settings: QueueSettings) -> Self {
+    /// Dropped batches are counted into `stats`.
+    pub fn start(
+        client: Client,
+        endpoint: String,
+        settings: QueueSettings,
+        stats: ExportCounters,
+    ) -> Self {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 queue: Queue::new(settings.max_bytes, settings.max_age),
@@ -138,17 +129,13 @@ impl QueueingExporter {
             }),
             wake: Notify::new(),
             round_done: Condvar::new(),
-            stats: ExportStats::default(),
+            stats,
         });
         tokio::spawn(sender(shared.clone(), client, endpoint, settings.timeout));
         QueueingExporter {
             shared,
             timeout: settings.timeout,
         }
-    }
-
-    pub fn stats(&self) -> ExportStats {
-        self.shared.stats.clone()
     }
 
     /// Batches and bytes waiting for the collector.

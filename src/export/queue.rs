@@ -195,7 +195,10 @@ mod tests {
         let h = q.head(25).unwrap();
         assert_eq!((h.batches, h.last_seq, h.bytes.len()), (2, 1, 20));
         assert_eq!(q.ack(h.last_seq), 2);
-        assert_eq!(q.head(usize::MAX).unwrap().bytes, [batch(3, 10), batch(4, 10)].concat());
+        assert_eq!(
+            q.head(usize::MAX).unwrap().bytes,
+            [batch(3, 10), batch(4, 10)].concat()
+        );
     }
 
     #[test]
@@ -229,8 +232,8 @@ mod tests {
         for url in ["a", "b", "c"] {
             q.push(req(url).encode_to_vec(), t);
         }
-        let merged = ExportMetricsServiceRequest::decode(&q.head(usize::MAX).unwrap().bytes[..])
-            .unwrap();
+        let merged =
+            ExportMetricsServiceRequest::decode(&q.head(usize::MAX).unwrap().bytes[..]).unwrap();
         let urls: Vec<_> = merged
             .resource_metrics
             .iter()

@@ -9,6 +9,7 @@ use crate::host::ReadError;
 use crate::snapshot::Snapshot;
 
 pub mod cpu;
+pub mod export_queue;
 pub mod gpu;
 pub mod http_get;
 pub mod macos;
