@@ -712,23 +712,36 @@ pub fn load(
     env: &dyn Fn(&str) -> Option<String>,
     flags: &Flags,
 ) -> Result<Loaded, ConfigError> {
-    let mut origins = HashMap::new();
-    let mut table = Table::new();
-
     let file = match config_flag {
         Some(p) => Some((p.to_path_buf(), Origin::Flag("--config"))),
         None => env(CONFIG_ENV)
             .filter(|s| !s.is_empty())
             .map(|p| (PathBuf::from(p), Origin::Env(CONFIG_ENV))),
     };
-    if let Some((path, how)) = &file {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+    let text = match &file {
+        Some((path, how)) => Some(std::fs::read_to_string(path).map_err(|e| ConfigError {
             origin: how.clone(),
             key: String::new(),
             reason: format!("cannot read config file {}: {e}", path.display()),
-        })?;
-        table = parse_file(path, &text)?;
-        record_file_origins("", &table, &Origin::File(path.clone()), &mut origins);
+        })?),
+        None => None,
+    };
+    let file = file.as_ref().map(|(p, _)| p.as_path());
+    load_text(file.zip(text.as_deref()), env, flags)
+}
+
+/// [`load`] with the file's text given (as read from the path): fuzz
+/// targets and tests reach the TOML layer without a file.
+pub fn load_text(
+    file: Option<(&Path, &str)>,
+    env: &dyn Fn(&str) -> Option<String>,
+    flags: &Flags,
+) -> Result<Loaded, ConfigError> {
+    let mut origins = HashMap::new();
+    let mut table = Table::new();
+    if let Some((path, text)) = file {
+        table = parse_file(path, text)?;
+        record_file_origins("", &table, &Origin::File(path.to_path_buf()), &mut origins);
     }
 
     for spec in KEYS {
@@ -761,7 +774,7 @@ pub fn load(
         );
     }
 
-    let loaded_file = file.map(|(p, _)| p);
+    let loaded_file = file.map(|(p, _)| p.to_path_buf());
     let config: Config = serde_path_to_error::deserialize(Value::Table(table)).map_err(|e| {
         let key = e.path().to_string();
         let reason = e

@@ -213,37 +213,31 @@ impl Receiver {
 
     /// Waits until at least `n` requests were refused (safety limit only).
     pub async fn wait_refused(&self, n: usize, limit: Duration) -> Vec<Received> {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            let notified = self.store.notify.notified();
-            let got = self.refused();
-            if got.len() >= n || tokio::time::timeout_at(deadline, notified).await.is_err() {
-                let got = self.refused();
-                assert!(
-                    got.len() >= n,
-                    "waited {limit:?} for {n} refused, got {}",
-                    got.len()
-                );
-                return got;
-            }
-        }
+        self.wait_until(n, limit, Self::refused, "refused").await
     }
 
     /// Waits until at least `n` requests arrived, or `limit` passed (a
     /// safety net against hanging, not a performance assertion).
     pub async fn wait_for(&self, n: usize, limit: Duration) -> Vec<Received> {
+        self.wait_until(n, limit, Self::received, "export(s)").await
+    }
+
+    async fn wait_until(
+        &self,
+        n: usize,
+        limit: Duration,
+        list: fn(&Self) -> Vec<Received>,
+        what: &str,
+    ) -> Vec<Received> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let notified = self.store.notify.notified();
-            let got = self.received();
-            if got.len() >= n {
-                return got;
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                let got = self.received();
+            let got = list(self);
+            if got.len() >= n || tokio::time::timeout_at(deadline, notified).await.is_err() {
+                let got = list(self);
                 assert!(
                     got.len() >= n,
-                    "waited {limit:?} for {n} export(s), got {}",
+                    "waited {limit:?} for {n} {what}, got {}",
                     got.len()
                 );
                 return got;
