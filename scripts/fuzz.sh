@@ -32,7 +32,8 @@ seeds_for() {
         pid_stat) echo "*/proc/[0-9]*/stat */proc/[0-9]*/cmdline" ;;
         meminfo) echo "*/proc/meminfo" ;;
         loadavg) echo "*/proc/loadavg" ;;
-        cpu_list) echo "*/sys/devices/system/cpu/online */sys/devices/system/cpu/present" ;;
+        cpu_list) echo "*/sys/devices/system/cpu/online */topology/core_cpus_list" ;;
+        sysfs_values) echo "*/sys/class/thermal/*/type */sys/class/hwmon/*/name */powercap/*/name" ;;
         net_tcp) echo "*/proc/net/tcp */proc/net/tcp6" ;;
         nvidia_smi_csv) echo "*nvidia-smi* *.csv" ;;
         powermetrics) echo "*powermetrics* *.plist" ;;
@@ -50,9 +51,13 @@ seed() {
         find tests/fixtures examples -path "*/$pattern" -type f -size -64k 2>/dev/null |
             while read -r f; do cp "$f" "$dir/seed-$(echo "$f" | tr '/' '_')"; done
     done
-    if [ "$target" = config_toml ]; then
-        cp examples/unamentis-agent.toml "$dir/seed-example.toml"
-    fi
+    # This host's own files are real samples too.
+    case "$target" in
+        config_toml) cp examples/unamentis-agent.toml "$dir/seed-example.toml" ;;
+        net_tcp) cp /proc/net/tcp "$dir/seed-host-tcp" 2>/dev/null || true ;;
+        pid_stat) cp /proc/self/stat "$dir/seed-host-stat" 2>/dev/null || true ;;
+        meminfo) cp /proc/meminfo "$dir/seed-host-meminfo" 2>/dev/null || true ;;
+    esac
 }
 
 echo "== building the fuzz targets"

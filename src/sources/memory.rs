@@ -173,9 +173,8 @@ mod tests {
         // fuzz/artifacts/meminfo/crash-13942dcf…, reduced: the fallback sum
         // of three values near u64::MAX / 1024 overflowed.
         let huge = u64::MAX / 1024;
-        let text = format!(
-            "MemTotal: 2 kB\nMemFree: {huge} kB\nBuffers: {huge} kB\nCached: {huge} kB\n"
-        );
+        let text =
+            format!("MemTotal: 2 kB\nMemFree: {huge} kB\nBuffers: {huge} kB\nCached: {huge} kB\n");
         let m = parse_meminfo(&text).unwrap();
         // Available is capped at the total.
         assert_eq!(m.total_bytes, 2048);
