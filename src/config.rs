@@ -15,6 +15,9 @@ use toml::{Table, Value};
 pub const DEFAULT_GRPC_ENDPOINT: &str = "http://localhost:4317";
 pub const DEFAULT_HTTP_ENDPOINT: &str = "http://localhost:4318";
 pub const CONFIG_ENV: &str = "UNAMENTIS_AGENT_CONFIG";
+/// About 10 minutes of batches at the default 5 s interval (120 batches of
+/// up to ~16 KiB encoded, uncompressed: the queue holds them before gzip).
+pub const DEFAULT_QUEUE_MAX_BYTES: u64 = 2 * 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -72,6 +75,11 @@ pub struct ExportConfig {
     pub timeout: Dur,
     /// PEM file of the CA that signs the collector's TLS certificate.
     pub certificate: Option<PathBuf>,
+    /// Bytes of encoded batches kept for replay while the collector is
+    /// down; beyond that the oldest are dropped (0: keep none).
+    pub queue_max_bytes: u64,
+    /// Batches older than this are dropped from the replay queue.
+    pub queue_max_age: Dur,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -276,6 +284,8 @@ impl Default for ExportConfig {
             compression: Compression::Gzip,
             timeout: Dur(Duration::from_secs(10)),
             certificate: None,
+            queue_max_bytes: DEFAULT_QUEUE_MAX_BYTES,
+            queue_max_age: Dur(Duration::from_secs(15 * 60)),
         }
     }
 }
@@ -776,23 +786,36 @@ pub fn load(
     env: &dyn Fn(&str) -> Option<String>,
     flags: &Flags,
 ) -> Result<Loaded, ConfigError> {
-    let mut origins = HashMap::new();
-    let mut table = Table::new();
-
     let file = match config_flag {
         Some(p) => Some((p.to_path_buf(), Origin::Flag("--config"))),
         None => env(CONFIG_ENV)
             .filter(|s| !s.is_empty())
             .map(|p| (PathBuf::from(p), Origin::Env(CONFIG_ENV))),
     };
-    if let Some((path, how)) = &file {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+    let text = match &file {
+        Some((path, how)) => Some(std::fs::read_to_string(path).map_err(|e| ConfigError {
             origin: how.clone(),
             key: String::new(),
             reason: format!("cannot read config file {}: {e}", path.display()),
-        })?;
-        table = parse_file(path, &text)?;
-        record_file_origins("", &table, &Origin::File(path.clone()), &mut origins);
+        })?),
+        None => None,
+    };
+    let file = file.as_ref().map(|(p, _)| p.as_path());
+    load_text(file.zip(text.as_deref()), env, flags)
+}
+
+/// [`load`] with the file's text given (as read from the path): fuzz
+/// targets and tests reach the TOML layer without a file.
+pub fn load_text(
+    file: Option<(&Path, &str)>,
+    env: &dyn Fn(&str) -> Option<String>,
+    flags: &Flags,
+) -> Result<Loaded, ConfigError> {
+    let mut origins = HashMap::new();
+    let mut table = Table::new();
+    if let Some((path, text)) = file {
+        table = parse_file(path, text)?;
+        record_file_origins("", &table, &Origin::File(path.to_path_buf()), &mut origins);
     }
 
     for spec in KEYS {
@@ -825,7 +848,7 @@ pub fn load(
         );
     }
 
-    let loaded_file = file.map(|(p, _)| p);
+    let loaded_file = file.map(|(p, _)| p.to_path_buf());
     let config: Config = serde_path_to_error::deserialize(Value::Table(table)).map_err(|e| {
         let key = e.path().to_string();
         let reason = e
@@ -996,6 +1019,7 @@ pub fn parse_pairs(raw: &str) -> Result<Vec<(String, String)>, String> {
     Ok(out)
 }
 
+const MAX_QUEUE_BYTES: u64 = 256 * 1024 * 1024;
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
 const MAX_INTERVAL: Duration = Duration::from_secs(3600);
 
@@ -1017,6 +1041,25 @@ fn validate(l: &Loaded) -> Result<(), ConfigError> {
     }
     if c.export.timeout.0.is_zero() {
         return Err(err("export.timeout", "must be more than 0".into()));
+    }
+    if c.export.queue_max_bytes > MAX_QUEUE_BYTES {
+        return Err(err(
+            "export.queue_max_bytes",
+            format!(
+                "{} is more than {MAX_QUEUE_BYTES} (256 MiB): the queue lives in memory",
+                c.export.queue_max_bytes
+            ),
+        ));
+    }
+    if c.export.queue_max_age.0 < c.interval.0 {
+        return Err(err(
+            "export.queue_max_age",
+            format!(
+                "{} is shorter than the interval ({}): nothing could be replayed",
+                humantime::format_duration(c.export.queue_max_age.0),
+                humantime::format_duration(c.interval.0)
+            ),
+        ));
     }
     if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&c.log.level) {
         return Err(err(

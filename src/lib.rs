@@ -5,6 +5,7 @@ pub mod activity;
 pub mod compat;
 pub mod config;
 pub mod doctor;
+pub mod export;
 pub mod host;
 pub mod instruments;
 #[rustfmt::skip]

@@ -10,6 +10,7 @@ use unamentis_agent::activity::{self, Activity};
 use unamentis_agent::config::{self, ConfigError, Flags, Loaded, LogFormat};
 use unamentis_agent::server::{self, point_json};
 use unamentis_agent::snapshot::{CycleSampler, Point, Sampler};
+use unamentis_agent::sources::export_queue::{ExportCounters, ExportQueueSource};
 use unamentis_agent::{doctor, instruments, sources, telemetry};
 
 /// How long after start the first export is forced: long enough for a CPU
@@ -353,12 +354,17 @@ fn run(loaded: &Loaded) -> Result<(), String> {
 async fn run_async(loaded: &Loaded) -> Result<(), String> {
     let cfg = &loaded.config;
     let activity = Activity::from_config(cfg);
+    let counters = ExportCounters::default();
     // Building the sources primes baselines (CPU times) for the first cycle.
-    let cycle = CycleSampler::new(
-        Sampler::new(all_sources(cfg, &activity)),
-        instruments::reader_count(),
-    )
-    .with_compat(cfg.compat);
+    let mut srcs = sources::build(cfg);
+    if cfg.export.enabled {
+        srcs.push(Box::new(ExportQueueSource::new(counters.clone())));
+    }
+    // The activity sources come last: idle accounting reads the cycle's
+    // power and service CPU.
+    srcs.extend(activity::sources(cfg, &activity));
+    let cycle =
+        CycleSampler::new(Sampler::new(srcs), instruments::reader_count()).with_compat(cfg.compat);
     let state = server::ServerState {
         cycle: cycle.clone(),
         activity,
@@ -388,7 +394,7 @@ async fn run_async(loaded: &Loaded) -> Result<(), String> {
         return Ok(());
     }
 
-    let exporter = telemetry::build_exporter(&cfg.export)?;
+    let exporter = telemetry::build_exporter(&cfg.export, counters)?;
     let resource = telemetry::resource(resource_attributes(loaded));
     let provider = telemetry::meter_provider(exporter, cfg.interval.0, resource);
     let meter = provider.meter(telemetry::AGENT_NAME);

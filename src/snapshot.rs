@@ -13,6 +13,7 @@ use crate::compat::CompatStats;
 use crate::config::CompatConfig;
 use crate::semconv::{self, Metric, attr};
 use crate::sources::cpu::CpuStats;
+use crate::sources::export_queue::ExportQueueStats;
 use crate::sources::gpu::GpuStats;
 use crate::sources::macos::MacosStats;
 use crate::sources::memory::MemoryStats;
@@ -39,6 +40,7 @@ pub struct Snapshot {
     pub activity: Option<ActivityStats>,
     /// What only the `[compat] hostmetrics` names need (`src/compat.rs`).
     pub compat: Option<CompatStats>,
+    pub export_queue: Option<ExportQueueStats>,
     pub sources: Vec<SourceStatus>,
 }
 
@@ -135,6 +137,9 @@ impl Snapshot {
         }
         if let Some(a) = &self.activity {
             activity_points(a, &mut out);
+        }
+        if let Some(q) = &self.export_queue {
+            export_queue_points(q, &mut out);
         }
         self_points(&self.sources, &mut out);
         out
@@ -505,6 +510,13 @@ fn self_points(sources: &[SourceStatus], out: &mut Vec<Point>) {
         let up = if s.up { 1.0 } else { 0.0 };
         out.push(Point::new(&semconv::AGENT_SOURCE_UP, up).with(attr::SOURCE, s.name));
     }
+}
+
+fn export_queue_points(q: &ExportQueueStats, out: &mut Vec<Point>) {
+    out.push(Point::new(
+        &semconv::AGENT_EXPORT_DROPPED_BATCHES,
+        q.dropped_batches as f64,
+    ));
 }
 
 /// How long a failing source stays quiet after a warning.

@@ -67,6 +67,21 @@ fn bad_files_name_the_file_the_key_and_the_reason() {
             "more than 0",
         ),
         (
+            "[export]\nqueue_max_bytes = 300000000\n",
+            "export.queue_max_bytes",
+            "256 MiB",
+        ),
+        (
+            "[export]\nqueue_max_bytes = -1\n",
+            "export.queue_max_bytes",
+            "invalid value",
+        ),
+        (
+            "[export]\nqueue_max_age = \"1s\"\n",
+            "export.queue_max_age",
+            "shorter than the interval",
+        ),
+        (
             "[export]\nheaders = \"signoz-ingestion-key=x\"\n",
             "export.headers",
             "map",

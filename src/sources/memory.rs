@@ -49,7 +49,8 @@ pub fn parse_meminfo(text: &str) -> Result<MemoryStats, ParseError> {
     let available = match available {
         Some(a) => a,
         None => match (free, buffers, cached) {
-            (Some(f), Some(b), Some(c)) => f + b + c,
+            // Saturating: the values are external (found by fuzzing).
+            (Some(f), Some(b), Some(c)) => f.saturating_add(b).saturating_add(c),
             _ => {
                 return Err(ParseError(
                     "neither MemAvailable nor MemFree/Buffers/Cached".into(),
@@ -259,6 +260,20 @@ mod tests {
             parse_meminfo_states("MemTotal: 1000 kB\nMemFree: x kB\nBuffers: 1 kB\nCached: 1 kB\n")
                 .is_err()
         );
+    }
+
+    #[test]
+    fn meminfo_with_absurd_sizes_does_not_overflow() {
+        // fuzz/artifacts/meminfo/crash-13942dcf…, reduced: the fallback sum
+        // of three values near u64::MAX / 1024 overflowed.
+        let huge = u64::MAX / 1024;
+        let text =
+            format!("MemTotal: 2 kB\nMemFree: {huge} kB\nBuffers: {huge} kB\nCached: {huge} kB\n");
+        let m = parse_meminfo(&text).unwrap();
+        // Available is capped at the total.
+        assert_eq!(m.total_bytes, 2048);
+        assert_eq!(m.available_bytes, 2048);
+        assert_eq!(m.used_bytes(), 0);
     }
 
     #[test]

@@ -51,8 +51,11 @@ pub fn parse_replies(buf: &[u8], out: &mut Vec<TcpSocket>) -> Result<bool, Parse
         match kind {
             NLMSG_DONE => return Ok(true),
             NLMSG_ERROR => {
+                // nlmsgerr.error is a negative errno; i64 because a
+                // hostile i32::MIN cannot be negated in i32 (found by
+                // fuzzing).
                 let errno = if len >= 20 {
-                    -(u32_at(at + 16) as i32)
+                    -i64::from(u32_at(at + 16) as i32)
                 } else {
                     0
                 };
@@ -220,6 +223,14 @@ mod tests {
         err.extend_from_slice(&(-13i32).to_ne_bytes());
         err.extend_from_slice(&[0u8; 16]);
         assert!(parse_replies(&err, &mut out).unwrap_err().0.contains("13"));
+        // fuzz/artifacts/sock_diag/crash-0053920b…: error field i32::MIN.
+        err[16..20].copy_from_slice(&i32::MIN.to_ne_bytes());
+        assert!(
+            parse_replies(&err, &mut out)
+                .unwrap_err()
+                .0
+                .contains("2147483648")
+        );
     }
 
     #[cfg(target_os = "linux")]

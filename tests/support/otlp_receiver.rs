@@ -30,16 +30,50 @@ pub struct Received {
     pub path: String,
 }
 
+/// How the receiver answers, to test the agent against a collector that
+/// misbehaves. Requests it does not accept are recorded apart.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Behaviour {
+    #[default]
+    Accept,
+    /// Answer with this gRPC status (OTLP/HTTP: its HTTP equivalent,
+    /// UNAVAILABLE 503, RESOURCE_EXHAUSTED 429, UNAUTHENTICATED 401,
+    /// PERMISSION_DENIED 403, anything else 400).
+    Fail(tonic::Code),
+    /// Read the request and never answer.
+    Hang,
+}
+
+fn http_status(code: tonic::Code) -> u16 {
+    match code {
+        tonic::Code::Unavailable => 503,
+        tonic::Code::ResourceExhausted => 429,
+        tonic::Code::Unauthenticated => 401,
+        tonic::Code::PermissionDenied => 403,
+        _ => 400,
+    }
+}
+
 #[derive(Default)]
 struct Store {
     received: Mutex<Vec<Received>>,
+    /// Requests answered with an error or never answered.
+    refused: Mutex<Vec<Received>>,
+    behaviour: Mutex<Behaviour>,
     notify: Notify,
 }
 
 impl Store {
-    fn push(&self, r: Received) {
-        self.received.lock().unwrap().push(r);
+    /// Records a request as the current behaviour says and returns it.
+    fn take(&self, r: Received) -> Behaviour {
+        let b = *self.behaviour.lock().unwrap();
+        if b == Behaviour::Accept {
+            self.received.lock().unwrap().push(r);
+        } else {
+            self.refused.lock().unwrap().push(r);
+        }
         self.notify.notify_waiters();
+        b
     }
 }
 
@@ -65,16 +99,20 @@ impl MetricsService for Service {
             .iter()
             .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
             .collect();
-        self.0.push(Received {
+        let b = self.0.take(Received {
             at: Instant::now(),
             at_wall: SystemTime::now(),
             request: request.into_inner(),
             headers,
             path: String::new(),
         });
-        Ok(tonic::Response::new(ExportMetricsServiceResponse {
-            partial_success: None,
-        }))
+        match b {
+            Behaviour::Accept => Ok(tonic::Response::new(ExportMetricsServiceResponse {
+                partial_success: None,
+            })),
+            Behaviour::Fail(code) => Err(tonic::Status::new(code, "test receiver refuses")),
+            Behaviour::Hang => std::future::pending().await,
+        }
     }
 }
 
@@ -164,21 +202,42 @@ impl Receiver {
         self.store.received.lock().unwrap().clone()
     }
 
+    /// Requests answered with an error or left hanging.
+    pub fn refused(&self) -> Vec<Received> {
+        self.store.refused.lock().unwrap().clone()
+    }
+
+    pub fn set_behaviour(&self, b: Behaviour) {
+        *self.store.behaviour.lock().unwrap() = b;
+    }
+
+    /// Waits until at least `n` requests were refused (safety limit only).
+    pub async fn wait_refused(&self, n: usize, limit: Duration) -> Vec<Received> {
+        self.wait_until(n, limit, Self::refused, "refused").await
+    }
+
     /// Waits until at least `n` requests arrived, or `limit` passed (a
     /// safety net against hanging, not a performance assertion).
     pub async fn wait_for(&self, n: usize, limit: Duration) -> Vec<Received> {
+        self.wait_until(n, limit, Self::received, "export(s)").await
+    }
+
+    async fn wait_until(
+        &self,
+        n: usize,
+        limit: Duration,
+        list: fn(&Self) -> Vec<Received>,
+        what: &str,
+    ) -> Vec<Received> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let notified = self.store.notify.notified();
-            let got = self.received();
-            if got.len() >= n {
-                return got;
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                let got = self.received();
+            let got = list(self);
+            if got.len() >= n || tokio::time::timeout_at(deadline, notified).await.is_err() {
+                let got = list(self);
                 assert!(
                     got.len() >= n,
-                    "waited {limit:?} for {n} export(s), got {}",
+                    "waited {limit:?} for {n} {what}, got {}",
                     got.len()
                 );
                 return got;
@@ -231,16 +290,22 @@ async fn serve_http(mut sock: tokio::net::TcpStream, store: Arc<Store>) {
             body
         };
         let request = ExportMetricsServiceRequest::decode(&body[..]).expect("protobuf body");
-        store.push(Received {
+        let b = store.take(Received {
             at: Instant::now(),
             at_wall: SystemTime::now(),
             request,
             headers,
             path,
         });
-        let reply =
-            b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n";
-        if sock.write_all(reply).await.is_err() {
+        let status = match b {
+            Behaviour::Accept => "200 OK".to_owned(),
+            Behaviour::Fail(code) => format!("{} Refused", http_status(code)),
+            Behaviour::Hang => return std::future::pending().await,
+        };
+        let reply = format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n"
+        );
+        if sock.write_all(reply.as_bytes()).await.is_err() {
             return;
         }
     }

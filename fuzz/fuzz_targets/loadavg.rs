@@ -1,0 +1,13 @@
+//! Fuzzes /proc/loadavg: any input must give a value or an error, never a
+//! panic.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use unamentis_agent::sources::cpu;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let _ = cpu::parse_loadavg(text);
+});

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Runs every cargo-fuzz target (fuzz/fuzz_targets/) for a bounded time.
+# Not part of scripts/test.sh: it takes minutes.
+#
+#   scripts/fuzz.sh                 # every target, 20 s each
+#   FUZZ_SECONDS=300 scripts/fuzz.sh meminfo net_tcp
+#
+# Seeds come from the fixture trees (tests/fixtures); the corpus grows in
+# fuzz/corpus/<target> and crashes land in fuzz/artifacts/<target> (both
+# git-ignored). Exit status 1 when any target crashed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+secs=${FUZZ_SECONDS:-20}
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+    cargo install cargo-fuzz --locked
+fi
+# cargo-fuzz passes nightly-only flags (-Zsanitizer=address); this lets the
+# stable toolchain accept them instead of requiring a nightly one.
+export RUSTC_BOOTSTRAP=1
+
+if [ "$#" -gt 0 ]; then
+    targets=("$@")
+else
+    mapfile -t targets < <(cargo fuzz list)
+fi
+
+# Seed file patterns per target, relative to tests/fixtures.
+seeds_for() {
+    case "$1" in
+        proc_stat) echo "*/proc/stat" ;;
+        pid_stat) echo "*/proc/[0-9]*/stat */proc/[0-9]*/cmdline" ;;
+        meminfo) echo "*/proc/meminfo" ;;
+        loadavg) echo "*/proc/loadavg" ;;
+        cpu_list) echo "*/sys/devices/system/cpu/online */topology/core_cpus_list" ;;
+        sysfs_values) echo "*/sys/class/thermal/*/type */sys/class/hwmon/*/name */powercap/*/name" ;;
+        net_tcp) echo "*/proc/net/tcp */proc/net/tcp6" ;;
+        nvidia_smi_csv) echo "*nvidia-smi* *.csv" ;;
+        powermetrics) echo "*powermetrics* *.plist" ;;
+        ioreg) echo "*ioreg*" ;;
+        ollama_json) echo "*ollama* *.json" ;;
+        config_toml) echo "*.toml" ;;
+        *) echo "" ;;
+    esac
+}
+
+seed() {
+    local target=$1 dir=fuzz/corpus/$1 pattern
+    mkdir -p "$dir"
+    for pattern in $(seeds_for "$target"); do
+        find tests/fixtures examples -path "*/$pattern" -type f -size -64k 2>/dev/null |
+            while read -r f; do cp "$f" "$dir/seed-$(echo "$f" | tr '/' '_')"; done
+    done
+    # This host's own files are real samples too.
+    case "$target" in
+        config_toml) cp examples/unamentis-agent.toml "$dir/seed-example.toml" ;;
+        net_tcp) cp /proc/net/tcp "$dir/seed-host-tcp" 2>/dev/null || true ;;
+        pid_stat) cp /proc/self/stat "$dir/seed-host-stat" 2>/dev/null || true ;;
+        meminfo) cp /proc/meminfo "$dir/seed-host-meminfo" 2>/dev/null || true ;;
+    esac
+}
+
+echo "== building the fuzz targets"
+cargo fuzz build
+mkdir -p fuzz/target/logs
+
+failed=()
+for t in "${targets[@]}"; do
+    seed "$t"
+    echo "== $t (${secs}s, $(ls "fuzz/corpus/$t" | wc -l) inputs in the corpus)"
+    if ! cargo fuzz run "$t" "fuzz/corpus/$t" -- -max_total_time="$secs" -max_len=65536 \
+        -print_final_stats=1 >"fuzz/target/logs/$t.log" 2>&1; then
+        failed+=("$t")
+        tail -n 40 "fuzz/target/logs/$t.log"
+    else
+        grep -E "^(stat::number_of_executed_units|stat::new_units_added|Done)" "fuzz/target/logs/$t.log" || true
+    fi
+done
+
+echo
+if [ "${#failed[@]}" -gt 0 ]; then
+    echo "crashed: ${failed[*]} (inputs in fuzz/artifacts/<target>, logs in fuzz/target/logs)"
+    exit 1
+fi
+echo "no crash in ${#targets[@]} targets (${secs}s each)"

@@ -1,0 +1,322 @@
+//! OTLP export with a bounded replay queue.
+//!
+//! The SDK's exporters drop every batch whose export fails. Here the
+//! PeriodicReader's `export` only converts the collected metrics into an
+//! encoded `ExportMetricsServiceRequest` and queues it; a sender task on
+//! the agent's runtime delivers the queue oldest first. While the collector
+//! is down, slow or refusing, batches wait (capped in bytes and age, the
+//! oldest dropped and counted beyond that) and one probe request per
+//! interval tests whether it is back; once it answers, the backlog goes out
+//! at once, with the timestamps of the cycles that collected it. The reader
+//! thread, which runs the collection callbacks, never waits on the network,
+//! so sampling stays on time whatever the collector does.
+
+pub mod client;
+pub mod queue;
+
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::metrics::Temporality;
+use opentelemetry_sdk::metrics::data::ResourceMetrics;
+use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
+use prost::Message;
+use tokio::sync::Notify;
+
+pub use client::{Client, Failure};
+use queue::Queue;
+
+use crate::sources::export_queue::ExportCounters;
+
+/// Largest request the replay sends at once: well under the 4 MiB a gRPC
+/// server accepts by default, and a few hundred default batches.
+const REQUEST_MAX_BYTES: usize = 1024 * 1024;
+/// During an outage, at most one warning a minute.
+const REPEAT_WARNING_EVERY: Duration = Duration::from_secs(60);
+/// The SDK waits 5 s for the whole shutdown; the final delivery must
+/// finish (or give up) within that.
+const SHUTDOWN_WAIT_MAX: Duration = Duration::from_millis(4500);
+
+pub struct QueueSettings {
+    pub max_bytes: usize,
+    pub max_age: Duration,
+    /// Bounds each delivery attempt.
+    pub timeout: Duration,
+}
+
+struct State {
+    queue: Queue,
+    /// Delivery rounds asked for (one per queued batch or flush) and
+    /// finished, so a flush can wait for "a round after my request".
+    rounds_requested: u64,
+    rounds_done: u64,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Wakes the sender task (a stored permit if it is busy).
+    wake: Notify,
+    /// Signalled when a round finishes.
+    round_done: Condvar,
+    stats: ExportCounters,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn count_dropped(&self, n: usize) {
+        self.stats.add_dropped(n as u64);
+    }
+
+    /// Asks for a delivery round and returns its number.
+    fn request_round(&self) -> u64 {
+        let round = {
+            let mut st = self.lock();
+            st.rounds_requested += 1;
+            st.rounds_requested
+        };
+        self.wake.notify_one();
+        round
+    }
+
+    /// Waits until the queue is empty or round `round` is over (delivered
+    /// or failed), at most `limit`. True when the queue is empty.
+    fn wait_round(&self, round: u64, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut st = self.lock();
+        while !st.queue.is_empty() && st.rounds_done < round {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            st = self
+                .round_done
+                .wait_timeout(st, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        st.queue.is_empty()
+    }
+}
+
+/// The `PushMetricExporter` the PeriodicReader drives; clones share the
+/// queue.
+#[derive(Clone)]
+pub struct QueueingExporter {
+    shared: Arc<Shared>,
+    timeout: Duration,
+}
+
+impl QueueingExporter {
+    /// Starts the sender task on the current tokio runtime, which must be
+    /// driven for anything to be sent (the agent's main thread awaits).
+    /// Dropped batches are counted into `stats`.
+    pub fn start(
+        client: Client,
+        endpoint: String,
+        settings: QueueSettings,
+        stats: ExportCounters,
+    ) -> Self {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                queue: Queue::new(settings.max_bytes, settings.max_age),
+                rounds_requested: 0,
+                rounds_done: 0,
+            }),
+            wake: Notify::new(),
+            round_done: Condvar::new(),
+            stats,
+        });
+        tokio::spawn(sender(shared.clone(), client, endpoint, settings.timeout));
+        QueueingExporter {
+            shared,
+            timeout: settings.timeout,
+        }
+    }
+
+    /// Batches and bytes waiting for the collector.
+    pub fn queued(&self) -> (usize, usize) {
+        let st = self.shared.lock();
+        (st.queue.len(), st.queue.bytes())
+    }
+
+    /// Queues one encoded request and wakes the sender (what `export`
+    /// does after converting; public so tests can queue their own).
+    pub fn enqueue(&self, encoded: Vec<u8>) {
+        let dropped = self.shared.lock().queue.push(encoded, Instant::now());
+        self.shared.count_dropped(dropped);
+        self.shared.request_round();
+    }
+
+    /// Tries to deliver everything queued now; waits at most `limit`.
+    /// True when the queue is empty afterwards.
+    pub fn flush(&self, limit: Duration) -> bool {
+        let round = self.shared.request_round();
+        self.shared.wait_round(round, limit)
+    }
+}
+
+impl PushMetricExporter for QueueingExporter {
+    async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
+        // Protobuf encoding of the cycle, kept as bytes: ResourceMetrics
+        // cannot be cloned, and bytes are what the cap is about.
+        let encoded = ExportMetricsServiceRequest::from(metrics).encode_to_vec();
+        tracing::trace!(bytes = encoded.len(), "batch queued");
+        self.enqueue(encoded);
+        Ok(())
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        if self.flush(self.timeout) {
+            Ok(())
+        } else {
+            Err(OTelSdkError::InternalFailure(
+                "batches still queued after a delivery attempt".into(),
+            ))
+        }
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        if self.flush(timeout.min(SHUTDOWN_WAIT_MAX)) {
+            return Ok(());
+        }
+        let (batches, bytes) = self.queued();
+        tracing::warn!(
+            batches,
+            bytes,
+            "collector unreachable at shutdown: the queued batches are lost"
+        );
+        Err(OTelSdkError::InternalFailure(format!(
+            "{batches} batches not delivered"
+        )))
+    }
+
+    fn temporality(&self) -> Temporality {
+        // Cumulative: a counter is continuous across an outage, and one
+        // lost batch loses no total.
+        Temporality::Cumulative
+    }
+}
+
+/// An ongoing outage, for rate-limited logging.
+struct Outage {
+    since: Instant,
+    failures: u64,
+    last_warned: Instant,
+    dropped_at_start: u64,
+}
+
+async fn sender(shared: Arc<Shared>, client: Client, endpoint: String, timeout: Duration) {
+    let mut outage: Option<Outage> = None;
+    loop {
+        shared.wake.notified().await;
+        let round = shared.lock().rounds_requested;
+        let mut delivered = 0usize;
+        let mut failure = None;
+        loop {
+            let head = {
+                let mut st = shared.lock();
+                let expired = st.queue.expire(Instant::now());
+                shared.count_dropped(expired);
+                // While the collector is failing, probe with the oldest
+                // batch alone instead of resending the whole backlog.
+                let max = if outage.is_some() && delivered == 0 {
+                    0
+                } else {
+                    REQUEST_MAX_BYTES
+                };
+                st.queue.head(max)
+            };
+            let Some(head) = head else { break };
+            match client.send(&head.bytes, timeout).await {
+                Ok(()) => {
+                    shared.lock().queue.ack(head.last_seq);
+                    delivered += head.batches;
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        match (failure, &mut outage) {
+            (None, Some(o)) if delivered > 0 => {
+                let dropped = shared.stats.dropped_batches() - o.dropped_at_start;
+                tracing::info!(
+                    endpoint = %endpoint,
+                    failed_attempts = o.failures,
+                    replayed_batches = delivered,
+                    dropped_batches = dropped,
+                    "export recovered after {}: replayed {delivered} batches, dropped {dropped}",
+                    humantime::format_duration(round_secs(o.since.elapsed()))
+                );
+                outage = None;
+            }
+            (None, _) => {
+                if delivered > 0 {
+                    tracing::debug!(endpoint = %endpoint, batches = delivered, "exported");
+                }
+            }
+            (Some(e), None) => {
+                warn_failure(&endpoint, &e, None);
+                let now = Instant::now();
+                outage = Some(Outage {
+                    since: now,
+                    failures: 1,
+                    last_warned: now,
+                    dropped_at_start: shared.stats.dropped_batches(),
+                });
+            }
+            (Some(e), Some(o)) => {
+                o.failures += 1;
+                if o.last_warned.elapsed() >= REPEAT_WARNING_EVERY {
+                    warn_failure(&endpoint, &e, Some(o));
+                    o.last_warned = Instant::now();
+                }
+            }
+        }
+        {
+            let mut st = shared.lock();
+            st.rounds_done = st.rounds_done.max(round);
+        }
+        shared.round_done.notify_all();
+    }
+}
+
+fn warn_failure(endpoint: &str, e: &Failure, ongoing: Option<&Outage>) {
+    let (queued_for, failures) = match ongoing {
+        Some(o) => (
+            format!(
+                " (failing for {}, {} attempts)",
+                humantime::format_duration(round_secs(o.since.elapsed())),
+                o.failures
+            ),
+            o.failures,
+        ),
+        None => (String::new(), 1),
+    };
+    if e.is_rejection() {
+        tracing::warn!(
+            endpoint,
+            failures,
+            "export failed{queued_for}: the collector refuses the data: {e}. This is a \
+             configuration problem (ingestion key, headers, endpoint path); batches are kept \
+             and replayed once it is fixed"
+        );
+    } else {
+        tracing::warn!(
+            endpoint,
+            failures,
+            "export failed{queued_for}: {e}; batches are kept and replayed when the collector \
+             answers"
+        );
+    }
+}
+
+fn round_secs(d: Duration) -> Duration {
+    Duration::from_secs(d.as_secs())
+}
