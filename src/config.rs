@@ -123,6 +123,9 @@ pub struct ServerConfig {
     pub listen: String,
     /// Bearer token the local server requires, if set.
     pub token: Option<String>,
+    /// Listen beyond loopback without a token (health probes from a
+    /// kubelet on a trusted node network). Off: such a bind is refused.
+    pub allow_unauthenticated: bool,
 }
 
 /// GPU source: NVML, then nvidia-smi, then amdgpu sysfs.
@@ -305,6 +308,7 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: "127.0.0.1:8767".into(),
             token: None,
+            allow_unauthenticated: false,
         }
     }
 }
@@ -1094,6 +1098,19 @@ fn validate(l: &Loaded) -> Result<(), ConfigError> {
         && let Err(e) = std::fs::metadata(p)
     {
         return Err(err("export.certificate", format!("{}: {e}", p.display())));
+    }
+    if let Ok(addr) = c.server.listen.parse::<SocketAddr>()
+        && !addr.ip().is_loopback()
+        && c.server.token.as_deref().is_none_or(str::is_empty)
+        && !c.server.allow_unauthenticated
+    {
+        return Err(err(
+            "server.listen",
+            format!(
+                "{addr} is reachable from other hosts: set server.token, or \
+                 server.allow_unauthenticated = true to accept pushes from anyone who can reach it"
+            ),
+        ));
     }
     if c.server.listen.parse::<SocketAddr>().is_err() {
         return Err(err(

@@ -101,6 +101,11 @@ fn bad_files_name_the_file_the_key_and_the_reason() {
             "server.listen",
             "address",
         ),
+        (
+            "[server]\nlisten = \"0.0.0.0:8767\"\n",
+            "server.listen",
+            "set server.token",
+        ),
         ("[log]\nformat = \"xml\"\n", "log.format", "unknown variant"),
         (
             "[gpu]\nnvidia_smi_timeout = \"10s\"\n",
@@ -500,4 +505,33 @@ fn readme_and_example_document_every_key_and_variable() {
         let leaf = key.rsplit('.').next().unwrap();
         assert!(text.contains(leaf), "example lacks {key}");
     }
+}
+
+#[test]
+fn a_non_loopback_server_needs_a_token_or_an_explicit_allowance() {
+    for ok in [
+        "[server]\nlisten = \"127.0.0.1:9000\"\n",
+        "[server]\nlisten = \"[::1]:9000\"\n",
+        "[server]\nlisten = \"0.0.0.0:8767\"\ntoken = \"s3cr3t\"\n",
+        "[server]\nlisten = \"0.0.0.0:8767\"\nallow_unauthenticated = true\n",
+    ] {
+        let f = write(ok);
+        load(Some(f.path()), &[], &[]).unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+    let err = load(
+        None,
+        &[("UNAMENTIS_AGENT_SERVER_LISTEN", "0.0.0.0:8767")],
+        &[],
+    )
+    .unwrap_err();
+    assert_eq!(err.origin, Origin::Env("UNAMENTIS_AGENT_SERVER_LISTEN"));
+    let with_token = load(
+        None,
+        &[
+            ("UNAMENTIS_AGENT_SERVER_LISTEN", "0.0.0.0:8767"),
+            ("UNAMENTIS_AGENT_SERVER_TOKEN", "t"),
+        ],
+        &[],
+    );
+    assert!(with_token.is_ok());
 }
