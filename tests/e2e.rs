@@ -298,12 +298,9 @@ async fn otel_sdk_disabled_sends_nothing() {
         &["run"],
     );
     // Wait until the agent has said it is disabled, then several intervals.
-    for _ in 0..500 {
-        if agent.log_text().contains("export disabled") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    agent
+        .wait_for_log("export disabled", Duration::from_secs(5))
+        .await;
     assert!(
         agent.log_text().contains("export disabled"),
         "{}",
@@ -351,12 +348,9 @@ async fn tls_collector_is_trusted_through_otel_exporter_otlp_certificate() {
         ],
         &["run"],
     );
-    for _ in 0..1000 {
-        if untrusted.log_text().contains("export failed") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    untrusted
+        .wait_for_log("export failed", Duration::from_secs(10))
+        .await;
     assert!(
         untrusted.log_text().contains("export failed"),
         "{}",

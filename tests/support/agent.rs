@@ -71,6 +71,15 @@ impl Agent {
         }
     }
 
+    /// Polls the agent's log until it holds `needle` or `limit` passes (a
+    /// guard against hanging; the caller asserts on the log afterwards).
+    pub async fn wait_for_log(&self, needle: &str, limit: Duration) {
+        let start = Instant::now();
+        while !self.log_text().contains(needle) && start.elapsed() < limit {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(self.log.path()).unwrap_or_default()
     }
