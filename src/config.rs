@@ -839,6 +839,8 @@ pub fn load_text(
         }
     }
     for (flag, raw) in flags {
+        // The flags come from main's own table, each written with its key.
+        #[allow(clippy::expect_used)]
         let spec = KEYS
             .iter()
             .find(|k| k.flag == Some(*flag))
@@ -951,7 +953,9 @@ fn set(
             // replaces it and deserialization reports nothing wrong.
             *entry = Value::Table(Table::new());
         }
-        t = entry.as_table_mut().expect("made a table just above");
+        #[allow(clippy::expect_used)] // replaced by a table just above
+        let table = entry.as_table_mut().expect("made a table just above");
+        t = table;
     }
     match (t.get_mut(leaf), value) {
         (Some(Value::Table(existing)), Value::Table(new)) => {

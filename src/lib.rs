@@ -1,6 +1,11 @@
 //! unamentis-agent: an OpenTelemetry-native host agent for a local AI server
 //! stack. See README.md and ../shared/DESIGN.md-derived docs in the repo.
 
+// Outside tests nothing may panic on external data: a failure is a value
+// (absent, source down), and an invariant that holds is an `expect` under
+// an `allow` that says why.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod activity;
 pub mod compat;
 pub mod config;

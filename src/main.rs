@@ -1,5 +1,7 @@
 //! Command line of unamentis-agent.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
