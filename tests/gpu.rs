@@ -604,3 +604,109 @@ fn nvml_agrees_with_nvidia_smi_on_a_real_gpu() {
         );
     }
 }
+
+/// One GPU source cycle bracketed by two instants, like the agent's own
+/// `Instant::now()` inside it.
+struct Timed {
+    before: std::time::Instant,
+    after: std::time::Instant,
+    result: Result<(), SourceError>,
+    gpu: Option<GpuStats>,
+}
+
+fn timed(src: &mut GpuSource) -> Timed {
+    let before = std::time::Instant::now();
+    let (result, snap) = sample(src);
+    Timed {
+        before,
+        after: std::time::Instant::now(),
+        result,
+        gpu: snap.gpu,
+    }
+}
+
+/// Joules of `watts` between two cycles: (least, most) for the Δt the
+/// source saw, which lies between the brackets.
+fn joules_between(watts: f64, prev: &Timed, next: &Timed) -> (f64, f64) {
+    (
+        watts * (next.before - prev.after).as_secs_f64(),
+        watts * (next.after - prev.before).as_secs_f64(),
+    )
+}
+
+fn energy(t: &Timed) -> f64 {
+    t.gpu.as_ref().unwrap().energy_joules.unwrap()
+}
+
+fn assert_within(got: f64, (lo, hi): (f64, f64)) {
+    // The bounds come from f64 seconds; allow rounding, not time.
+    assert!(
+        got >= lo - 1e-9 && got <= hi + 1e-9,
+        "{got} not in [{lo}, {hi}]"
+    );
+}
+
+/// A card that leaves (hot unplug, driver unbind) and comes back: while it
+/// is gone the total is kept, and the time it was away adds nothing, both
+/// when another card stays and when it was the last one.
+#[test]
+fn a_hot_unplugged_gpu_keeps_the_energy_total_and_its_absence_adds_nothing() {
+    let dir = support::fixtures::host_copy("amdgpu-mixed");
+    let drm = dir.path().join("sys/class/drm");
+    // Two powered cards: card0 (dGPU, power1_average 27 W) and card2
+    // (APU, power1_input 8.123 W).
+    for gone in ["card3", "card4"] {
+        std::fs::remove_dir_all(drm.join(gone)).unwrap();
+    }
+    let (dgpu, apu) = (27.0, 8.123);
+    let away = dir.path().join("unplugged");
+    let unplug = |card: &str| std::fs::rename(drm.join(card), away.join(card)).unwrap();
+    let replug = |card: &str| std::fs::rename(away.join(card), drm.join(card)).unwrap();
+    std::fs::create_dir(&away).unwrap();
+    let mut src = GpuSource::with_backends(vec![Box::new(gpu::amdgpu::AmdgpuBackend::new(
+        HostPaths::under(dir.path()),
+    ))]);
+
+    let t0 = timed(&mut src);
+    assert_eq!(t0.gpu.as_ref().unwrap().devices.len(), 2);
+    assert_eq!(energy(&t0), 0.0, "a device seen the first time adds nothing");
+    let t1 = timed(&mut src);
+    let (lo, hi) = joules_between(dgpu + apu, &t0, &t1);
+    assert_within(energy(&t1), (lo, hi));
+
+    // The dGPU leaves; the APU goes on alone.
+    unplug("card0");
+    let t2 = timed(&mut src);
+    let devices = &t2.gpu.as_ref().unwrap().devices;
+    assert_eq!(devices.len(), 1);
+    assert_eq!(devices[0].pci_bus_id.as_deref(), Some("0000:c4:00.0"));
+    let (lo, hi) = joules_between(apu, &t1, &t2);
+    assert_within(energy(&t2) - energy(&t1), (lo, hi));
+    std::thread::sleep(Duration::from_millis(300));
+    // Back: the dGPU counts again only from its next reading.
+    replug("card0");
+    let t3 = timed(&mut src);
+    assert_eq!(t3.gpu.as_ref().unwrap().devices.len(), 2);
+    let (lo, hi) = joules_between(apu, &t2, &t3);
+    assert_within(energy(&t3) - energy(&t2), (lo, hi));
+
+    // Every card leaves: the source is down, no GPU point, nothing lost.
+    unplug("card0");
+    unplug("card2");
+    let t4 = timed(&mut src);
+    assert!(t4.result.is_err());
+    assert!(t4.gpu.is_none());
+    std::thread::sleep(Duration::from_millis(300));
+    replug("card0");
+    replug("card2");
+    let t5 = timed(&mut src);
+    assert!(t5.result.is_ok());
+    assert_eq!(
+        energy(&t5),
+        energy(&t3),
+        "the cards' absence must add no energy"
+    );
+    let t6 = timed(&mut src);
+    let (lo, hi) = joules_between(dgpu + apu, &t5, &t6);
+    assert_within(energy(&t6) - energy(&t5), (lo, hi));
+}

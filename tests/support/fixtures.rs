@@ -9,14 +9,18 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Copies a tree; the `.gitkeep` files that keep empty directories in git
+/// Copies a tree, links as links; the `.gitkeep` files that keep empty directories in git
 /// are left out, so the copy has the empty directories the host had.
 pub fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
         let dest = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
+        let kind = entry.file_type().unwrap();
+        if kind.is_symlink() {
+            // sysfs links (device/driver, class entries) stay links.
+            std::os::unix::fs::symlink(std::fs::read_link(entry.path()).unwrap(), dest).unwrap();
+        } else if kind.is_dir() {
             copy_tree(&entry.path(), &dest);
         } else if entry.file_name() != ".gitkeep" {
             std::fs::copy(entry.path(), dest).unwrap();

@@ -144,6 +144,9 @@ impl Source for GpuSource {
                 Err(e) => why.push(format!("{name}: {e}")),
             }
         }
+        // Every GPU gone (hot unplug, driver unloaded): the time until one
+        // answers again must add no energy, as for a single device.
+        self.energy.forget();
         let why = why.join("; ");
         if self.last_backend.take().is_some() || self.last_failure != why {
             tracing::debug!("no GPU backend answered: {why}");
@@ -171,6 +174,11 @@ pub struct EnergyAccumulator {
 }
 
 impl EnergyAccumulator {
+    /// Drops the last readings, keeping the total.
+    pub fn forget(&mut self) {
+        self.last.clear();
+    }
+
     pub fn add(&mut self, devices: &[GpuDevice], now: Instant) -> Option<f64> {
         let mut measurable = false;
         let mut seen = HashMap::with_capacity(devices.len());
