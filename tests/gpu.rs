@@ -669,7 +669,11 @@ fn a_hot_unplugged_gpu_keeps_the_energy_total_and_its_absence_adds_nothing() {
 
     let t0 = timed(&mut src);
     assert_eq!(t0.gpu.as_ref().unwrap().devices.len(), 2);
-    assert_eq!(energy(&t0), 0.0, "a device seen the first time adds nothing");
+    assert_eq!(
+        energy(&t0),
+        0.0,
+        "a device seen the first time adds nothing"
+    );
     let t1 = timed(&mut src);
     let (lo, hi) = joules_between(dgpu + apu, &t0, &t1);
     assert_within(energy(&t1), (lo, hi));

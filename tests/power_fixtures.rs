@@ -455,3 +455,83 @@ fn class_entries_that_are_symlinks_into_devices() {
     let bw = get(&p, &semconv::POWER_BATTERY_WATTS, None).unwrap();
     assert!((bw - (11.873 + 0.512 * 12.103)).abs() < 1e-9);
 }
+
+/// Batteries pulled and put back (a ThinkPad's hot-swappable second
+/// battery, then both): the rate follows what is present, the energy
+/// total is kept while none is, and the time without one adds nothing.
+#[test]
+fn pulled_batteries_keep_the_energy_total_and_their_absence_adds_nothing() {
+    let mut run = Run::start("intel-laptop");
+    let supplies = run.root().join("sys/class/power_supply");
+    let away = run.root().join("pulled");
+    std::fs::create_dir(&away).unwrap();
+    let pull = |b: &str| std::fs::rename(supplies.join(b), away.join(b)).unwrap();
+    let put_back = |b: &str| std::fs::rename(away.join(b), supplies.join(b)).unwrap();
+    let (bat0, bat1) = (11.873, 0.512 * 12.103);
+
+    let (_, p, _) = run.step();
+    let j0 = joules(&p, "battery").unwrap();
+    pull("BAT1");
+    let (snap, p, _) = run.step();
+    assert!(status(&snap, "battery").up);
+    assert_eq!(get(&p, &semconv::POWER_BATTERY_WATTS, None), Some(bat0));
+    let j1 = joules(&p, "battery").unwrap();
+    assert!(j1 > j0, "{j0} {j1}");
+
+    pull("BAT0");
+    let (snap, p, _) = run.step();
+    assert!(!status(&snap, "battery").up);
+    assert_eq!(get(&p, &semconv::POWER_BATTERY_WATTS, None), None);
+    assert_eq!(joules(&p, "battery"), Some(j1), "kept while no battery");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+
+    put_back("BAT0");
+    put_back("BAT1");
+    let (snap, p, _) = run.step();
+    assert!(status(&snap, "battery").up);
+    assert_eq!(
+        get(&p, &semconv::POWER_BATTERY_WATTS, None),
+        Some(bat0 + bat1)
+    );
+    assert_eq!(
+        joules(&p, "battery"),
+        Some(j1),
+        "the first reading after the gap adds nothing"
+    );
+    let (_, p, dt) = run.step();
+    let added = joules(&p, "battery").unwrap() - j1;
+    let w = bat0 + bat1;
+    assert!(
+        added >= w * dt.0 * (1.0 - 1e-9) && added <= w * dt.1 * (1.0 + 1e-9),
+        "{added} for {w} W over {dt:?}"
+    );
+}
+
+/// The CPU sensor's hwmon device goes away (coretemp unloaded, a USB
+/// sensor pulled) and comes back under another hwmonN: the temperature
+/// falls back to the CPU thermal zones, then the chip is found again
+/// within one rediscovery period.
+#[test]
+fn an_unplugged_cpu_sensor_falls_back_and_is_found_again_elsewhere() {
+    let run_dir = support::fixtures::host_copy("intel-laptop");
+    let hwmon = run_dir.path().join("sys/class/hwmon");
+    // coretemp's package sensor at 70 °C; the CPU zone (x86_pkg_temp) 52.
+    set(run_dir.path(), "sys/class/hwmon/hwmon3/temp1_input", 70_000);
+    let mut run = Run::at(run_dir);
+    let temp = |p: &[Point]| get(p, &semconv::THERMAL_TEMPERATURE, None);
+    let (_, p, _) = run.step();
+    assert_eq!(temp(&p), Some(70.0));
+
+    let away = run.root().join("unloaded");
+    std::fs::rename(hwmon.join("hwmon3"), &away).unwrap();
+    for _ in 0..2 {
+        let (snap, p, _) = run.step();
+        assert!(status(&snap, "thermal").up);
+        assert_eq!(temp(&p), Some(52.0));
+    }
+
+    std::fs::rename(&away, hwmon.join("hwmon9")).unwrap();
+    // Rediscovery runs every 12 cycles (thermal.rs REDISCOVER_EVERY).
+    let found = (1..=12).find(|_| temp(&run.step().1) == Some(70.0));
+    assert!(found.is_some(), "coretemp as hwmon9 never found");
+}
