@@ -9,15 +9,7 @@ use std::process::Command;
 
 use support::fixtures::host_copy;
 
-fn doctor(root: Option<&Path>, extra: &[&str], prefix: &[&str]) -> (bool, String) {
-    let mut cmd = if prefix.is_empty() {
-        support::agent::command()
-    } else {
-        let mut c = Command::new(prefix[0]);
-        c.args(&prefix[1..])
-            .arg(env!("CARGO_BIN_EXE_unamentis-agent"));
-        c
-    };
+fn doctor(root: Option<&Path>, extra: &[&str], mut cmd: Command) -> (bool, String) {
     cmd.arg("doctor").args(["--window", "50ms"]).args(extra);
     if let Some(root) = root {
         cmd.arg("--host-sys")
@@ -50,7 +42,7 @@ fn row<'a>(rows: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value {
 #[test]
 fn laptop_fixture_has_power_and_thermal() {
     let dir = host_copy("intel-laptop");
-    let (_, json) = doctor(Some(dir.path()), &["--json"], &[]);
+    let (_, json) = doctor(Some(dir.path()), &["--json"], support::agent::command());
     let rows = sources(&json);
     for name in ["rapl", "battery", "thermal"] {
         assert_eq!(row(&rows, name)["available"], true, "{name}: {json}");
@@ -63,7 +55,7 @@ fn laptop_fixture_has_power_and_thermal() {
 #[test]
 fn vm_fixture_explains_every_missing_source() {
     let dir = host_copy("vm-2cpu");
-    let (_, table) = doctor(Some(dir.path()), &[], &[]);
+    let (_, table) = doctor(Some(dir.path()), &[], support::agent::command());
     for (source, reason) in [
         ("rapl", "no RAPL zones"),
         ("battery", "no system battery"),
@@ -85,7 +77,7 @@ fn vm_fixture_explains_every_missing_source() {
 /// says so; anywhere it exits 0 with a row per source.
 #[test]
 fn this_host() {
-    let (_, json) = doctor(None, &["--json"], &[]);
+    let (_, json) = doctor(None, &["--json"], support::agent::command());
     let rows = sources(&json);
     assert!(rows.len() >= 6, "{json}");
     if !Path::new("/sys/class/powercap").exists() {
@@ -93,13 +85,6 @@ fn this_host() {
         assert_eq!(rapl["available"], false);
         assert!(rapl["reason"].as_str().unwrap().contains("no RAPL zones"));
     }
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
 }
 
 /// A real EACCES: energy_uj mode 0400 as the kernel has it since 5.10,
@@ -114,22 +99,11 @@ fn root_only_energy_uj_gives_the_permission_fix() {
         let f = root.join("sys/class/powercap").join(zone).join("energy_uj");
         std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o400)).unwrap();
     }
-    let prefix: &[&str] = if is_root() {
-        if Command::new("setpriv").arg("--version").output().is_err() {
-            eprintln!("skipped: running as root without setpriv to drop privileges");
-            return;
-        }
-        &[
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--",
-        ]
-    } else {
-        &[]
+    let Some(cmd) = support::agent::unprivileged_command() else {
+        eprintln!("skipped: running as root without setpriv to drop privileges");
+        return;
     };
-    let (_, json) = doctor(Some(root), &["--json"], prefix);
+    let (_, json) = doctor(Some(root), &["--json"], cmd);
     let rapl = row(&sources(&json), "rapl").clone();
     assert_eq!(rapl["status"], "unavailable", "{json}");
     let reason = rapl["reason"].as_str().unwrap();

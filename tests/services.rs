@@ -28,6 +28,7 @@ fn role() {
         "hog" => hog(),
         "parent" => parent(),
         "listener" => listener(),
+        "churner" => churn(),
         other => panic!("unknown role {other}"),
     }
 }
@@ -72,6 +73,15 @@ fn listener() {
     println!("READY {}", l.local_addr().unwrap().port());
     loop {
         std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// Starts and reaps short-lived children without pause, so a sample keeps
+/// finding children in the listing that are gone when their files are read.
+fn churn() {
+    println!("READY");
+    loop {
+        let _ = Command::new("true").status();
     }
 }
 
@@ -491,4 +501,144 @@ fn services_command_explains_matches() {
         text.contains("down: no process named no-such-process"),
         "{text}"
     );
+}
+
+/// Children that exit between the /proc listing and the read of their
+/// files: every sample still succeeds with the service up, and the CPU
+/// figure stays a share of the machine (a vanished process counts nothing;
+/// a recycled pid is a new process).
+#[test]
+fn processes_vanishing_mid_sample_never_break_the_service() {
+    let tag = tag();
+    let (c, _) = spawn_role("churner", &tag);
+    let c = Proc(c);
+    let mut src = source(vec![service("churner", Some(&regex_escape(&tag)), None)]);
+    let cores = std::thread::available_parallelism().unwrap().get() as f64;
+    let (mut with_children, mut samples) = (0, 0);
+    let start = Instant::now();
+    while samples < 100 || (with_children == 0 && start.elapsed() < Duration::from_secs(30)) {
+        std::thread::sleep(Duration::from_millis(20));
+        let s = sample(&mut src, "churner");
+        samples += 1;
+        assert!(s.up(), "sample {samples}: {s:?}");
+        assert!(s.pids.contains(&c.0.id()), "{s:?}");
+        if s.pids.len() > 1 {
+            with_children += 1;
+        }
+        if let Some(cpu) = s.cpu_percent {
+            // 20 ms samples quantize to 10 ms ticks: a process can show
+            // a tick more than it ran, hence the slack over all cores.
+            let bound = 100.0 * cores + 100.0 * s.pids.len() as f64;
+            assert!(
+                cpu.is_finite() && (0.0..=bound).contains(&cpu),
+                "{cpu} {s:?}"
+            );
+        }
+    }
+    assert!(with_children > 0, "no sample saw a child in {samples}");
+}
+
+/// Run as an unprivileged user, like an agent without root: other users'
+/// /proc/<pid>/stat is readable but their fd/ is not. A service of another
+/// user found by command line has CPU and memory and no open-file count (not
+/// 0); one only found by its listening port is down with the reason and the
+/// fix, and nothing stops the other service or the host sources.
+#[test]
+fn another_users_processes_give_what_is_readable_and_say_what_is_not() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(mut services_cmd) = support::agent::unprivileged_command() else {
+        eprintln!("skipped: running as root without setpriv to drop privileges");
+        return;
+    };
+    let mut snapshot_cmd = support::agent::unprivileged_command().unwrap();
+    if services_cmd.get_program() != "setpriv" {
+        eprintln!("skipped: not root, so the test's own processes are not another user's");
+        return;
+    }
+    let tag = tag();
+    let (b, _) = spawn_role("burner", &format!("{tag}-b"));
+    let b = Proc(b);
+    let (l, port) = spawn_role("listener", &format!("{tag}-l"));
+    let _l = Proc(l);
+    let cfg = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        cfg.path(),
+        format!(
+            "default_services = false\n[[service]]\nname = \"burner\"\ncmdline = \"{}-b\"\n[[service]]\nname = \"listener\"\nport = {port}\n",
+            regex_escape(&tag)
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(cfg.path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let config = cfg.path().display().to_string();
+
+    let out = services_cmd
+        .args(["--config", &config, "services"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(&format!("processes: 1 ({})", b.0.id())),
+        "{text}"
+    );
+    assert!(text.contains("open files: - (not readable)"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "down: port {port} is listening but its owner could not be read"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("run the agent as root"), "{text}");
+
+    let out = snapshot_cmd
+        .args([
+            "--config", &config, "snapshot", "--json", "--window", "300ms",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let find = |name: &str, service: &str| -> Vec<f64> {
+        json["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["name"] == name && m["attributes"]["unamentis.service"] == service)
+            .map(|m| m["value"].as_f64().unwrap())
+            .collect()
+    };
+    assert_eq!(find("unamentis.server.service.up", "burner"), vec![1.0]);
+    assert_eq!(
+        find("unamentis.server.service.processes", "burner"),
+        vec![1.0]
+    );
+    assert_eq!(
+        find("unamentis.server.service.cpu_percent", "burner").len(),
+        1
+    );
+    assert!(find("unamentis.server.service.memory_mb", "burner")[0] > 0.0);
+    assert_eq!(
+        find("unamentis.server.service.open_files", "burner"),
+        Vec::<f64>::new()
+    );
+    assert_eq!(find("unamentis.server.service.up", "listener"), vec![0.0]);
+    assert_eq!(
+        find("unamentis.server.service.memory_mb", "listener"),
+        Vec::<f64>::new()
+    );
+    let host = json["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["name"] == "unamentis.server.memory.total_mb");
+    assert!(host, "host sources go on");
 }

@@ -25,6 +25,37 @@ pub fn command() -> Command {
     cmd
 }
 
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+}
+
+/// `command()` run as an unprivileged user, for real EACCES on root-only
+/// files: as root, through `setpriv` as nobody with no groups (root reads
+/// every file whatever its mode); else as the test's own user. `None` when
+/// running as root without setpriv.
+pub fn unprivileged_command() -> Option<Command> {
+    if !is_root() {
+        return Some(command());
+    }
+    if Command::new("setpriv").arg("--version").output().is_err() {
+        return None;
+    }
+    let plain = command();
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(plain.get_program());
+    for (k, v) in plain.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    Some(cmd)
+}
+
 impl Agent {
     pub fn spawn(env: &[(&str, &str)], args: &[&str]) -> Agent {
         let log = tempfile::NamedTempFile::new().unwrap();
