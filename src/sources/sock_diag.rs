@@ -4,7 +4,11 @@
 //! Reading `/proc/net/tcp` walks every bucket of the established-connections
 //! hash table, which the kernel sizes by memory (262,144 buckets on a
 //! 24 GiB host: ~1.5 ms a read with a handful of sockets). Asking sock_diag
-//! for LISTEN sockets only walks the listening table instead.
+//! for LISTEN sockets only walks the listening table instead. A dump of
+//! other states still walks the whole table, once per request: the legacy
+//! `TCPDIAG_GETSOCK` request dumps IPv4 and IPv6 in one walk (the kernel
+//! runs it with family `AF_UNSPEC`), where `SOCK_DIAG_BY_FAMILY` needs a
+//! walk per family. Kernels that refuse it get the two requests.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -12,6 +16,8 @@ use super::ParseError;
 use super::net_tcp::TcpSocket;
 
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
+/// linux/inet_diag.h `TCPDIAG_GETSOCK`; its replies carry the same type.
+const TCPDIAG_GETSOCK: u16 = 18;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 const NLM_F_REQUEST: u16 = 0x1;
@@ -32,6 +38,22 @@ pub fn request(family: u8, states: u32, seq: u32) -> Vec<u8> {
     b.extend_from_slice(&[family, IPPROTO_TCP, 0, 0]);
     b.extend_from_slice(&states.to_ne_bytes());
     b.extend_from_slice(&[0u8; 48]);
+    b
+}
+
+/// nlmsghdr (16) + the legacy inet_diag_req (60: family, src_len, dst_len,
+/// ext, socket id, states, dbs), for both families at once.
+pub fn request_both_families(states: u32, seq: u32) -> Vec<u8> {
+    let mut b = Vec::with_capacity(76);
+    b.extend_from_slice(&76u32.to_ne_bytes());
+    b.extend_from_slice(&TCPDIAG_GETSOCK.to_ne_bytes());
+    b.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    b.extend_from_slice(&seq.to_ne_bytes());
+    b.extend_from_slice(&0u32.to_ne_bytes());
+    b.extend_from_slice(&[0u8; 4]);
+    b.extend_from_slice(&[0u8; 48]);
+    b.extend_from_slice(&states.to_ne_bytes());
+    b.extend_from_slice(&0u32.to_ne_bytes());
     b
 }
 
@@ -61,7 +83,9 @@ pub fn parse_replies(buf: &[u8], out: &mut Vec<TcpSocket>) -> Result<bool, Parse
                 };
                 return Err(ParseError(format!("sock_diag answered errno {errno}")));
             }
-            SOCK_DIAG_BY_FAMILY => out.push(parse_diag_msg(&buf[at + 16..at + len])?),
+            SOCK_DIAG_BY_FAMILY | TCPDIAG_GETSOCK => {
+                out.push(parse_diag_msg(&buf[at + 16..at + len])?)
+            }
             _ => {}
         }
         at += (len + 3) & !3;
@@ -99,7 +123,13 @@ fn parse_diag_msg(m: &[u8]) -> Result<TcpSocket, ParseError> {
 /// `states` (a bit per TCP state, `1 << TCP_LISTEN`), IPv4 and IPv6.
 #[cfg(target_os = "linux")]
 pub fn tcp_sockets(states: u32) -> std::io::Result<Vec<TcpSocket>> {
-    use std::io::{Error, ErrorKind};
+    dump_all(&[request_both_families(states, 1)])
+        .or_else(|_| dump_all(&[request(AF_INET, states, 1), request(AF_INET6, states, 2)]))
+}
+
+/// The sockets the requests list, in order, on one netlink socket.
+#[cfg(target_os = "linux")]
+fn dump_all(requests: &[Vec<u8>]) -> std::io::Result<Vec<TcpSocket>> {
     // SAFETY: plain socket(2); the fd is owned below and closed on drop.
     let fd = unsafe {
         libc::socket(
@@ -109,46 +139,56 @@ pub fn tcp_sockets(states: u32) -> std::io::Result<Vec<TcpSocket>> {
         )
     };
     if fd < 0 {
-        return Err(Error::last_os_error());
+        return Err(std::io::Error::last_os_error());
     }
     // SAFETY: fd is a fresh, valid descriptor we own.
     let sock = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
     let raw = std::os::fd::AsRawFd::as_raw_fd(&sock);
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; 32 * 1024];
-    for (seq, family) in [(1, AF_INET), (2, AF_INET6)] {
-        let req = request(family, states, seq);
-        // SAFETY: a zeroed sockaddr_nl is valid (kernel as the peer).
-        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        addr.nl_family = libc::AF_NETLINK as u16;
-        // SAFETY: req and addr outlive the call; lengths are theirs.
-        let sent = unsafe {
-            libc::sendto(
-                raw,
-                req.as_ptr().cast(),
-                req.len(),
-                0,
-                (&raw const addr).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as u32,
-            )
-        };
-        if sent < 0 {
-            return Err(Error::last_os_error());
-        }
-        loop {
-            // SAFETY: buf is valid for buf.len() bytes.
-            let n = unsafe { libc::recv(raw, buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if n < 0 {
-                return Err(Error::last_os_error());
-            }
-            let done = parse_replies(&buf[..n as usize], &mut out)
-                .map_err(|e| Error::new(ErrorKind::InvalidData, e.0))?;
-            if done || n == 0 {
-                break;
-            }
-        }
+    let (mut buf, mut out) = (vec![0u8; 32 * 1024], Vec::new());
+    for req in requests {
+        dump(raw, req, &mut buf, &mut out)?;
     }
     Ok(out)
+}
+
+/// Sends one dump request and reads its replies into `out`.
+#[cfg(target_os = "linux")]
+fn dump(
+    raw: std::os::fd::RawFd,
+    req: &[u8],
+    buf: &mut [u8],
+    out: &mut Vec<TcpSocket>,
+) -> std::io::Result<()> {
+    use std::io::{Error, ErrorKind};
+    // SAFETY: a zeroed sockaddr_nl is valid (kernel as the peer).
+    let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    addr.nl_family = libc::AF_NETLINK as u16;
+    // SAFETY: req and addr outlive the call; lengths are theirs.
+    let sent = unsafe {
+        libc::sendto(
+            raw,
+            req.as_ptr().cast(),
+            req.len(),
+            0,
+            (&raw const addr).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as u32,
+        )
+    };
+    if sent < 0 {
+        return Err(Error::last_os_error());
+    }
+    loop {
+        // SAFETY: buf is valid for buf.len() bytes.
+        let n = unsafe { libc::recv(raw, buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n < 0 {
+            return Err(Error::last_os_error());
+        }
+        let done = parse_replies(&buf[..n as usize], out)
+            .map_err(|e| Error::new(ErrorKind::InvalidData, e.0))?;
+        if done || n == 0 {
+            return Ok(());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -192,6 +232,15 @@ mod tests {
         assert_eq!(r.len(), 72);
         assert_eq!(&r[16..18], &[AF_INET6, IPPROTO_TCP]);
         assert_eq!(u32::from_ne_bytes([r[20], r[21], r[22], r[23]]), 1 << 10);
+    }
+
+    #[test]
+    fn request_both_families_layout() {
+        let r = request_both_families(1 << 1, 7);
+        assert_eq!(r.len(), 76);
+        assert_eq!(u16::from_ne_bytes([r[4], r[5]]), TCPDIAG_GETSOCK);
+        // inet_diag_req: the socket id (48 bytes) comes before the states.
+        assert_eq!(u32::from_ne_bytes([r[68], r[69], r[70], r[71]]), 1 << 1);
     }
 
     #[test]
@@ -246,5 +295,37 @@ mod tests {
             "{socks:?}"
         );
         assert!(socks.iter().all(|s| s.state == 10));
+    }
+
+    /// One legacy dump lists what the two per-family dumps list: our own
+    /// IPv4 and IPv6 loopback connections, both ends.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn one_walk_lists_both_families_like_two() {
+        use std::net::{TcpListener, TcpStream};
+        let mut held = Vec::new();
+        let mut ours = Vec::new();
+        for addr in ["127.0.0.1:0", "[::1]:0"] {
+            let Ok(l) = TcpListener::bind(addr) else {
+                continue; // no IPv6 on this host
+            };
+            let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+            let (s, _) = l.accept().unwrap();
+            ours.push((c.local_addr().unwrap(), c.peer_addr().unwrap()));
+            ours.push((s.local_addr().unwrap(), s.peer_addr().unwrap()));
+            held.push((l, c, s));
+        }
+        let est = 1 << super::super::net_tcp::TCP_ESTABLISHED;
+        let pairs = |v: Vec<TcpSocket>| -> Vec<(SocketAddr, SocketAddr)> {
+            v.into_iter().map(|s| (s.local, s.remote)).collect()
+        };
+        let one = pairs(dump_all(&[request_both_families(est, 1)]).unwrap());
+        let two = pairs(dump_all(&[request(AF_INET, est, 1), request(AF_INET6, est, 2)]).unwrap());
+        for pair in &ours {
+            assert!(one.contains(pair), "{pair:?} not in {one:?}");
+            assert!(two.contains(pair), "{pair:?} not in {two:?}");
+        }
+        let v6 = one.iter().filter(|(l, _)| l.is_ipv6()).count();
+        assert_eq!(v6 > 0, held.len() == 2, "{one:?}");
     }
 }
