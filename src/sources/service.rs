@@ -100,16 +100,26 @@ pub struct Growth {
 /// at least this many seconds (a shorter slope is noise).
 pub const GROWTH_WINDOW_S: f64 = 1800.0;
 pub const GROWTH_MIN_SPAN_S: f64 = 60.0;
+/// Kept samples are at least this far apart (but the newest): about 60 of
+/// them per window whatever the interval, so memory and the fit's cost do
+/// not grow with a short interval.
+pub const GROWTH_STEP_S: f64 = 30.0;
 
 impl Growth {
     pub fn push(&mut self, t_secs: f64, mib: f64) {
-        self.samples.push_back((t_secs, mib));
         while self
             .samples
             .front()
             .is_some_and(|&(t, _)| t_secs - t > GROWTH_WINDOW_S)
         {
             self.samples.pop_front();
+        }
+        let n = self.samples.len();
+        if n >= 2 && t_secs - self.samples[n - 2].0 < GROWTH_STEP_S {
+            // The newest sample replaces the previous newest.
+            self.samples[n - 1] = (t_secs, mib);
+        } else {
+            self.samples.push_back((t_secs, mib));
         }
     }
 
@@ -211,5 +221,23 @@ mod tests {
         g.push(5000.0, 0.0);
         assert_eq!(g.samples.len(), 1);
         assert_eq!(g.mib_per_hour(), None);
+    }
+
+    #[test]
+    fn growth_keeps_a_bounded_number_of_samples_at_any_interval() {
+        let mut g = Growth::default();
+        // Two hours at 100 ms: 72,000 samples, 3 MiB per hour.
+        for i in 0..72_000 {
+            let t = f64::from(i) * 0.1;
+            g.push(t, 50.0 + t / 1200.0);
+            assert!(g.samples.len() <= 62, "{} at {t}", g.samples.len());
+        }
+        let slope = g.mib_per_hour().unwrap();
+        assert!((slope - 3.0).abs() < 1e-6, "{slope}");
+        // The newest sample is always kept, and the window still spans
+        // the last half hour.
+        let (first, last) = (g.samples.front().unwrap(), g.samples.back().unwrap());
+        assert_eq!(last.0, f64::from(71_999) * 0.1);
+        assert!(last.0 - first.0 <= GROWTH_WINDOW_S && last.0 - first.0 > GROWTH_WINDOW_S - 31.0);
     }
 }
