@@ -179,12 +179,7 @@ async fn push_endpoint_over_real_http() {
     .await;
     assert_eq!(r.status, 200);
     let json: serde_json::Value = serde_json::from_str(&r.body).unwrap();
-    let names: Vec<&str> = json["metrics"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|m| m["name"].as_str())
-        .collect();
+    let names = support::snapshot_json::names(&json);
     assert!(names.contains(&semconv::IDLE_STATE.name), "{names:?}");
 }
 

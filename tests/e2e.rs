@@ -379,22 +379,12 @@ async fn tls_collector_is_trusted_through_otel_exporter_otlp_certificate() {
 
 #[test]
 fn snapshot_json_prints_real_host_values_without_a_collector() {
-    let out = support::agent::command()
-        .args(["snapshot", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let metrics = v["metrics"].as_array().unwrap();
+    let v = support::snapshot_json::run(support::agent::command().args(["snapshot", "--json"]));
+    let metrics = support::snapshot_json::metrics(&v);
     let get = |name: &str| {
-        metrics
-            .iter()
-            .find(|m| m["name"] == name)
-            .map(|m| m["value"].as_f64().unwrap())
+        support::snapshot_json::values(&v, name, &[])
+            .first()
+            .copied()
     };
     assert!((get("unamentis.server.memory.total_mb").unwrap() - mem_total_mib()).abs() < 1e-6);
     let pct = get("unamentis.server.cpu.percent").unwrap();

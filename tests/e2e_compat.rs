@@ -273,25 +273,14 @@ async fn hostmetrics_and_hw_names_from_the_same_snapshot() {
 fn off_by_default() {
     let dir = fixture();
     let env = host_env(&dir);
-    let out = support::agent::command()
-        .args(["snapshot", "--json", "--window", "10ms"])
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .env("UNAMENTIS_AGENT_GPU_ENABLED", "false")
-        .env("UNAMENTIS_AGENT_OLLAMA_ENABLED", "false")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let json = support::snapshot_json::run(
+        support::agent::command()
+            .args(["snapshot", "--json", "--window", "10ms"])
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("UNAMENTIS_AGENT_GPU_ENABLED", "false")
+            .env("UNAMENTIS_AGENT_OLLAMA_ENABLED", "false"),
     );
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let names: Vec<&str> = json["metrics"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|m| m["name"].as_str())
-        .collect();
+    let names = support::snapshot_json::names(&json);
     assert!(
         names.contains(&"unamentis.server.memory.total_mb"),
         "{names:?}"
@@ -303,9 +292,7 @@ fn off_by_default() {
         "{names:?}"
     );
     assert!(
-        !json["metrics"]
-            .as_array()
-            .unwrap()
+        !support::snapshot_json::metrics(&json)
             .iter()
             .any(|m| m["attributes"]["source"] == "filesystem"),
         "no filesystem source without [compat] hostmetrics"

@@ -595,50 +595,20 @@ fn another_users_processes_give_what_is_readable_and_say_what_is_not() {
     );
     assert!(text.contains("run the agent as root"), "{text}");
 
-    let out = snapshot_cmd
-        .args([
-            "--config", &config, "snapshot", "--json", "--window", "300ms",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let json = support::snapshot_json::run(snapshot_cmd.args([
+        "--config", &config, "snapshot", "--json", "--window", "300ms",
+    ]));
     let find = |name: &str, service: &str| -> Vec<f64> {
-        json["metrics"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|m| m["name"] == name && m["attributes"]["unamentis.service"] == service)
-            .map(|m| m["value"].as_f64().unwrap())
-            .collect()
+        let name = format!("unamentis.server.service.{name}");
+        support::snapshot_json::values(&json, &name, &[("unamentis.service", service)])
     };
-    assert_eq!(find("unamentis.server.service.up", "burner"), vec![1.0]);
-    assert_eq!(
-        find("unamentis.server.service.processes", "burner"),
-        vec![1.0]
-    );
-    assert_eq!(
-        find("unamentis.server.service.cpu_percent", "burner").len(),
-        1
-    );
-    assert!(find("unamentis.server.service.memory_mb", "burner")[0] > 0.0);
-    assert_eq!(
-        find("unamentis.server.service.open_files", "burner"),
-        Vec::<f64>::new()
-    );
-    assert_eq!(find("unamentis.server.service.up", "listener"), vec![0.0]);
-    assert_eq!(
-        find("unamentis.server.service.memory_mb", "listener"),
-        Vec::<f64>::new()
-    );
-    let host = json["metrics"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|m| m["name"] == "unamentis.server.memory.total_mb");
+    assert_eq!(find("up", "burner"), vec![1.0]);
+    assert_eq!(find("processes", "burner"), vec![1.0]);
+    assert_eq!(find("cpu_percent", "burner").len(), 1);
+    assert!(find("memory_mb", "burner")[0] > 0.0);
+    assert_eq!(find("open_files", "burner"), Vec::<f64>::new());
+    assert_eq!(find("up", "listener"), vec![0.0]);
+    assert_eq!(find("memory_mb", "listener"), Vec::<f64>::new());
+    let host = support::snapshot_json::names(&json).contains(&"unamentis.server.memory.total_mb");
     assert!(host, "host sources go on");
 }
