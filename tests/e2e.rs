@@ -301,11 +301,6 @@ async fn otel_sdk_disabled_sends_nothing() {
     agent
         .wait_for_log("export disabled", Duration::from_secs(5))
         .await;
-    assert!(
-        agent.log_text().contains("export disabled"),
-        "{}",
-        agent.log_text()
-    );
     tokio::time::sleep(Duration::from_secs(1)).await;
     agent.signal("TERM");
     assert!(agent.wait(LIMIT).success());
@@ -351,11 +346,6 @@ async fn tls_collector_is_trusted_through_otel_exporter_otlp_certificate() {
     untrusted
         .wait_for_log("export failed", Duration::from_secs(10))
         .await;
-    assert!(
-        untrusted.log_text().contains("export failed"),
-        "{}",
-        untrusted.log_text()
-    );
     untrusted.signal("TERM");
     untrusted.wait(LIMIT);
     assert!(rx.received().is_empty());

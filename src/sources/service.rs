@@ -54,6 +54,34 @@ pub struct ServicesSample {
     pub top: Vec<ProcessSample>,
 }
 
+/// What a platform's services source derives from the configuration.
+pub struct Plan {
+    pub matchers: Vec<Matcher>,
+    /// Every port a matcher names.
+    pub ports: std::collections::BTreeSet<u16>,
+    pub growth: Vec<Growth>,
+    pub top_n: usize,
+}
+
+impl Plan {
+    pub fn from_config(cfg: &crate::config::Config) -> Plan {
+        let matchers: Vec<Matcher> = cfg
+            .effective_services()
+            .iter()
+            .map(Matcher::from_config)
+            .collect();
+        Plan {
+            ports: matchers
+                .iter()
+                .flat_map(|m| m.ports.iter().copied())
+                .collect(),
+            growth: vec![Growth::default(); matchers.len()],
+            matchers,
+            top_n: cfg.top_processes as usize,
+        }
+    }
+}
+
 /// The compiled matchers of one service.
 #[derive(Debug, Clone)]
 pub struct Matcher {

@@ -102,11 +102,16 @@ impl Agent {
         }
     }
 
-    /// Polls the agent's log until it holds `needle` or `limit` passes (a
-    /// guard against hanging; the caller asserts on the log afterwards).
+    /// Polls the agent's log until it holds `needle`; fails the test with
+    /// the log when `limit` passes first (a guard against hanging).
     pub async fn wait_for_log(&self, needle: &str, limit: Duration) {
         let start = Instant::now();
-        while !self.log_text().contains(needle) && start.elapsed() < limit {
+        while !self.log_text().contains(needle) {
+            assert!(
+                start.elapsed() < limit,
+                "no {needle:?} in the log within {limit:?}:\n{}",
+                self.log_text()
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }

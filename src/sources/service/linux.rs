@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Instant;
 
-use super::{Growth, Matcher, ProcessSample, ServiceSample, ServicesSample};
+use super::{Growth, Matcher, Plan, ProcessSample, ServiceSample, ServicesSample};
 use crate::config::Config;
 use crate::host::HostPaths;
 use crate::snapshot::Snapshot;
@@ -54,23 +54,21 @@ pub struct ServiceSource {
 impl ServiceSource {
     /// Discovers the services and takes the CPU baseline.
     pub fn new(cfg: &Config) -> Self {
-        let matchers: Vec<Matcher> = cfg
-            .effective_services()
-            .iter()
-            .map(Matcher::from_config)
-            .collect();
+        let Plan {
+            matchers,
+            ports,
+            growth,
+            top_n,
+        } = Plan::from_config(cfg);
         let mut s = ServiceSource {
             paths: cfg.host_paths(),
             need_cmdline: matchers
                 .iter()
                 .any(|m| m.cmdline.is_some() || !m.process.is_empty()),
-            ports: matchers
-                .iter()
-                .flat_map(|m| m.ports.iter().copied())
-                .collect(),
-            growth: vec![Growth::default(); matchers.len()],
+            ports,
+            growth,
             matchers,
-            top_n: cfg.top_processes as usize,
+            top_n,
             procs: HashMap::new(),
             cycle: 0,
             listening: BTreeMap::new(),

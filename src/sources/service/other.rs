@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System, UpdateKind};
 
-use super::{Growth, Matcher, ProcessSample, ServiceSample, ServicesSample, parse_lsof_listen};
+use super::{
+    Growth, Matcher, Plan, ProcessSample, ServiceSample, ServicesSample, parse_lsof_listen,
+};
 use crate::config::Config;
 use crate::snapshot::Snapshot;
 use crate::sources::command::run_with_timeout;
@@ -21,7 +23,7 @@ pub struct ServiceSource {
     sys: Option<System>,
     matchers: Vec<Matcher>,
     top_n: usize,
-    ports: Vec<u16>,
+    ports: std::collections::BTreeSet<u16>,
     port_owners: HashMap<u16, HashSet<u32>>,
     cycle: u64,
     started: Instant,
@@ -30,20 +32,18 @@ pub struct ServiceSource {
 
 impl ServiceSource {
     pub fn new(cfg: &Config) -> Self {
-        let matchers: Vec<Matcher> = cfg
-            .effective_services()
-            .iter()
-            .map(Matcher::from_config)
-            .collect();
+        let Plan {
+            matchers,
+            ports,
+            growth,
+            top_n,
+        } = Plan::from_config(cfg);
         let mut s = ServiceSource {
             sys: System::new().ok(),
-            ports: matchers
-                .iter()
-                .flat_map(|m| m.ports.iter().copied())
-                .collect(),
-            growth: vec![Growth::default(); matchers.len()],
+            ports,
+            growth,
             matchers,
-            top_n: cfg.top_processes as usize,
+            top_n,
             port_owners: HashMap::new(),
             cycle: 0,
             started: Instant::now(),
