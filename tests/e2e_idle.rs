@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -65,27 +65,6 @@ async fn wait_until(rx: &Receiver, skip: usize, ok: impl Fn(&Received) -> bool) 
     }
 }
 
-/// The local server's address, from the agent's log line.
-fn server_addr(agent: &Agent) -> SocketAddr {
-    let deadline = std::time::Instant::now() + LIMIT;
-    loop {
-        let log = agent.log_text();
-        if let Some(rest) = log
-            .lines()
-            .find(|l| l.contains("local server listening"))
-            .and_then(|l| l.split("127.0.0.1:").nth(1))
-        {
-            let port: String = rest.chars().take_while(char::is_ascii_digit).collect();
-            return format!("127.0.0.1:{port}").parse().unwrap();
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no server line:\n{log}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_clock_and_idle_energy_through_otlp() {
     let host = host_copy("intel-laptop");
@@ -117,7 +96,7 @@ async fn idle_clock_and_idle_energy_through_otlp() {
             &sys,
         ],
     );
-    let addr = server_addr(&agent);
+    let addr = agent.server_addr(LIMIT);
 
     // The package burns 1 J every 100 ms, busy or idle.
     let stop = Arc::new(AtomicBool::new(false));

@@ -1,5 +1,6 @@
 //! The real agent binary, spawned with a clean environment.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -58,11 +59,15 @@ pub fn unprivileged_command() -> Option<Command> {
 
 impl Agent {
     pub fn spawn(env: &[(&str, &str)], args: &[&str]) -> Agent {
-        let log = tempfile::NamedTempFile::new().unwrap();
         let mut cmd = command();
-        cmd.args(args)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
+        cmd.args(args).envs(env.iter().copied());
+        Agent::start(cmd)
+    }
+
+    /// Starts `cmd` (from [`command`]) with its stderr as the log.
+    pub fn start(mut cmd: Command) -> Agent {
+        let log = tempfile::NamedTempFile::new().unwrap();
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log.reopen().unwrap());
         Agent {
@@ -113,6 +118,24 @@ impl Agent {
                 self.log_text()
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// The local server's loopback address, from the agent's log line.
+    pub fn server_addr(&self, limit: Duration) -> SocketAddr {
+        let start = Instant::now();
+        loop {
+            let log = self.log_text();
+            if let Some(rest) = log
+                .lines()
+                .find(|l| l.contains("local server listening"))
+                .and_then(|l| l.split("127.0.0.1:").nth(1))
+            {
+                let port: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                return format!("127.0.0.1:{port}").parse().unwrap();
+            }
+            assert!(start.elapsed() < limit, "no server line:\n{log}");
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 

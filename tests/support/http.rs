@@ -19,19 +19,29 @@ pub async fn request(
     headers: &[&str],
     body: &[u8],
 ) -> Reply {
-    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut req = format!(
+    let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
     for h in headers {
-        req.push_str(h);
-        req.push_str("\r\n");
+        head.push_str(h);
+        head.push_str("\r\n");
     }
-    req.push_str("\r\n");
-    conn.write_all(req.as_bytes()).await.unwrap();
-    // A server may answer (413) before reading the whole body.
-    let _ = conn.write_all(body).await;
+    head.push_str("\r\n");
+    exchange(addr, &[head.as_bytes(), body]).await
+}
+
+/// Writes `parts` (a request head, then pieces of its body) one write
+/// each and reads the reply to the end.
+pub async fn exchange(addr: SocketAddr, parts: &[&[u8]]) -> Reply {
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(parts[0]).await.unwrap();
+    for part in &parts[1..] {
+        // A server may answer (413) before reading the whole body.
+        if conn.write_all(part).await.is_err() {
+            break;
+        }
+    }
     let mut raw = Vec::new();
     let _ = conn.read_to_end(&mut raw).await;
     let text = String::from_utf8_lossy(&raw).into_owned();
