@@ -40,6 +40,9 @@ seeds_for() {
         ioreg) echo "*ioreg*" ;;
         ollama_json) echo "*ollama* *.json" ;;
         config_toml) echo "*.toml" ;;
+        mounts) echo "*/proc/[0-9]*/mounts */proc/self/mounts" ;;
+        amdgpu_uevent) echo "*/device/uevent" ;;
+        power_thermal) echo "*/thermal_zone*/temp */thermal_zone*/trip_point_*_type */powercap/*/energy_uj */power_supply/*/status */proc/cpuinfo" ;;
         *) echo "" ;;
     esac
 }
@@ -57,18 +60,37 @@ seed() {
         net_tcp) cp /proc/net/tcp "$dir/seed-host-tcp" 2>/dev/null || true ;;
         pid_stat) cp /proc/self/stat "$dir/seed-host-stat" 2>/dev/null || true ;;
         meminfo) cp /proc/meminfo "$dir/seed-host-meminfo" 2>/dev/null || true ;;
+        snmp_tcp) cp /proc/net/snmp "$dir/seed-host-snmp" 2>/dev/null || true ;;
+        mounts) cp /proc/self/mounts "$dir/seed-host-mounts" 2>/dev/null || true ;;
+        # Inputs no file on this host holds, written as the other side sends them.
+        activity_push)
+            printf '{"service":"ollama","kind":"inference","count":3}' >"$dir/seed-full"
+            printf '{"service":"web"}' >"$dir/seed-short"
+            ;;
+        netstat)
+            printf '%s\n' "Proto Recv-Q Send-Q  Local Address          Foreign Address        (state)" \
+                "tcp4       0      0  127.0.0.1.11434        127.0.0.1.52731        ESTABLISHED" \
+                "tcp6       0      0  fe80::1%lo0.3000       fe80::1%lo0.52733      ESTABLISHED" >"$dir/seed-netstat"
+            ;;
+        http_response)
+            printf 'HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\n{"models":[]}' >"$dir/seed-length"
+            printf 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{"a\r\n4;x=y\r\n":1}\r\n0\r\n\r\n' >"$dir/seed-chunked"
+            ;;
+        config_env) printf '\016signoz-ingestion-key=abc%%20def,x=1' >"$dir/seed-headers" ;;
     esac
 }
 
+# -a: debug assertions on, so an integer overflow on hostile numbers is a
+# crash here rather than a silently wrapped value in the release build.
 echo "== building the fuzz targets"
-cargo fuzz build
+cargo fuzz build -a
 mkdir -p fuzz/target/logs
 
 failed=()
 for t in "${targets[@]}"; do
     seed "$t"
     echo "== $t (${secs}s, $(ls "fuzz/corpus/$t" | wc -l) inputs in the corpus)"
-    if ! cargo fuzz run "$t" "fuzz/corpus/$t" -- -max_total_time="$secs" -max_len=65536 \
+    if ! cargo fuzz run -a "$t" "fuzz/corpus/$t" -- -max_total_time="$secs" -max_len=65536 \
         -print_final_stats=1 >"fuzz/target/logs/$t.log" 2>&1; then
         failed+=("$t")
         tail -n 40 "fuzz/target/logs/$t.log"

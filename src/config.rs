@@ -4,7 +4,7 @@
 //! say so and every error names the file or variable, the key and the reason.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -453,11 +453,21 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.key.is_empty() {
-            write!(f, "{}: {}", self.origin, self.reason)
+        let line = if self.key.is_empty() {
+            format!("{}: {}", self.origin, self.reason)
         } else {
-            write!(f, "{}: key {}: {}", self.origin, self.key, self.reason)
+            format!("{}: key {}: {}", self.origin, self.key, self.reason)
+        };
+        // One line whatever the file holds: keys, paths and some serde
+        // messages carry the user's text as is.
+        for c in line.chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                f.write_char(c)?;
+            }
         }
+        Ok(())
     }
 }
 
@@ -884,10 +894,10 @@ pub fn load_text(
 
 fn parse_file(path: &Path, text: &str) -> Result<Table, ConfigError> {
     text.parse::<Table>().map_err(|e| {
-        let at = e
-            .span()
-            .map(|s| {
-                let before = &text[..s.start.min(text.len())];
+        let start = e.span().map(|s| s.start.min(text.len()));
+        let at = start
+            .map(|start| {
+                let before = &text[..start];
                 let line = before.matches('\n').count() + 1;
                 let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
                 format!("line {line}, column {col}: ")
@@ -895,10 +905,75 @@ fn parse_file(path: &Path, text: &str) -> Result<Table, ConfigError> {
             .unwrap_or_default();
         ConfigError {
             origin: Origin::File(path.to_path_buf()),
-            key: String::new(),
+            key: start.and_then(|s| key_at(text, s)).unwrap_or_default(),
             reason: format!("invalid TOML: {at}{}", e.message().trim()),
         }
     })
+}
+
+/// The key defined on the line holding byte `at`, for TOML errors (the
+/// parser gives a position only): a `[table]` header, or `key = value`
+/// under the nearest header above. `None` for other lines (the inside of
+/// a multi-line array or string).
+fn key_at(text: &str, at: usize) -> Option<String> {
+    let start = text.get(..at)?.rfind('\n').map_or(0, |i| i + 1);
+    let above = &text[..start];
+    let line = text[start..].lines().next().unwrap_or("");
+    if let Some((table, _)) = header(line) {
+        return Some(table);
+    }
+    let key = dotted_key(line.split_once('=')?.0)?;
+    let Some((table, array)) = above.lines().rev().find_map(header) else {
+        return Some(key);
+    };
+    if !array {
+        return Some(format!("{table}.{key}"));
+    }
+    // The n-th `[[service]]` is `service[n-1]`, as serde names it.
+    let n = above
+        .lines()
+        .filter(|l| header(l) == Some((table.clone(), true)))
+        .count();
+    Some(format!("{table}[{}].{key}", n.saturating_sub(1)))
+}
+
+/// `[a.b]` → (`a.b`, false), `[[a]]` → (`a`, true).
+fn header(line: &str) -> Option<(String, bool)> {
+    let line = line.split('#').next()?.trim();
+    let inner = line.strip_prefix('[')?.strip_suffix(']')?;
+    match inner.strip_prefix('[').and_then(|i| i.strip_suffix(']')) {
+        Some(i) => Some((dotted_key(i)?, true)),
+        None => Some((dotted_key(inner)?, false)),
+    }
+}
+
+/// `a . "b.c"` → `a.b.c`; only bare and simple quoted parts.
+fn dotted_key(s: &str) -> Option<String> {
+    let mut parts = Vec::new();
+    let mut rest = s.trim();
+    loop {
+        let (part, after) = match rest.chars().next()? {
+            q @ ('"' | '\'') => {
+                let end = rest[1..].find(q)? + 1;
+                (&rest[1..end], &rest[end + 1..])
+            }
+            _ => {
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+                    .unwrap_or(rest.len());
+                (&rest[..end], &rest[end..])
+            }
+        };
+        if part.is_empty() || part.contains('\\') {
+            return None;
+        }
+        parts.push(part);
+        let after = after.trim_start();
+        if after.is_empty() {
+            return Some(parts.join("."));
+        }
+        rest = after.strip_prefix('.')?.trim_start();
+    }
 }
 
 fn record_file_origins(
@@ -1094,14 +1169,41 @@ fn validate(l: &Loaded) -> Result<(), ConfigError> {
         {
             return Err(err(&key, format!("{k:?} is not a valid header name")));
         }
-        if v.bytes().any(|b| b < 0x20 && b != b'\t' || b == 0x7f) {
-            return Err(err(&key, "value holds control characters".into()));
+        // What the gRPC and HTTP clients accept; anything else would pass
+        // here and fail only when the exporter starts.
+        if !v.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b)) {
+            return Err(err(
+                &key,
+                "value holds control characters or non-ASCII bytes: a header value is visible ASCII"
+                    .into(),
+            ));
         }
     }
     if let Some(p) = &c.export.certificate
         && let Err(e) = std::fs::metadata(p)
     {
         return Err(err("export.certificate", format!("{}: {e}", p.display())));
+    }
+    if let Some(t) = &c.server.token
+        && (t.trim() != t || !t.bytes().all(|b| (0x20..0x7f).contains(&b)))
+    {
+        return Err(err(
+            "server.token",
+            "holds control characters, non-ASCII bytes or surrounding spaces: \
+             no client could send it in an Authorization header"
+                .into(),
+        ));
+    }
+    for (key, path) in [
+        ("host.proc", Some(&c.host.proc)),
+        ("host.sys", Some(&c.host.sys)),
+        ("host.root", Some(&c.host.root)),
+        ("gpu.nvml_library", c.gpu.nvml_library.as_ref()),
+        ("gpu.nvidia_smi", Some(&c.gpu.nvidia_smi)),
+    ] {
+        if path.is_some_and(|p| has_nul(p)) {
+            return Err(err(key, NUL_PATH.into()));
+        }
     }
     if let Ok(addr) = c.server.listen.parse::<SocketAddr>()
         && !addr.ip().is_loopback()
@@ -1190,6 +1292,12 @@ fn validate(l: &Loaded) -> Result<(), ConfigError> {
                 "port 0 is not a port a service listens on".into(),
             ));
         }
+        if let Some(re) = &s.cmdline {
+            crate::sources::service::cmdline_regex(re).map_err(|r| err(&key("cmdline"), r))?;
+        }
+        if s.pid_file.as_ref().is_some_and(|p| has_nul(p)) {
+            return Err(err(&key("pid_file"), NUL_PATH.into()));
+        }
         if s.process.is_empty()
             && s.cmdline.is_none()
             && s.port.is_none()
@@ -1208,11 +1316,46 @@ fn validate(l: &Loaded) -> Result<(), ConfigError> {
     Ok(())
 }
 
+const NUL_PATH: &str = "holds a NUL byte: no file has such a name";
+
+fn has_nul(p: &Path) -> bool {
+    p.as_os_str().as_encoded_bytes().contains(&0)
+}
+
 fn check_url(url: &str) -> Result<(), String> {
+    crate::sources::http_get::check_url_chars(url)?;
     let rest = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"))
         .ok_or_else(|| format!("{url:?} must start with http:// or https://"))?;
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    crate::sources::http_get::split_authority(url, authority).map(|_| ())
+    crate::sources::http_get::split_authority(url, authority)
+        .map(|_| ())
+        .map_err(|e| {
+            if authority.contains('@') {
+                format!("{e}: send them as a header (export.headers)")
+            } else {
+                e
+            }
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key_at;
+
+    #[test]
+    fn the_key_of_a_toml_error_line() {
+        let at = |text: &str, needle: &str| key_at(text, text.find(needle).unwrap());
+        let t = "a = 1\n[export] # x\n\"b.c\" . d = 99999999999999999999\n";
+        assert_eq!(at(t, "9999").as_deref(), Some("export.b.c.d"));
+        assert_eq!(at(t, "a =").as_deref(), Some("a"));
+        assert_eq!(at(t, "export").as_deref(), Some("export"));
+        // The inside of a multi-line array names nothing.
+        let t = "[gpu]\nx = [\n  99999999999999999999,\n]\n";
+        assert_eq!(at(t, "9999"), None);
+        let t = "[[service]]\nname = \"a\"\n[[service]]\nport = 1\nport = 2\n";
+        assert_eq!(at(t, "port = 2").as_deref(), Some("service[1].port"));
+        assert_eq!(at("{x} = 1\n", "x"), None);
+    }
 }

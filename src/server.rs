@@ -309,6 +309,37 @@ fn default_count() -> u64 {
     1
 }
 
+/// One accepted push.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushEvent {
+    pub service: String,
+    pub kind: Kind,
+    pub count: u64,
+}
+
+/// A `POST /v1/activity` body; the error is the 400 answer's message. The
+/// service name is checked against the watched services by the caller.
+pub fn parse_push(body: &[u8]) -> Result<PushEvent, String> {
+    let push: Push = serde_json::from_slice(body).map_err(|e| {
+        format!(
+            "expected JSON like {{\"service\": \"ollama\", \"kind\": \"request\", \"count\": 1}}: {e}"
+        )
+    })?;
+    if push.count == 0 || push.count > MAX_COUNT {
+        return Err(format!("count must be 1..={MAX_COUNT}, got {}", push.count));
+    }
+    let kind = match push.kind {
+        PushKind::Request => Kind::Request,
+        PushKind::Inference => Kind::Inference,
+        PushKind::Connection => Kind::Connection,
+    };
+    Ok(PushEvent {
+        service: push.service,
+        kind,
+        count: push.count,
+    })
+}
+
 async fn activity(
     State(st): State<Arc<ServerState>>,
     headers: HeaderMap,
@@ -327,31 +358,13 @@ async fn activity(
         Ok(b) => b,
         Err(e) => return error(e.status(), format!("body: {e} (at most {MAX_BODY} bytes)")),
     };
-    let push: Push = match serde_json::from_slice(&body) {
+    let push = match parse_push(&body) {
         Ok(p) => p,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "expected JSON like {{\"service\": \"ollama\", \"kind\": \"request\", \"count\": 1}}: {e}"
-                ),
-            );
-        }
-    };
-    if push.count == 0 || push.count > MAX_COUNT {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!("count must be 1..={MAX_COUNT}, got {}", push.count),
-        );
-    }
-    let kind = match push.kind {
-        PushKind::Request => Kind::Request,
-        PushKind::Inference => Kind::Inference,
-        PushKind::Connection => Kind::Connection,
+        Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
     };
     match st
         .activity
-        .record(&push.service, kind, push.count, Probe::Push)
+        .record(&push.service, push.kind, push.count, Probe::Push)
     {
         Ok(()) => (
             StatusCode::ACCEPTED,
@@ -554,5 +567,37 @@ mod tests {
         let _ = guard(stuck.read_to_end(&mut got)).await;
         assert!(got.len() < 16 << 20, "{} bytes", got.len());
         assert!(healthz(addr).await.starts_with("HTTP/1.1 200"));
+    }
+}
+
+#[cfg(test)]
+mod push_tests {
+    use super::*;
+
+    #[test]
+    fn push_bodies() {
+        let p = parse_push(br#"{"service":"ollama","kind":"inference","count":3}"#).unwrap();
+        assert_eq!(
+            p,
+            PushEvent {
+                service: "ollama".into(),
+                kind: Kind::Inference,
+                count: 3
+            }
+        );
+        let p = parse_push(br#"{"service":"web"}"#).unwrap();
+        assert_eq!((p.kind, p.count), (Kind::Request, 1));
+        for (body, why) in [
+            (&br#"{"service":"web","count":0}"#[..], "count must be"),
+            (br#"{"service":"web","count":1000001}"#, "count must be"),
+            (br#"{"service":"web","count":-1}"#, "expected JSON"),
+            (br#"{"service":"web","kind":"click"}"#, "unknown variant"),
+            (br#"{"service":"web","extra":1}"#, "unknown field"),
+            (br#"{"kind":"request"}"#, "missing field"),
+            (b"", "expected JSON"),
+        ] {
+            let e = parse_push(body).unwrap_err();
+            assert!(e.contains(why), "{}: {e}", String::from_utf8_lossy(body));
+        }
     }
 }

@@ -6,6 +6,7 @@ mod support;
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
+use unamentis_agent::sources::service::Matcher;
 
 use unamentis_agent::config::{self, ConfigError, Flags, Loaded, Origin, Protocol};
 
@@ -186,18 +187,362 @@ fn bad_files_name_the_file_the_key_and_the_reason() {
         ),
     ];
     for (text, key, reason) in cases {
-        let f = write(text);
-        let err = load(Some(f.path()), &[], &[]).expect_err(text);
-        assert_eq!(err.origin, Origin::File(f.path().to_path_buf()), "{text}");
-        assert_eq!(err.key, *key, "{text}: {err}");
-        assert!(err.reason.contains(reason), "{text}: {err}");
-        let line = err.to_string();
-        assert!(!line.contains('\n'), "one line: {line}");
-        assert!(
-            line.contains(&f.path().display().to_string()) && line.contains(key),
-            "{line}"
-        );
+        assert_file_refused(text, key, reason);
     }
+}
+
+/// Loading `text` fails with one line naming the file, `key` and a reason
+/// holding `reason`.
+fn assert_file_refused(text: &str, key: &str, reason: &str) {
+    let shown: String = text.chars().take(100).collect();
+    let f = write(text);
+    let err = load(Some(f.path()), &[], &[]).expect_err(&shown);
+    assert_eq!(err.origin, Origin::File(f.path().to_path_buf()), "{shown}");
+    assert_eq!(err.key, key, "{shown}: {err}");
+    assert!(err.reason.contains(reason), "{shown}: {err}");
+    let line = err.to_string();
+    assert!(!line.contains(['\n', '\r', '\0']), "one line: {line:?}");
+    let key_shown: String = key
+        .chars()
+        .map(|c| match c.is_control() {
+            true => c.escape_default().to_string(),
+            false => c.to_string(),
+        })
+        .collect();
+    assert!(
+        line.contains(&f.path().display().to_string()) && line.contains(&key_shown),
+        "{line}"
+    );
+}
+
+#[test]
+fn hostile_values_are_refused_naming_the_key() {
+    let svc = |field: &str| format!("[[service]]\nname = \"api\"\n{field}\n");
+    let huge_regex = svc(&format!("cmdline = \"{}\"", "a".repeat(10 << 20)));
+    let deep_array = format!("x = {}1{}\n", "[".repeat(5000), "]".repeat(5000));
+    let deep_inline = format!("x = {}1{}\n", "{a = ".repeat(5000), "}".repeat(5000));
+    let deep_regex = svc(&format!(
+        "cmdline = \"{}a{}\"",
+        "(".repeat(1000),
+        ")".repeat(1000)
+    ));
+    // (file text, key in the error, words of the reason)
+    let cases: &[(&str, &str, &str)] = &[
+        // Integers beyond TOML's i64, or beyond the key's type.
+        (
+            "top_processes = 18446744073709551615\n",
+            "top_processes",
+            "too large",
+        ),
+        (
+            "top_processes = 9223372036854775807\n",
+            "top_processes",
+            "expected u32",
+        ),
+        (
+            "[export]\nqueue_max_bytes = 9223372036854775807\n",
+            "export.queue_max_bytes",
+            "256 MiB",
+        ),
+        (
+            "[[service]]\nname = \"api\"\nport = -1\n",
+            "service[0].port",
+            "u16",
+        ),
+        // No key takes a float: 1e300, NaN and inf are the wrong type.
+        ("top_processes = 1e300\n", "top_processes", "floating point"),
+        ("top_processes = nan\n", "top_processes", "floating point"),
+        ("interval = inf\n", "interval", "floating point"),
+        (
+            "[export]\nqueue_max_bytes = -inf\n",
+            "export.queue_max_bytes",
+            "floating point",
+        ),
+        // Durations: negative, zero, beyond Duration, not a number.
+        ("interval = \"-5s\"\n", "interval", "invalid duration"),
+        ("interval = -5\n", "interval", "invalid type: integer"),
+        ("interval = \"0s\"\n", "interval", "outside"),
+        (
+            "interval = \"18446744073709551616s\"\n",
+            "interval",
+            "too large",
+        ),
+        ("interval = \"1e300s\"\n", "interval", "invalid duration"),
+        ("interval = \"NaN s\"\n", "interval", "invalid duration"),
+        (
+            "[export]\nqueue_max_age = \"584942417355y\"\n",
+            "export.queue_max_age",
+            "too large",
+        ),
+        (
+            "[activity]\nidle_after = \"-1s\"\n",
+            "activity.idle_after",
+            "invalid duration",
+        ),
+        (
+            "[activity]\nidle_after = \"0s\"\n",
+            "activity.idle_after",
+            "outside",
+        ),
+        (
+            "[gpu]\nnvidia_smi_timeout = \"0s\"\n",
+            "gpu.nvidia_smi_timeout",
+            "more than 0",
+        ),
+        (
+            "[ollama]\ntimeout = \"0ns\"\n",
+            "ollama.timeout",
+            "more than 0",
+        ),
+        // Regexes: too long, too big once compiled, unbalanced, too deep.
+        (&huge_regex, "service[0].cmdline", "longer than 4096"),
+        (
+            &svc("cmdline = \"a{1000}{1000}\""),
+            "service[0].cmdline",
+            "compiles to more than",
+        ),
+        (
+            &svc("cmdline = '\\w{100}{100}'"),
+            "service[0].cmdline",
+            "compiles to more than",
+        ),
+        (
+            &svc("cmdline = \"(\""),
+            "service[0].cmdline",
+            "unclosed group",
+        ),
+        (&deep_regex, "service[0].cmdline", "nested"),
+        // Header injection: CR/LF, NUL and non-ASCII in names and values.
+        (
+            "[export.headers]\nx = \"a\\r\\nx-evil: 1\"\n",
+            "export.headers.x",
+            "control characters",
+        ),
+        (
+            "[export.headers]\nx = \"a\\u0000b\"\n",
+            "export.headers.x",
+            "control characters",
+        ),
+        (
+            "[export.headers]\nx = \"clé\"\n",
+            "export.headers.x",
+            "visible ASCII",
+        ),
+        (
+            "[export.headers]\n\"x\\r\\nx-evil\" = \"1\"\n",
+            "export.headers.x\r\nx-evil",
+            "header name",
+        ),
+        (
+            "[server]\ntoken = \"s3cret\\r\\n\"\n",
+            "server.token",
+            "Authorization header",
+        ),
+        (
+            "[server]\ntoken = \" s3cret\"\n",
+            "server.token",
+            "surrounding spaces",
+        ),
+        // Endpoints: credentials, spaces, CR/LF, NUL.
+        (
+            "[export]\nendpoint = \"http://user:pass@collector:4317\"\n",
+            "export.endpoint",
+            "credentials",
+        ),
+        (
+            "[export]\nendpoint = \"http://col lector:4317\"\n",
+            "export.endpoint",
+            "no spaces",
+        ),
+        (
+            "[export]\nmetrics_endpoint = \"http://c:4318/v1/metrics\\r\\nx: 1\"\n",
+            "export.metrics_endpoint",
+            "control characters",
+        ),
+        (
+            "[export]\nendpoint = \"http://collector\\u0000:4317\"\n",
+            "export.endpoint",
+            "control characters",
+        ),
+        (
+            "[ollama]\nurl = \"http://localhost:11434/x\\r\\nEvil: 1\"\n",
+            "ollama.url",
+            "control characters",
+        ),
+        (
+            "[ollama]\nurl = \"http://u:p@localhost:11434\"\n",
+            "ollama.url",
+            "credentials",
+        ),
+        // NUL bytes where a file name goes.
+        ("[host]\nproc = \"/pr\\u0000oc\"\n", "host.proc", "NUL byte"),
+        (
+            "[gpu]\nnvidia_smi = \"nvidia-smi\\u0000\"\n",
+            "gpu.nvidia_smi",
+            "NUL byte",
+        ),
+        (
+            &svc("pid_file = \"/run/x\\u0000.pid\""),
+            "service[0].pid_file",
+            "NUL byte",
+        ),
+        (
+            "[server]\nlisten = \"127.0.0.1:8767\\u0000\"\n",
+            "server.listen",
+            "not an address",
+        ),
+        // The user's text in a key or a message stays on one line.
+        ("\"a\\nb\" = 1\n", "a\nb", "unknown key"),
+        (
+            "[log]\nformat = \"json\\ntext\"\n",
+            "log.format",
+            "unknown variant",
+        ),
+        // Duplicates, and nesting past the TOML parser's recursion limit.
+        (
+            "interval = \"5s\"\ninterval = \"6s\"\n",
+            "interval",
+            "duplicate key",
+        ),
+        ("[export]\n[export]\n", "export", "duplicate key"),
+        (
+            "[export]\ntimeout = \"1s\"\n\n[log]\n[export]\ntimeout = \"2s\"\n",
+            "export",
+            "duplicate key",
+        ),
+        (
+            "[[service]]\nname = \"a\"\nport = 1\n[[service]]\nname = \"a\"\nname = \"b\"\n",
+            "service[1].name",
+            "duplicate key",
+        ),
+        (&deep_array, "x", "recurse"),
+        (&deep_inline, "x", "recurse"),
+    ];
+    for (text, key, reason) in cases {
+        assert_file_refused(text, key, reason);
+    }
+    // Dotted keys and headers nested past the limit: refused before any
+    // key exists, with no position either.
+    for text in [
+        format!("{} = 1\n", vec!["a"; 20_000].join(".")),
+        format!("[{}]\n", vec!["a"; 20_000].join(".")),
+    ] {
+        assert_file_refused(&text, "", "recursion limit");
+    }
+}
+
+#[test]
+fn hostile_environment_values_name_the_variable() {
+    let cases: &[(&str, &str, &str, &str)] = &[
+        (
+            "OTEL_METRIC_EXPORT_INTERVAL",
+            "18446744073709551615",
+            "interval",
+            "too large",
+        ),
+        (
+            "OTEL_METRIC_EXPORT_INTERVAL",
+            "18446744073709551616",
+            "interval",
+            "whole number",
+        ),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "0", "interval", "outside"),
+        (
+            "OTEL_EXPORTER_OTLP_TIMEOUT",
+            "1e300",
+            "export.timeout",
+            "whole number",
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_TIMEOUT",
+            "NaN",
+            "export.timeout",
+            "whole number",
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_TIMEOUT",
+            "0",
+            "export.timeout",
+            "more than 0",
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "x=a%0D%0Ax-evil: 1",
+            "export.headers.x",
+            "control characters",
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "x=%00",
+            "export.headers.x",
+            "control characters",
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "x=%FF",
+            "export.headers",
+            "not UTF-8",
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "http://user:pass@collector:4317",
+            "export.endpoint",
+            "credentials",
+        ),
+        (
+            "UNAMENTIS_AGENT_SERVER_TOKEN",
+            "s3cr\net",
+            "server.token",
+            "Authorization header",
+        ),
+        ("UNAMENTIS_AGENT_HOST_SYS", "/sys\0", "host.sys", "NUL byte"),
+    ];
+    for (var, value, key, reason) in cases {
+        let err = load(None, &[(var, value)], &[]).expect_err(var);
+        assert_eq!(err.origin, Origin::Env(var), "{var}={value:?}: {err}");
+        assert_eq!(err.key, *key, "{var}={value:?}: {err}");
+        assert!(err.reason.contains(reason), "{var}={value:?}: {err}");
+        assert!(!err.to_string().contains(['\n', '\r', '\0']), "{err}");
+    }
+}
+
+#[test]
+fn hostile_values_that_are_accepted_keep_their_meaning() {
+    // A catastrophic-backtracking pattern elsewhere; Rust's regex is
+    // linear, so it loads and answers.
+    let f = write("[[service]]\nname = \"api\"\ncmdline = \"^(a+)+$\"\n");
+    let l = load(Some(f.path()), &[], &[]).unwrap();
+    let svc = l.config.services[0].clone();
+    let re = Matcher::from_config(&svc).cmdline.expect("compiled");
+    let long = "a".repeat(100_000);
+    assert!(re.is_match(&long));
+    assert!(!re.is_match(&format!("{long}!")));
+
+    // NUL and non-ASCII in names and attribute values: kept as written
+    // (valid UTF-8, which is all OTLP asks of a string).
+    let f = write(
+        "[resource]\nservice_name = \"a\\u0000b\"\n[resource.attributes]\n\"dé\\u0000\" = \"é\\r\\n\"\n[[service]]\nname = \"ä\\u0000\"\nprocess = \"x\"\n",
+    );
+    let c = load(Some(f.path()), &[], &[]).unwrap().config;
+    assert_eq!(c.resource.service_name.as_deref(), Some("a\0b"));
+    assert_eq!(c.resource.attributes["dé\0"], "é\r\n");
+    assert_eq!(c.services[0].name, "ä\0");
+
+    // A tab is part of a header value; the bounds of the ranges are in.
+    let f = write(
+        "interval = \"1h\"\ntop_processes = 50\n[export]\nqueue_max_bytes = 0\nqueue_max_age = \"1h\"\n[export.headers]\nx = \"a\\tb\"\n[activity]\nidle_after = \"7days\"\n",
+    );
+    let c = load(Some(f.path()), &[], &[]).unwrap().config;
+    assert_eq!(c.interval.0, Duration::from_secs(3600));
+    assert_eq!(c.top_processes, 50);
+    assert_eq!(c.export.queue_max_bytes, 0);
+    assert_eq!(c.export.headers["x"], "a\tb");
+    assert_eq!(c.activity.idle_after.0, Duration::from_secs(7 * 24 * 3600));
+    let f = write("interval = \"100ms\"\n[export]\nqueue_max_age = \"100ms\"\n");
+    assert_eq!(
+        load(Some(f.path()), &[], &[]).unwrap().config.interval.0,
+        Duration::from_millis(100)
+    );
 }
 
 #[test]

@@ -1,13 +1,24 @@
-//! Property tests: every procfs parser survives arbitrary input, and the
-//! ones with structure round-trip values written in the kernel's format.
+//! Property tests: every parser of external data survives arbitrary input,
+//! and the ones with structure round-trip values written in the format of
+//! whoever writes them (the kernel, nvidia-smi, Ollama, a pushing client).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use proptest::prelude::*;
-use unamentis_agent::sources::cpu::{parse_cpu_list, parse_loadavg, parse_stat};
-use unamentis_agent::sources::memory::parse_meminfo;
+use unamentis_agent::activity::Kind;
+use unamentis_agent::activity::connections::{TcpCounters, parse_netstat, parse_snmp_tcp};
+use unamentis_agent::server::{MAX_COUNT, PushEvent, parse_push};
+use unamentis_agent::sources::cpu::{
+    CpuTimes, parse_cpu_list, parse_loadavg, parse_per_cpu, parse_stat,
+};
+use unamentis_agent::sources::filesystem::{Mount, parse_mounts};
+use unamentis_agent::sources::gpu::{amdgpu, smi};
+use unamentis_agent::sources::http_get::parse_response;
+use unamentis_agent::sources::memory::{parse_meminfo, parse_meminfo_states};
 use unamentis_agent::sources::net_tcp::parse_net_tcp;
+use unamentis_agent::sources::ollama::{LoadedModel, parse_ps};
 use unamentis_agent::sources::process::{parse_cmdline, parse_pid_stat};
+use unamentis_agent::sources::sysfs;
 
 /// The kernel prints each 32-bit word of the address as it sits in memory,
 /// read as a little-endian integer (tcp4_seq_show / tcp6_seq_show).
@@ -33,6 +44,64 @@ fn socket_addr() -> impl Strategy<Value = SocketAddr> {
     ]
 }
 
+/// What nvidia-smi prints for a value it cannot read (FORMATS.md §10).
+const SMI_ABSENT: [&str; 4] = ["[N/A]", "N/A", "[Not Supported]", "[Unknown Error]"];
+
+/// A value as nvidia-smi prints it, or one of its absent spellings.
+fn smi_field<T: std::fmt::Display>(v: &Option<T>, absent: usize) -> String {
+    match v {
+        Some(v) => v.to_string(),
+        None => SMI_ABSENT[absent % SMI_ABSENT.len()].to_owned(),
+    }
+}
+
+/// The kernel's mangle(): space, tab, newline and backslash as octal.
+fn mangle(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        match c {
+            ' ' | '\t' | '\n' | '\\' => out.push_str(&format!("\\{:03o}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn cpu_times() -> impl Strategy<Value = CpuTimes> {
+    any::<[u64; 8]>().prop_map(|v| CpuTimes {
+        user: v[0],
+        nice: v[1],
+        system: v[2],
+        idle: v[3],
+        iowait: v[4],
+        irq: v[5],
+        softirq: v[6],
+        steal: v[7],
+    })
+}
+
+/// A `cpu` line with `columns` of the ten columns (4..=10: old kernels
+/// lack the trailing ones) and what the parser must read from it.
+fn cpu_line(label: &str, t: &CpuTimes, columns: usize, guest: (u64, u64)) -> (String, CpuTimes) {
+    let all = [
+        t.user, t.nice, t.system, t.idle, t.iowait, t.irq, t.softirq, t.steal, guest.0, guest.1,
+    ];
+    let mut want = [0u64; 8];
+    want[..columns.min(8)].copy_from_slice(&all[..columns.min(8)]);
+    let cols: Vec<String> = all[..columns].iter().map(u64::to_string).collect();
+    let times = CpuTimes {
+        user: want[0],
+        nice: want[1],
+        system: want[2],
+        idle: want[3],
+        iowait: want[4],
+        irq: want[5],
+        softirq: want[6],
+        steal: want[7],
+    };
+    (format!("{label} {}\n", cols.join(" ")), times)
+}
+
 proptest! {
     #[test]
     fn parsers_never_panic(text in "\\PC{0,400}") {
@@ -43,6 +112,18 @@ proptest! {
         let _ = parse_loadavg(&text);
         let _ = parse_cpu_list(&text);
         let _ = parse_cmdline(text.as_bytes());
+        let _ = parse_per_cpu(&text);
+        let _ = parse_meminfo_states(&text);
+        let _ = parse_snmp_tcp(&text);
+        let _ = parse_netstat(&text);
+        let _ = parse_mounts(&text);
+        let _ = amdgpu::uevent_value(&text, "PCI_SLOT_NAME");
+        let _ = smi::parse_query_gpu(&text);
+        let _ = smi::parse_query_compute_apps(&text);
+        let _ = sysfs::parse_value::<i64>(&text);
+        let _ = parse_push(text.as_bytes());
+        let _ = parse_ps(text.as_bytes());
+        let _ = parse_response(text.as_bytes());
     }
 
     #[test]
@@ -95,5 +176,271 @@ proptest! {
         let list: Vec<String> = cpus.iter().map(u32::to_string).collect();
         let parsed = parse_cpu_list(&list.join(",")).unwrap();
         prop_assert_eq!(parsed, cpus.into_iter().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn meminfo_round_trips_every_field(
+        kb in any::<[u64; 6]>(),
+        has_available in any::<bool>(),
+        has_sreclaimable in any::<bool>(),
+        noise in prop::collection::vec(("[A-Z][A-Za-z_()]{1,15}", any::<u32>()), 0..8),
+    ) {
+        let [total, free, available, buffers, cached, sreclaimable] = kb;
+        let mut lines = vec![
+            format!("MemTotal:       {total:>8} kB"),
+            format!("MemFree:        {free:>8} kB"),
+            format!("Buffers:        {buffers:>8} kB"),
+            format!("Cached:         {cached:>8} kB"),
+        ];
+        if has_available {
+            lines.push(format!("MemAvailable:   {available:>8} kB"));
+        }
+        if has_sreclaimable {
+            lines.push(format!("SReclaimable:   {sreclaimable:>8} kB"));
+        }
+        // Other keys, some without a unit like HugePages_Total.
+        for (key, v) in &noise {
+            if !["MemTotal", "MemFree", "MemAvailable", "Buffers", "Cached", "SReclaimable"].contains(&key.as_str()) {
+                lines.push(format!("{key}: {v}"));
+            }
+        }
+        let turn = noise.len() % lines.len();
+        lines.rotate_left(turn);
+        let text = lines.join("\n") + "\n";
+        let bytes = |kib: u64| kib.saturating_mul(1024);
+
+        let m = parse_meminfo(&text).unwrap();
+        prop_assert_eq!(m.total_bytes, bytes(total));
+        let avail = if has_available {
+            bytes(available)
+        } else {
+            bytes(free).saturating_add(bytes(buffers)).saturating_add(bytes(cached))
+        };
+        prop_assert_eq!(m.available_bytes, avail.min(bytes(total)));
+
+        let s = parse_meminfo_states(&text).unwrap();
+        prop_assert_eq!(s.total, bytes(total));
+        prop_assert_eq!(s.free, bytes(free));
+        prop_assert_eq!(s.buffers, bytes(buffers));
+        prop_assert_eq!(s.cached, bytes(cached));
+        prop_assert_eq!(s.slab_reclaimable, has_sreclaimable.then(|| bytes(sreclaimable)));
+    }
+
+    #[test]
+    fn loadavg_round_trips(hundredths in any::<[u32; 3]>(), running in 0u32..10_000, last_pid in 1u32..4_194_304) {
+        // The kernel prints %lu.%02lu.
+        let f: Vec<String> = hundredths.iter().map(|h| format!("{}.{:02}", h / 100, h % 100)).collect();
+        let text = format!("{} {} {} {running}/{} {last_pid}\n", f[0], f[1], f[2], running + 100);
+        let got = parse_loadavg(&text).unwrap();
+        for (g, h) in got.iter().zip(hundredths) {
+            // Division of two exact integers rounds like parsing the decimal.
+            prop_assert_eq!(*g, f64::from(h) / 100.0);
+        }
+    }
+
+    #[test]
+    fn proc_stat_cpu_lines_round_trip(
+        total in cpu_times(),
+        cpus in prop::collection::btree_map(0u32..4096, (cpu_times(), 4usize..=10), 0..16),
+        columns in 4usize..=10,
+        guest in any::<(u64, u64)>(),
+    ) {
+        let (mut text, want_total) = cpu_line("cpu", &total, columns, guest);
+        let mut want_per_cpu = Vec::new();
+        for (n, (t, cols)) in &cpus {
+            let (line, want) = cpu_line(&format!("cpu{n}"), t, *cols, guest);
+            text.push_str(&line);
+            want_per_cpu.push((*n, want));
+        }
+        text.push_str("intr 1234 0 9 0\nctxt 99\nbtime 1700000000\nprocesses 5\nprocs_running 1\nsoftirq 1 2 3\n");
+        let s = parse_stat(&text).unwrap();
+        prop_assert_eq!(s.total, want_total);
+        prop_assert_eq!(s.logical_cpus as usize, cpus.len());
+        prop_assert_eq!(parse_per_cpu(&text).unwrap(), want_per_cpu);
+    }
+
+    #[test]
+    fn nvidia_smi_gpu_rows_round_trip(rows in prop::collection::vec((
+        any::<u32>(),
+        prop::collection::vec("[A-Za-z0-9-]{1,8}( [A-Za-z0-9-]{1,8}){0,2}", 1..3),
+        (prop::option::of("[0-9a-f]{8}"), prop::option::of((any::<u16>(), any::<u8>(), 0u8..32, 0u8..8))),
+        (prop::option::of(0u64..1 << 32), prop::option::of(0u64..1 << 32)),
+        (prop::option::of(0u32..=100), prop::option::of(-40i32..150), prop::option::of(0u32..10_000_000)),
+        any::<usize>(),
+    ), 0..8)) {
+        let mut text = String::new();
+        for (index, name, (uuid, pci), (used, total), (util, temp, power), absent) in &rows {
+            let uuid = uuid.as_ref().map(|u| format!("GPU-{u}-1111-2222-3333-444455556666"));
+            let pci = pci.map(|(d, b, dev, f)| format!("{d:08X}:{b:02X}:{dev:02X}.{f}"));
+            let power = power.map(|p| format!("{}.{:02}", p / 100, p % 100));
+            text.push_str(&format!(
+                "{index}, {}, {}, {}, {}, {}, {}, {}, {}\n",
+                name.join(", "),
+                smi_field(&uuid, *absent),
+                smi_field(&pci, absent / 4),
+                smi_field(used, absent / 16),
+                smi_field(total, absent / 64),
+                smi_field(util, absent / 256),
+                smi_field(temp, absent / 1024),
+                smi_field(&power, absent / 4096),
+            ));
+        }
+        text.push_str("No devices were found\n");
+        let got = smi::parse_query_gpu(&text);
+        prop_assert_eq!(got.len(), rows.len());
+        for (g, (index, name, (uuid, pci), (used, total), (util, temp, power), _)) in got.iter().zip(&rows) {
+            prop_assert_eq!(g.index, *index);
+            prop_assert_eq!(&g.name, &name.join(", "));
+            prop_assert_eq!(g.vendor, "nvidia");
+            prop_assert_eq!(g.uuid.clone(), uuid.as_ref().map(|u| format!("GPU-{u}-1111-2222-3333-444455556666")));
+            prop_assert_eq!(g.pci_bus_id.clone(), pci.map(|(d, b, dev, f)| format!("{d:04x}:{b:02x}:{dev:02x}.{f}")));
+            prop_assert_eq!(g.vram_used_bytes, used.map(|m| m << 20));
+            prop_assert_eq!(g.vram_total_bytes, total.map(|m| m << 20));
+            prop_assert_eq!(g.utilization_percent, util.map(f64::from));
+            prop_assert_eq!(g.temperature_celsius, temp.map(f64::from));
+            prop_assert_eq!(g.power_watts, power.map(|p| f64::from(p) / 100.0));
+            prop_assert_eq!(g.energy_counter_mj, None);
+        }
+    }
+
+    #[test]
+    fn nvidia_smi_compute_apps_round_trip(rows in prop::collection::vec(
+        ("[0-9a-f]{8}", any::<u32>(), prop::option::of(0u64..1 << 32), any::<usize>()), 0..8)
+    ) {
+        let text: String = rows
+            .iter()
+            .map(|(uuid, pid, mib, absent)| format!("GPU-{uuid}, {pid}, {}\n", smi_field(mib, *absent)))
+            .collect();
+        // A process whose memory nvidia-smi cannot read is left out.
+        let want: Vec<(String, u32, u64)> = rows
+            .iter()
+            .filter_map(|(uuid, pid, mib, _)| Some((format!("GPU-{uuid}"), *pid, (*mib)? << 20)))
+            .collect();
+        prop_assert_eq!(smi::parse_query_compute_apps(&text), want);
+    }
+
+    #[test]
+    fn activity_push_round_trips(
+        service in "\\PC{0,40}",
+        kind in prop::option::of(0usize..3),
+        count in prop::option::of(any::<u64>()),
+    ) {
+        let mut body = serde_json::json!({ "service": service });
+        let kinds = [("request", Kind::Request), ("inference", Kind::Inference), ("connection", Kind::Connection)];
+        if let Some(k) = kind {
+            body["kind"] = kinds[k].0.into();
+        }
+        if let Some(c) = count {
+            body["count"] = c.into();
+        }
+        let got = parse_push(body.to_string().as_bytes());
+        let count = count.unwrap_or(1);
+        if (1..=MAX_COUNT).contains(&count) {
+            prop_assert_eq!(got.unwrap(), PushEvent {
+                service,
+                kind: kind.map_or(Kind::Request, |k| kinds[k].1),
+                count,
+            });
+        } else {
+            prop_assert!(got.unwrap_err().contains("count must be"));
+        }
+    }
+
+    #[test]
+    fn ollama_ps_round_trips(models in prop::collection::vec((
+        prop::option::of("[a-z0-9.:-]{0,20}"),
+        prop::option::of("[a-z0-9.:-]{0,20}"),
+        prop::option::of(any::<u64>()),
+        prop::option::of(any::<u64>()),
+        prop::option::of("20[0-9]{2}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-5][0-9]\\.[0-9]{1,9}[+-][01][0-9]:00"),
+    ), 0..6)) {
+        let json: Vec<serde_json::Value> = models
+            .iter()
+            .map(|(name, model, size, vram, expires)| {
+                // Fields this agent does not read, as Ollama sends them.
+                let mut m = serde_json::json!({
+                    "digest": "a80c4f17acd5",
+                    "details": { "family": "llama", "quantization_level": "Q4_0" },
+                    "context_length": 4096,
+                });
+                let fields = [("name", name.clone().map(Into::into)), ("model", model.clone().map(Into::into)),
+                    ("size", size.map(Into::into)), ("size_vram", vram.map(Into::into)),
+                    ("expires_at", expires.clone().map(Into::into))];
+                for (k, v) in fields {
+                    if let Some(v) = v {
+                        m[k] = v;
+                    }
+                }
+                m
+            })
+            .collect();
+        let body = serde_json::json!({ "models": json }).to_string();
+        let want: Vec<LoadedModel> = models
+            .iter()
+            .filter_map(|(name, model, size, vram, expires)| {
+                let name = name.clone().filter(|n| !n.is_empty()).or(model.clone())?;
+                (!name.is_empty()).then(|| LoadedModel {
+                    name,
+                    size_bytes: size.unwrap_or(0),
+                    size_vram_bytes: vram.unwrap_or(0),
+                    expires_at: expires.clone(),
+                })
+            })
+            .collect();
+        prop_assert_eq!(parse_ps(body.as_bytes()).unwrap().models, want);
+    }
+
+    #[test]
+    fn snmp_tcp_counters_round_trip(v in any::<[u64; 15]>(), max_conn in -1i64..1000) {
+        const NAMES: [&str; 15] = ["RtoAlgorithm", "RtoMin", "RtoMax", "MaxConn", "ActiveOpens", "PassiveOpens", "AttemptFails", "EstabResets", "CurrEstab", "InSegs", "OutSegs", "RetransSegs", "InErrs", "OutRsts", "InCsumErrors"];
+        // The parser reads the values as i64 (MaxConn is -1).
+        let v = v.map(|x| x >> 1);
+        let values: Vec<String> = v
+            .iter()
+            .enumerate()
+            .map(|(i, x)| if i == 3 { max_conn.to_string() } else { x.to_string() })
+            .collect();
+        let text = format!(
+            "Ip: Forwarding DefaultTTL\nIp: 1 64\nIcmp: InMsgs\nIcmp: 3\nTcp: {}\nTcp: {}\nUdp: InDatagrams NoPorts\nUdp: {} 0\n",
+            NAMES.join(" "),
+            values.join(" "),
+            v[0],
+        );
+        prop_assert_eq!(parse_snmp_tcp(&text), Some(TcpCounters {
+            active_opens: v[4],
+            passive_opens: v[5],
+            curr_estab: v[8],
+            estab_resets: v[7],
+        }));
+    }
+
+    #[test]
+    fn sysfs_integers_round_trip_with_whitespace(
+        v in any::<i64>(),
+        before in "[ \t\n]{0,3}",
+        after in "[ \t\n]{0,3}",
+    ) {
+        let text = format!("{before}{v}{after}");
+        prop_assert_eq!(sysfs::parse_value::<i64>(&text), Some(v));
+        prop_assert_eq!(amdgpu::parse_int(&text), Some(v));
+        prop_assert_eq!(sysfs::parse_value::<u64>(&text), u64::try_from(v).ok());
+        prop_assert_eq!(sysfs::parse_value::<u32>(&text), u32::try_from(v).ok());
+    }
+
+    #[test]
+    fn mounts_round_trip_escaped_fields(mounts in prop::collection::vec(
+        ("[^\\x00]{1,20}", "/[^\\x00]{0,20}", "[a-z0-9.]{1,10}"), 0..10)
+    ) {
+        let text: String = mounts
+            .iter()
+            .map(|(dev, mp, t)| format!("{} {} {t} rw,relatime 0 0\n", mangle(dev), mangle(mp)))
+            .collect();
+        // A later mount over the same point hides the earlier one.
+        let mut want: Vec<Mount> = Vec::new();
+        for (dev, mp, t) in &mounts {
+            want.retain(|m| &m.mountpoint != mp);
+            want.push(Mount { device: dev.clone(), mountpoint: mp.clone(), fstype: t.clone() });
+        }
+        prop_assert_eq!(parse_mounts(&text), want);
     }
 }

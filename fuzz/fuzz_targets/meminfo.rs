@@ -1,4 +1,4 @@
-//! Fuzzes /proc/meminfo: any input must give a value or an error, never a
+//! Fuzzes /proc/meminfo (totals and the hostmetrics state breakdown): any input must give a value or an error, never a
 //! panic.
 #![no_main]
 
@@ -10,4 +10,5 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let _ = memory::parse_meminfo(text);
+    let _ = memory::parse_meminfo_states(text);
 });

@@ -1,4 +1,4 @@
-//! Fuzzes /proc/stat (CPU times): any input must give a value or an error, never a
+//! Fuzzes /proc/stat (aggregate and per-CPU times): any input must give a value or an error, never a
 //! panic.
 #![no_main]
 
@@ -10,4 +10,5 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let _ = cpu::parse_stat(text);
+    let _ = cpu::parse_per_cpu(text);
 });

@@ -77,7 +77,9 @@ fn unescape(field: &str) -> String {
 pub fn parse_mounts(text: &str) -> Vec<Mount> {
     let mut out: Vec<Mount> = Vec::new();
     for line in text.lines() {
-        let mut f = line.split_ascii_whitespace();
+        // Fields are separated by one space: mangle() leaves CR, form
+        // feed and vertical tab in a name as they are.
+        let mut f = line.split(' ').filter(|f| !f.is_empty());
         let (Some(device), Some(mountpoint), Some(fstype)) = (f.next(), f.next(), f.next()) else {
             continue;
         };
@@ -276,6 +278,12 @@ mod tests {
             ]
         );
         assert_eq!(unescape("a\\134b\\011c\\0"), "a\\b\tc\\0");
+    }
+
+    #[test]
+    fn unescaped_control_characters_stay_in_the_field() {
+        let m = parse_mounts("/dev/sdb1 /mnt/a\x0cb\rc ext4 rw 0 0\n");
+        assert_eq!(m, vec![mount("/dev/sdb1", "/mnt/a\x0cb\rc", "ext4")]);
     }
 
     #[test]

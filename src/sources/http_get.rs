@@ -24,6 +24,7 @@ pub struct HttpUrl {
 
 impl HttpUrl {
     pub fn parse(url: &str) -> Result<HttpUrl, String> {
+        check_url_chars(url)?;
         let rest = url.strip_prefix("http://").ok_or_else(|| {
             format!(
                 "{url:?} must start with http:// (a local plaintext API; https is not supported)"
@@ -47,12 +48,28 @@ impl HttpUrl {
     }
 }
 
+/// A URL goes into a request line and a Host header as written: a space,
+/// CR or LF there would end them early (request splitting).
+pub fn check_url_chars(url: &str) -> Result<(), String> {
+    match url.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        Some(c) => Err(format!(
+            "{url:?} holds {c:?}: a URL has no spaces or control characters (percent-encode them)"
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Host and port of a URL's authority (`host`, `host:port`, `[v6]:port`);
-/// `url` is for the error messages.
+/// `url` is for the error messages. Credentials (`user:pw@host`) are
+/// refused: they would be shown and logged with the URL.
 pub fn split_authority<'a>(
     url: &str,
     authority: &'a str,
 ) -> Result<(&'a str, Option<u16>), String> {
+    if authority.contains('@') {
+        // Not echoed: the error is printed.
+        return Err("credentials in a URL (user:password@host) are not supported".into());
+    }
     let (host, port) = match authority.strip_prefix('[') {
         Some(v6) => {
             let (h, after) = v6
@@ -226,7 +243,7 @@ fn split_head(raw: &[u8]) -> Result<Option<(Head, &[u8])>, String> {
 }
 
 /// A complete response, `None` while more bytes are needed.
-fn parse_response(raw: &[u8]) -> Result<Option<Response>, String> {
+pub fn parse_response(raw: &[u8]) -> Result<Option<Response>, String> {
     let Some((head, rest)) = split_head(raw)? else {
         return Ok(None);
     };
@@ -261,6 +278,12 @@ fn dechunk(mut rest: &[u8]) -> Result<Option<Vec<u8>>, String> {
         let size_hex = size_line.split(';').next().unwrap_or("").trim();
         let size = usize::from_str_radix(size_hex, 16)
             .map_err(|_| format!("bad chunk size {size_hex:?}"))?;
+        // Also keeps `size + 2` below from overflowing on a hostile size.
+        if size > MAX_RESPONSE {
+            return Err(format!(
+                "chunk of {size} bytes is larger than {MAX_RESPONSE}"
+            ));
+        }
         rest = &rest[eol + 2..];
         if size == 0 {
             // Trailers are ignored; the body is complete.
@@ -299,6 +322,10 @@ mod tests {
             "http://x:0",
             "http://x:y",
             "http://x/?q",
+            "http://u:p@x:1",
+            "http://local host:1",
+            "http://x:1/a\r\nEvil: 1",
+            "http://x\0:1",
         ] {
             assert!(HttpUrl::parse(bad).is_err(), "{bad}");
         }
@@ -320,5 +347,15 @@ mod tests {
         assert_eq!(parse_response(&chunked[..chunked.len() - 7]).unwrap(), None);
         assert!(parse_response(b"SSH-2.0-OpenSSH\r\n\r\n").is_err());
         assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn a_chunk_size_near_usize_max_is_an_error() {
+        for size in ["ffffffffffffffff", "fffffffffffffffe", "400001"] {
+            let raw =
+                format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{size}\r\nab\r\n");
+            let e = parse_response(raw.as_bytes()).unwrap_err();
+            assert!(e.contains("chunk"), "{size}: {e}");
+        }
     }
 }

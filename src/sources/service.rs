@@ -92,6 +92,33 @@ pub struct Matcher {
     pub pid_file: Option<std::path::PathBuf>,
 }
 
+/// The longest `cmdline` pattern, and the most memory its compiled program
+/// may take: it runs on the command line of every new process.
+pub const MAX_CMDLINE_PATTERN: usize = 4096;
+pub const MAX_CMDLINE_PROGRAM: usize = 1 << 20;
+
+/// Compiles a `cmdline` pattern within those bounds; the error is one line.
+pub fn cmdline_regex(pattern: &str) -> Result<regex::Regex, String> {
+    if pattern.len() > MAX_CMDLINE_PATTERN {
+        return Err(format!(
+            "a pattern of {} bytes is longer than {MAX_CMDLINE_PATTERN}",
+            pattern.len()
+        ));
+    }
+    regex::RegexBuilder::new(pattern)
+        .size_limit(MAX_CMDLINE_PROGRAM)
+        .build()
+        .map_err(|e| match e {
+            // The syntax error is drawn over several lines; its last says why.
+            regex::Error::Syntax(s) => format!(
+                "invalid regex: {}",
+                s.lines().last().unwrap_or("").trim_start_matches("error: ")
+            ),
+            regex::Error::CompiledTooBig(n) => format!("the regex compiles to more than {n} bytes"),
+            e => format!("invalid regex: {e}"),
+        })
+}
+
 impl Matcher {
     /// Config is validated before this (regexes compile), so a failure here
     /// only drops that matcher's regex.
@@ -99,7 +126,7 @@ impl Matcher {
         Matcher {
             name: c.name.clone(),
             process: c.process.clone(),
-            cmdline: c.cmdline.as_deref().and_then(|r| regex::Regex::new(r).ok()),
+            cmdline: c.cmdline.as_deref().and_then(|r| cmdline_regex(r).ok()),
             ports: c.port.iter().chain(&c.ports).copied().collect(),
             pid_file: c.pid_file.clone(),
         }

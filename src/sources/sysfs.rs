@@ -66,10 +66,15 @@ pub fn read_text(paths: &HostPaths, rel: impl AsRef<Path>) -> Result<String, Val
 pub fn read_value<T: FromStr>(paths: &HostPaths, rel: impl AsRef<Path>) -> Result<T, ValueError> {
     let rel = rel.as_ref();
     let text = read_text(paths, rel)?;
-    text.parse().map_err(|_| ValueError::Parse {
+    parse_value(&text).ok_or_else(|| ValueError::Parse {
         path: paths.sys_path(rel),
         text,
     })
+}
+
+/// One value as a sysfs attribute holds it: the text and a newline.
+pub fn parse_value<T: FromStr>(text: &str) -> Option<T> {
+    text.trim().parse().ok()
 }
 
 /// Names in a sysfs directory, in natural order (`hwmon2` before

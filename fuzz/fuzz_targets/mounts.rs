@@ -1,0 +1,15 @@
+//! Fuzzes /proc/<pid>/mounts (octal escapes, short lines, mounts over mounts): any input must give a value or an error, never a
+//! panic.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use unamentis_agent::sources::filesystem;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    for m in filesystem::parse_mounts(text) {
+        let _ = filesystem::is_reported(&m);
+    }
+});
