@@ -26,10 +26,10 @@ use unamentis_agent::server::{LIMITS, MAX_BODY};
 const LIMIT: Duration = Duration::from_secs(30);
 const INTERVAL_MS: u64 = 100;
 const TOKEN: &str = "burst-token";
-/// Collection cycles must stay an interval apart; a loose bound for a
-/// noisy machine (a sampler that waited on the server would show a gap as
-/// long as the load).
-const MAX_GAP_MS: u64 = 500;
+/// Collection cycles must stay an interval apart; a loose bound (ten
+/// intervals, as in e2e_outage) for a noisy machine: a sampler that waited
+/// on the server would show a gap as long as the load (seconds).
+const MAX_GAP_MS: u64 = 1000;
 
 /// The tests measure timing and CPU shares: one agent at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -585,13 +585,30 @@ async fn out_of_descriptors_the_server_waits_without_spinning_and_recovers() {
     run.agent
         .wait_for_log("accepting connections again", LIMIT)
         .await;
+    // One warning per streak of failed accepts, not one per retry: a
+    // warning is only ever followed by the recovery line (a cycle that
+    // closes its files can let one accept through and start a new streak).
     let log = run.agent.log_text();
-    assert_eq!(
-        log.matches("cannot accept a connection").count(),
-        1,
-        "{log}"
+    let events: Vec<&str> = log
+        .lines()
+        .filter_map(|l| {
+            if l.contains("cannot accept a connection") {
+                Some("fail")
+            } else if l.contains("accepting connections again") {
+                Some("again")
+            } else {
+                None
+            }
+        })
+        .collect();
+    assert!(events.len() >= 2, "{log}");
+    assert!(
+        events
+            .iter()
+            .enumerate()
+            .all(|(i, e)| *e == ["fail", "again"][i % 2]),
+        "{events:?}\n{log}"
     );
-    assert!(log.contains("accepting connections again"), "{log}");
     run.agent.signal("TERM");
     assert!(run.agent.wait(LIMIT).success(), "{log}");
 }
