@@ -42,15 +42,20 @@ pub struct CpuTimes {
 impl CpuTimes {
     /// guest and guest_nice are already counted in user and nice, so they are
     /// left out of the total (proc(5)).
+    /// Saturating: the columns come from a file (a hostile or corrupt one
+    /// must not overflow).
     pub fn total(&self) -> u64 {
-        self.user
-            + self.nice
-            + self.system
-            + self.idle
-            + self.iowait
-            + self.irq
-            + self.softirq
-            + self.steal
+        [
+            self.nice,
+            self.system,
+            self.idle,
+            self.iowait,
+            self.irq,
+            self.softirq,
+            self.steal,
+        ]
+        .iter()
+        .fold(self.user, |a, &b| a.saturating_add(b))
     }
 
     /// Column-wise maximum with `other`.
@@ -70,7 +75,7 @@ impl CpuTimes {
     /// iowait is idle time spent waiting for I/O: the CPU was free to run
     /// other work, so it counts as idle (as top and psutil do).
     pub fn idle_all(&self) -> u64 {
-        self.idle + self.iowait
+        self.idle.saturating_add(self.iowait)
     }
 }
 
@@ -488,6 +493,15 @@ mod tests {
             "counters going back give no value"
         );
         assert_eq!(busy_percent(&a, &a), None, "no time passed gives no value");
+        // Columns near u64::MAX (a corrupt file) saturate, never overflow.
+        let huge = CpuTimes {
+            user: u64::MAX,
+            idle: u64::MAX,
+            iowait: u64::MAX,
+            ..Default::default()
+        };
+        assert_eq!((huge.total(), huge.idle_all()), (u64::MAX, u64::MAX));
+        assert_eq!(busy_percent(&a, &huge), Some(0.0));
     }
 
     #[test]
