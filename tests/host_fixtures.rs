@@ -286,3 +286,65 @@ fn default_services_on_a_synthetic_host() {
         "a vanished child never makes CPU negative"
     );
 }
+
+/// On a procfs of its own pid namespace the services source lists
+/// `/proc` only when `loadavg`'s last pid moved (or at the full rescan
+/// every 12 cycles): a synthetic tree whose `self` names this process
+/// stands for one, so the test decides when something "forked".
+#[test]
+fn the_proc_listing_waits_for_a_new_pid() {
+    use support::synthetic_host::{FakeProc, write_host, write_proc};
+    use unamentis_agent::sources::Source;
+    use unamentis_agent::sources::service::ServiceSource;
+
+    let dir = tempfile::tempdir().unwrap();
+    let proc = dir.path().join("proc");
+    write_host(dir.path(), 20);
+    std::os::unix::fs::symlink(std::process::id().to_string(), proc.join("self")).unwrap();
+    let loadavg = |last: u32| {
+        std::fs::write(
+            proc.join("loadavg"),
+            format!("0.10 0.20 0.30 1/90 {last}\n"),
+        )
+        .unwrap();
+    };
+    loadavg(5000);
+    let mut cfg = Config::for_host(&HostPaths::under(dir.path()));
+    cfg.services.push(unamentis_agent::config::ServiceConfig {
+        name: "late".into(),
+        process: vec!["late-starter".into()],
+        cmdline: None,
+        port: None,
+        ports: vec![],
+        pid_file: None,
+    });
+    let mut src = ServiceSource::new(&cfg);
+    let late_pids = |src: &mut ServiceSource| {
+        let mut snap = Snapshot::default();
+        src.sample(&mut snap).unwrap();
+        let svcs = snap.services.unwrap().services;
+        svcs.into_iter().find(|s| s.name == "late").unwrap().pids
+    };
+    assert_eq!(late_pids(&mut src), Vec::<u32>::new());
+
+    write_proc(
+        dir.path(),
+        &FakeProc {
+            pid: 5001,
+            ppid: 1,
+            comm: "late-starter",
+            cmdline: &["late-starter"],
+            ticks: 10,
+            rss_pages: 100,
+            sockets: &[],
+        },
+    );
+    // The last pid did not move: not listed, so not seen.
+    assert_eq!(late_pids(&mut src), Vec::<u32>::new());
+    loadavg(5001);
+    assert_eq!(late_pids(&mut src), vec![5001]);
+
+    // It exits without a new pid: its failed stat read drops it at once.
+    std::fs::remove_dir_all(proc.join("5001")).unwrap();
+    assert_eq!(late_pids(&mut src), Vec::<u32>::new());
+}

@@ -196,6 +196,12 @@ pub fn parse_loadavg(text: &str) -> Result<[f64; 3], ParseError> {
     Ok(out)
 }
 
+/// The fifth field of `/proc/loadavg`: the pid the kernel handed out last
+/// (to a process or a thread) in the reader's pid namespace (proc(5)).
+pub fn parse_last_pid(text: &str) -> Option<u32> {
+    text.split_ascii_whitespace().nth(4)?.parse().ok()
+}
+
 /// A kernel cpulist ("0-3,8,10-11") as the CPU numbers it names.
 pub fn parse_cpu_list(text: &str) -> Result<Vec<u32>, ParseError> {
     let text = text.trim();
@@ -470,6 +476,13 @@ mod tests {
         assert!(parse_stat("").is_err());
         assert!(parse_stat("cpu 1 2 x 4\n").is_err());
         assert!(parse_stat("cpu 1 2\n").is_err());
+    }
+
+    #[test]
+    fn last_pid() {
+        assert_eq!(parse_last_pid("0.20 0.18 0.12 1/80 11206\n"), Some(11206));
+        assert_eq!(parse_last_pid("0.20 0.18 0.12 1/80\n"), None);
+        assert_eq!(parse_last_pid("0.20 0.18 0.12 1/80 -1\n"), None);
     }
 
     #[test]

@@ -7,6 +7,7 @@ use super::{Growth, Matcher, Plan, ProcessSample, ServiceSample, ServicesSample}
 use crate::config::Config;
 use crate::host::HostPaths;
 use crate::snapshot::Snapshot;
+use crate::sources::cpu::parse_last_pid;
 use crate::sources::net_tcp::{TCP_LISTEN, tcp_sockets};
 use crate::sources::process::{
     PidStat, clock_ticks_per_second, count_fds, list_pids, page_size, read_cmdline, read_stat,
@@ -36,6 +37,12 @@ pub struct ServiceSource {
     ports: BTreeSet<u16>,
     procs: HashMap<u32, ProcInfo>,
     cycle: u64,
+    /// Whether `<proc>` is this process's own pid namespace, where
+    /// `loadavg`'s last pid says whether anything forked (a host /proc
+    /// mounted into a container without hostPID is not).
+    own_pid_ns: bool,
+    /// `loadavg`'s last pid before the last listing of `<proc>`.
+    last_pid: Option<u32>,
     /// Listening socket inodes on the configured ports.
     listening: BTreeMap<u16, BTreeSet<u64>>,
     port_owners: HashMap<u16, BTreeSet<u32>>,
@@ -71,6 +78,8 @@ impl ServiceSource {
             top_n,
             procs: HashMap::new(),
             cycle: 0,
+            own_pid_ns: own_pid_namespace(&cfg.host_paths()),
+            last_pid: None,
             listening: BTreeMap::new(),
             port_owners: HashMap::new(),
             fd_denied: 0,
@@ -86,10 +95,28 @@ impl ServiceSource {
     }
 
     /// Updates the process table; true when new processes appeared.
+    ///
+    /// Listing `<proc>` is most of this source's cost on an idle host; no
+    /// process can have appeared while the kernel's last handed-out pid
+    /// stayed the same, so the listing is skipped then (between full
+    /// rescans). Read before listing, so a fork during the listing shows
+    /// next cycle. Processes that exit in between fail their stat read.
     fn refresh_table(&mut self) -> Result<bool, SourceError> {
-        let pids = list_pids(&self.paths)?;
         self.cycle += 1;
         let full = self.cycle % RESCAN_EVERY == 1;
+        let last_pid = if self.own_pid_ns {
+            self.paths
+                .read_proc("loadavg")
+                .ok()
+                .and_then(|t| parse_last_pid(&t))
+        } else {
+            None
+        };
+        if !full && last_pid.is_some() && last_pid == self.last_pid {
+            return Ok(false);
+        }
+        let pids = list_pids(&self.paths)?;
+        self.last_pid = last_pid;
         let live: HashSet<u32> = pids.iter().copied().collect();
         self.procs.retain(|pid, _| live.contains(pid));
         let mut appeared = false;
@@ -304,6 +331,7 @@ impl ServiceSource {
             for pid in members {
                 // Gone since the listing: nothing to count, nothing negative.
                 let Some(st) = read_stat(&self.paths, pid) else {
+                    self.procs.remove(&pid);
                     continue;
                 };
                 if let Some(d) = self.delta(&self.prev, &st) {
@@ -373,6 +401,14 @@ impl ServiceSource {
         self.last_sample = Some(now);
         Ok(out)
     }
+}
+
+/// `<proc>/self` names this process: `<proc>` shows our pid namespace.
+fn own_pid_namespace(paths: &HostPaths) -> bool {
+    std::fs::read_link(paths.proc_path("self"))
+        .ok()
+        .and_then(|l| l.to_str()?.parse::<u32>().ok())
+        == Some(std::process::id())
 }
 
 fn join(ports: &[u16]) -> String {
