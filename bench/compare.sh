@@ -54,6 +54,7 @@ def cpu(r):  # the budget's basis: the larger of ticks and schedstat
     return max(v for v in (r["cpu_seconds_per_minute"], r["cpu_seconds_per_minute_schedstat"]) if v is not None)
 rows = [
     ("CPU s per minute", cpu(agent), cpu(peer)),
+    ("  after the warm-up", agent["cpu_seconds_per_minute_after_warmup_schedstat"], peer["cpu_seconds_per_minute_after_warmup_schedstat"]),
     ("peak RSS KiB", agent["peak_rss_kib"], peer["peak_rss_kib"]),
     ("threads (max)", agent["max_threads"], peer["max_threads"]),
     ("context switches / s", agent["ctx_switches_per_s"], peer["ctx_switches_per_s"]),
@@ -67,6 +68,9 @@ for name, a, p in rows:
 c = cpu(agent) / cpu(peer) if cpu(peer) else None
 print(f"\nCPU budget (agent <= 1/10 of the peer): {'PASS' if c is not None and c <= 0.1 else 'FAIL'}"
       + (f" (1/{1 / c:.0f})" if c else ""))
+wa, wp = agent["cpu_seconds_per_minute_after_warmup_schedstat"], peer["cpu_seconds_per_minute_after_warmup_schedstat"]
+if wa and wp:
+    print(f"after the warm-up (WARMUP_S, default 5 s): 1/{wp / wa:.0f}")
 json.dump({"agent": agent, "peer": peer, "cpu_ratio": c, "rows": rows}, open(sys.argv[3], "w"), indent=2)
 print(f"result: {sys.argv[3]}")
 PY
