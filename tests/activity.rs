@@ -487,3 +487,34 @@ fn idle_energy_accumulates_only_while_idle() {
         Some(39.0)
     );
 }
+
+/// A loopback client of the agent's own server (a service pushing, a
+/// health probe) is one of the agent's own connections: a request leaves
+/// the connections probe's gate shut, so it does not dump every socket.
+#[tokio::test]
+async fn requests_to_the_agents_own_server_leave_the_gate_shut() {
+    use unamentis_agent::activity::connections::{Gate, own_connects, parse_snmp_tcp};
+    let (addr, _, _) = start_server(true).await;
+    let counters = || parse_snmp_tcp(&std::fs::read_to_string("/proc/net/snmp").unwrap()).unwrap();
+    // Other processes on the machine move the counters too: find one
+    // window in which only the request happened.
+    for _ in 0..30 {
+        let gate = Gate {
+            counters: counters(),
+            own: own_connects(),
+            sockets: vec![],
+        };
+        assert_eq!(request(addr, "GET", "/healthz", &[], b"").await.status, 200);
+        // Until both ends have closed (CurrEstab back), within a bound.
+        for _ in 0..100 {
+            if counters().curr_estab == gate.counters.curr_estab {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if gate.unchanged(&counters(), own_connects()) {
+            return;
+        }
+    }
+    panic!("every request to the agent's own server opened the gate");
+}

@@ -251,6 +251,9 @@ impl Source for ConnectionsProbe {
 }
 
 #[cfg(target_os = "linux")]
+pub use imp::own_connects;
+
+#[cfg(target_os = "linux")]
 mod imp {
     use std::collections::HashSet;
 
@@ -268,7 +271,8 @@ mod imp {
         let live = p.paths.proc_path("self/net").exists();
         // Skip the dump (a walk of the whole established-connections hash
         // table, ~1.2 ms here) when the kernel's TCP counters say that
-        // nothing but the agent itself opened or closed a connection.
+        // nothing but the agent itself (its probes, the loopback clients of
+        // its server) opened or closed a connection.
         let own = own_connects();
         let counters = if live {
             p.paths
@@ -292,12 +296,17 @@ mod imp {
         Ok(sockets)
     }
 
-    fn own_connects() -> (u64, u64) {
+    /// The agent's own (active, passive) opens so far: its connects (the
+    /// Ollama probe), of which those to a loopback listener are a passive
+    /// open too, and the loopback clients of its server (both at once).
+    pub fn own_connects() -> (u64, u64) {
+        use crate::server::LOOPBACK_ACCEPTED;
         use crate::sources::http_get::{CONNECTS, LOOPBACK_CONNECTED};
         use std::sync::atomic::Ordering;
+        let accepted = LOOPBACK_ACCEPTED.load(Ordering::Relaxed);
         (
-            CONNECTS.load(Ordering::Relaxed),
-            LOOPBACK_CONNECTED.load(Ordering::Relaxed),
+            CONNECTS.load(Ordering::Relaxed) + accepted,
+            LOOPBACK_CONNECTED.load(Ordering::Relaxed) + accepted,
         )
     }
 
