@@ -61,7 +61,7 @@ log "agent pid $agent, ${SOAK_SECONDS}s, services flap every ${FLAP_SECONDS}s"
 start_svc() { python3 -c 'import sys, time; time.sleep(1e9)' "$1" >/dev/null 2>&1 & echo $!; }
 svc_a=$(start_svc "$tag-a")
 svc_b=""
-printf 't_s\trss_kib\tfds\tthreads\n' >"$work/samples.tsv"
+printf 't_s\trss_kib\tfds\tthreads\tanon_kib\n' >"$work/samples.tsv"
 t0=$SECONDS
 next_flap=$FLAP_SECONDS
 while (( SECONDS - t0 < SOAK_SECONDS )); do
@@ -75,28 +75,43 @@ while (( SECONDS - t0 < SOAK_SECONDS )); do
     fi
     rss=$(awk '/^VmRSS:/{print $2}' "/proc/$agent/status")
     thr=$(awk '/^Threads:/{print $2}' "/proc/$agent/status")
+    # RssAnon is the heap and stacks (a leak shows there); the rest of RSS
+    # is file pages, the binary's code paged in as paths first run.
+    anon=$(awk '/^RssAnon:/{print $2}' "/proc/$agent/status")
     fds=$(ls "/proc/$agent/fd" | wc -l)
-    printf '%s\t%s\t%s\t%s\n' "$el" "$rss" "$fds" "$thr" >>"$work/samples.tsv"
+    printf '%s\t%s\t%s\t%s\t%s\n' "$el" "$rss" "$fds" "$thr" "$anon" >>"$work/samples.tsv"
     sleep "$SAMPLE_SECONDS"
 done
 
 mkdir -p "$BENCH_DIR/results"
 out="$BENCH_DIR/results/soak-$(date -u +%Y%m%dT%H%M%SZ).json"
+cp "$work/samples.tsv" "${out%.json}.samples.tsv"
 "$VENV/bin/python" - "$work/samples.tsv" "$WARMUP_SECONDS" "$out" "$work/exports.jsonl" <<'PY'
 import json, sys
 rows = [l.split("\t") for l in open(sys.argv[1]).read().split("\n")[1:] if l]
 rows = [tuple(int(x) for x in r) for r in rows]
 warm = [r for r in rows if r[0] >= int(sys.argv[2])] or rows
-n = len(warm)
-mt = sum(r[0] for r in warm) / n
-mr = sum(r[1] for r in warm) / n
-den = sum((r[0] - mt) ** 2 for r in warm)
-slope = sum((r[0] - mt) * (r[1] - mr) for r in warm) / den * 3600 if den else 0.0
+
+def slope(rs, col):
+    """Least squares, KiB per hour."""
+    n = len(rs)
+    mt = sum(r[0] for r in rs) / n
+    mv = sum(r[col] for r in rs) / n
+    den = sum((r[0] - mt) ** 2 for r in rs)
+    return round(sum((r[0] - mt) * (r[col] - mv) for r in rs) / den * 3600, 1) if den else 0.0
+
+# A plateau reached early reads as a slope over the whole run; the second
+# half tells growth that goes on from growth that stopped.
+half = [r for r in warm if r[0] >= (warm[0][0] + warm[-1][0]) / 2] or warm
 exports = sum(1 for l in open(sys.argv[4]) if '"summary"' not in l)
 res = {
     "seconds": rows[-1][0], "samples": len(rows), "exports": exports,
     "rss_kib": {"first": warm[0][1], "last": warm[-1][1], "max": max(r[1] for r in rows),
-                "slope_kib_per_hour_after_warmup": round(slope, 1)},
+                "slope_kib_per_hour_after_warmup": slope(warm, 1),
+                "slope_kib_per_hour_second_half": slope(half, 1)},
+    "anon_kib": {"first": warm[0][4], "last": warm[-1][4],
+                 "slope_kib_per_hour_after_warmup": slope(warm, 4),
+                 "slope_kib_per_hour_second_half": slope(half, 4)},
     "fds": {"min": min(r[2] for r in warm), "max": max(r[2] for r in warm)},
     "threads": {"min": min(r[3] for r in warm), "max": max(r[3] for r in warm)},
 }
