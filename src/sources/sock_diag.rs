@@ -26,35 +26,35 @@ const IPPROTO_TCP: u8 = 6;
 pub const AF_INET: u8 = 2;
 pub const AF_INET6: u8 = 10;
 
-/// nlmsghdr (16) + inet_diag_req_v2 (56), in host byte order except the
-/// socket id, which is network order.
-pub fn request(family: u8, states: u32, seq: u32) -> Vec<u8> {
-    let mut b = Vec::with_capacity(72);
-    b.extend_from_slice(&72u32.to_ne_bytes());
-    b.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+/// A dump request: nlmsghdr (16 bytes, host byte order) then `body`.
+fn dump_request(kind: u16, seq: u32, body: &[u8]) -> Vec<u8> {
+    let len = 16 + body.len();
+    let mut b = Vec::with_capacity(len);
+    b.extend_from_slice(&(len as u32).to_ne_bytes());
+    b.extend_from_slice(&kind.to_ne_bytes());
     b.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
     b.extend_from_slice(&seq.to_ne_bytes());
     b.extend_from_slice(&0u32.to_ne_bytes());
-    b.extend_from_slice(&[family, IPPROTO_TCP, 0, 0]);
-    b.extend_from_slice(&states.to_ne_bytes());
-    b.extend_from_slice(&[0u8; 48]);
+    b.extend_from_slice(body);
     b
 }
 
-/// nlmsghdr (16) + the legacy inet_diag_req (60: family, src_len, dst_len,
-/// ext, socket id, states, dbs), for both families at once.
+/// inet_diag_req_v2 (56 bytes): family, protocol, ext, pad, states, and
+/// the socket id (network order, zero: any).
+pub fn request(family: u8, states: u32, seq: u32) -> Vec<u8> {
+    let mut body = vec![family, IPPROTO_TCP, 0, 0];
+    body.extend_from_slice(&states.to_ne_bytes());
+    body.extend_from_slice(&[0u8; 48]);
+    dump_request(SOCK_DIAG_BY_FAMILY, seq, &body)
+}
+
+/// The legacy inet_diag_req (60 bytes: family, src_len, dst_len, ext,
+/// socket id, states, dbs), for both families at once.
 pub fn request_both_families(states: u32, seq: u32) -> Vec<u8> {
-    let mut b = Vec::with_capacity(76);
-    b.extend_from_slice(&76u32.to_ne_bytes());
-    b.extend_from_slice(&TCPDIAG_GETSOCK.to_ne_bytes());
-    b.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
-    b.extend_from_slice(&seq.to_ne_bytes());
-    b.extend_from_slice(&0u32.to_ne_bytes());
-    b.extend_from_slice(&[0u8; 4]);
-    b.extend_from_slice(&[0u8; 48]);
-    b.extend_from_slice(&states.to_ne_bytes());
-    b.extend_from_slice(&0u32.to_ne_bytes());
-    b
+    let mut body = vec![0u8; 52];
+    body.extend_from_slice(&states.to_ne_bytes());
+    body.extend_from_slice(&0u32.to_ne_bytes());
+    dump_request(TCPDIAG_GETSOCK, seq, &body)
 }
 
 /// Parses one `recv` buffer of replies. Returns the sockets and whether the
