@@ -546,15 +546,17 @@ fn processes_vanishing_mid_sample_never_break_the_service() {
 #[test]
 fn another_users_processes_give_what_is_readable_and_say_what_is_not() {
     use std::os::unix::fs::PermissionsExt;
-    let Some(mut services_cmd) = support::agent::unprivileged_command() else {
-        eprintln!("skipped: running as root without setpriv to drop privileges");
-        return;
-    };
-    let mut snapshot_cmd = support::agent::unprivileged_command().unwrap();
-    if services_cmd.get_program() != "setpriv" {
+    if !support::agent::is_root() {
         eprintln!("skipped: not root, so the test's own processes are not another user's");
         return;
     }
+    let (Some(mut services_cmd), Some(mut snapshot_cmd)) = (
+        support::agent::unprivileged_command(),
+        support::agent::unprivileged_command(),
+    ) else {
+        eprintln!("skipped: running as root without setpriv to drop privileges");
+        return;
+    };
     let tag = tag();
     let (b, _) = spawn_role("burner", &format!("{tag}-b"));
     let b = Proc(b);

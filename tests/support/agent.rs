@@ -26,7 +26,7 @@ pub fn command() -> Command {
     cmd
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .unwrap()
         .lines()
