@@ -1213,7 +1213,8 @@ fn validate(l: &Loaded) -> Result<(), ConfigError> {
         return Err(err(
             "server.listen",
             format!(
-                "{addr} is reachable from other hosts: set server.token, or \
+                "{addr} is reachable from other hosts: set server.token \
+                 (or UNAMENTIS_AGENT_SERVER_TOKEN; an empty value counts as none), or \
                  server.allow_unauthenticated = true to accept pushes from anyone who can reach it"
             ),
         ));

@@ -2,10 +2,13 @@
 //! of its own): `GET /healthz`, `GET /readyz`, `GET /v1/snapshot` and
 //! `POST /v1/activity` (the push probe).
 //!
-//! With `server.token` set, `/v1/snapshot` and `/v1/activity` need
-//! `Authorization: Bearer <token>`; the health endpoints stay open for
-//! probes. Handlers only take short locks: the snapshot is the one the
-//! last cycle stored, never a new sample.
+//! With `server.token` set, every request except `GET /healthz` and
+//! `GET /readyz` needs `Authorization: Bearer <token>`, unknown paths
+//! included (a 404 would tell a prober which routes exist); the health
+//! endpoints answer nothing about the host, so the kubelet's probes need no
+//! secret. The token is read from the header only, never from the query
+//! string (URLs end up in proxy and shell logs). Handlers only take short
+//! locks: the snapshot is the one the last cycle stored, never a new sample.
 //!
 //! The accept loop is the server's own (see [`Limits`]): idle, slow or
 //! stuck clients can neither take all of the agent's file descriptors nor
@@ -93,14 +96,39 @@ pub struct ServerState {
     pub resource: BTreeMap<String, String>,
 }
 
+/// Paths served without the token: they say only "the process runs" and
+/// "a sample succeeded".
+const OPEN_PATHS: [&str; 2] = ["/healthz", "/readyz"];
+
 pub fn router(state: Arc<ServerState>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/v1/snapshot", get(snapshot))
         .route("/v1/activity", post(activity))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
+        // Added after the routes and the fallback so that it wraps them all,
+        // and before the body is read: an unauthenticated client learns
+        // nothing from 413 or 400.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_token,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
+}
+
+async fn require_token(
+    State(st): State<Arc<ServerState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if !OPEN_PATHS.contains(&req.uri().path())
+        && let Some(denied) = check_token(&st, req.headers())
+    {
+        return denied;
+    }
+    next.run(req).await
 }
 
 /// Binds `listen` and serves on the current runtime until it stops. A
@@ -238,13 +266,23 @@ fn error(status: StatusCode, msg: impl Into<String>) -> Response {
     (status, axum::Json(json!({ "error": msg.into() }))).into_response()
 }
 
+/// The credentials of an `Authorization: Bearer <token>` value. The scheme
+/// is case-insensitive (RFC 9110 §11.1); any other scheme (Basic, Token)
+/// gives none.
+fn bearer_credentials(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start_matches(' '))
+}
+
 /// `None` when allowed, else the 401 answer.
 fn check_token(st: &ServerState, headers: &HeaderMap) -> Option<Response> {
     let want = st.token.as_deref()?;
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(bearer_credentials)
         .unwrap_or("");
     // Compares every byte whatever the first difference.
     let same = given.len() == want.len()
@@ -283,10 +321,7 @@ async fn readyz(State(st): State<Arc<ServerState>>) -> Response {
     }
 }
 
-async fn snapshot(State(st): State<Arc<ServerState>>, headers: HeaderMap) -> Response {
-    if let Some(denied) = check_token(&st, &headers) {
-        return denied;
-    }
+async fn snapshot(State(st): State<Arc<ServerState>>) -> Response {
     let Some(snap) = st.cycle.latest() else {
         return error(StatusCode::SERVICE_UNAVAILABLE, "no sample yet");
     };
@@ -353,12 +388,8 @@ pub fn parse_push(body: &[u8]) -> Result<PushEvent, String> {
 
 async fn activity(
     State(st): State<Arc<ServerState>>,
-    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if let Some(denied) = check_token(&st, &headers) {
-        return denied;
-    }
     if !st.push {
         return error(
             StatusCode::NOT_FOUND,

@@ -391,17 +391,15 @@ fn k8s_docs() -> Vec<(String, Yaml)> {
         .map(|v| v.as_str().unwrap().to_owned())
         .collect();
     // Every manifest in the directory is applied, except the opt-in patch
-    // and the example Secret (a user's own key).
+    // and the example Secrets (a user's own key and token).
     let present: BTreeSet<String> = files_in("otel-collector/k8s", "yaml")
         .iter()
         .map(|p| p.file_name().unwrap().to_str().unwrap().to_owned())
         .filter(|n| {
             !matches!(
                 n.as_str(),
-                "kustomization.yaml"
-                    | "agent-root-access.patch.yaml"
-                    | "signoz-secret.example.yaml"
-            )
+                "kustomization.yaml" | "agent-root-access.patch.yaml"
+            ) && !n.ends_with(".example.yaml")
         })
         .collect();
     assert_eq!(listed.iter().cloned().collect::<BTreeSet<_>>(), present);
@@ -501,9 +499,29 @@ fn agent_daemonset_reads_the_host_and_its_configmap_loads() {
     let toml_text = cm["data"][file].as_str().unwrap();
     let tmp = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(tmp.path(), toml_text).unwrap();
-    let cfg = unamentis_agent::config::load(Some(tmp.path()), &|_| None, &Vec::new())
+    // As the pod starts: the token from the Secret, and without it (the
+    // Secret missing or empty) the agent refuses to run open.
+    let token = env["UNAMENTIS_AGENT_SERVER_TOKEN"]["valueFrom"]["secretKeyRef"].clone();
+    assert_eq!(token["name"].as_str(), Some("unamentis-agent-server"));
+    assert_eq!(token["key"].as_str(), Some("token"));
+    assert_ne!(
+        token["optional"].as_bool(),
+        Some(true),
+        "a missing Secret must stop the pod"
+    );
+    let with_token = |k: &str| (k == "UNAMENTIS_AGENT_SERVER_TOKEN").then(|| "t0ken".to_owned());
+    let cfg = unamentis_agent::config::load(Some(tmp.path()), &with_token, &Vec::new())
         .unwrap()
         .config;
+    assert!(!cfg.server.allow_unauthenticated);
+    assert_eq!(cfg.server.token.as_deref(), Some("t0ken"));
+    for missing in [None, Some(String::new())] {
+        let env = |k: &str| (k == "UNAMENTIS_AGENT_SERVER_TOKEN").then(|| missing.clone())?;
+        let err = unamentis_agent::config::load(Some(tmp.path()), &env, &Vec::new())
+            .expect_err("a node-wide listen without a token must not load")
+            .to_string();
+        assert!(err.contains("server.listen"), "{err}");
+    }
     assert!(cfg.compat.hostmetrics && cfg.compat.hw, "compat on in k8s");
     assert_eq!(host_path_at(cfg.host.proc.to_str().unwrap()), "/proc");
     assert_eq!(host_path_at(cfg.host.sys.to_str().unwrap()), "/sys");
@@ -534,6 +552,75 @@ fn agent_daemonset_reads_the_host_and_its_configmap_loads() {
             .iter()
             .any(|p| p["hostPort"].as_u64() == Some(4317))
     );
+}
+
+/// The example Secret, the DaemonSet's reference and the README's one-line
+/// `create secret` agree on the name and key.
+#[test]
+fn server_token_secret_is_named_alike_everywhere() {
+    let example = yaml_file("otel-collector/k8s/agent-server-secret.example.yaml");
+    assert_eq!(
+        example["metadata"]["name"].as_str(),
+        Some("unamentis-agent-server")
+    );
+    assert_eq!(example["metadata"]["namespace"].as_str(), Some("unamentis"));
+    assert!(example["stringData"]["token"].is_string());
+    // A service pushing activity sends the same Secret's token to the
+    // agent's port on its node.
+    let client = yaml_file("otel-collector/k8s/activity-client.example.yaml");
+    let env = env_of(&client["spec"]["template"]["spec"]["containers"][0]);
+    let token = &env["UNAMENTIS_AGENT_SERVER_TOKEN"]["valueFrom"]["secretKeyRef"];
+    assert_eq!(token["name"].as_str(), Some("unamentis-agent-server"));
+    assert_eq!(token["key"].as_str(), Some("token"));
+    assert_eq!(
+        env["UNAMENTIS_AGENT_URL"]["value"].as_str(),
+        Some("http://$(HOST_IP):8767")
+    );
+    let readme = read("README.md");
+    assert!(
+        readme.lines().any(
+            |l| l.contains("create secret generic unamentis-agent-server")
+                && l.contains("--from-literal=token=")
+        ),
+        "README creates the token Secret in one line"
+    );
+}
+
+/// No shipped configuration opens the local server to the network
+/// without a token: not the manifests, the image, the units, the examples.
+#[test]
+fn nothing_shipped_allows_an_unauthenticated_server() {
+    let mut files = vec![root().join("Dockerfile")];
+    for dir in ["otel-collector", "deploy", "examples"] {
+        let mut stack = vec![root().join(dir)];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    files.push(p);
+                }
+            }
+        }
+    }
+    assert!(files.len() > 20, "walked {} files", files.len());
+    for f in files {
+        let Ok(text) = std::fs::read_to_string(&f) else {
+            continue;
+        };
+        for line in text.lines() {
+            let squeezed: String = line.chars().filter(|c| !c.is_whitespace()).collect();
+            assert!(
+                !squeezed
+                    .to_lowercase()
+                    .contains("allow_unauthenticated=true")
+                    && !line.contains("ALLOW_UNAUTHENTICATED"),
+                "{}: {line}",
+                f.display()
+            );
+        }
+    }
 }
 
 #[test]

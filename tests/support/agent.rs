@@ -121,18 +121,29 @@ impl Agent {
         }
     }
 
-    /// The local server's loopback address, from the agent's log line.
+    /// The local server's address from the agent's log line; a wildcard
+    /// bind (`0.0.0.0`, `::`) is reached through loopback.
     pub fn server_addr(&self, limit: Duration) -> SocketAddr {
         let start = Instant::now();
         loop {
             let log = self.log_text();
-            if let Some(rest) = log
+            let found = log
                 .lines()
-                .find(|l| l.contains("local server listening"))
-                .and_then(|l| l.split("127.0.0.1:").nth(1))
-            {
-                let port: String = rest.chars().take_while(char::is_ascii_digit).collect();
-                return format!("127.0.0.1:{port}").parse().unwrap();
+                .filter(|l| l.contains("local server listening"))
+                .flat_map(|l| {
+                    // Words of address characters only: the log may be
+                    // coloured (ANSI escapes around `addr=`).
+                    l.split(|c: char| !(c.is_ascii_hexdigit() || ".:[]".contains(c)))
+                })
+                .find_map(|w| w.parse::<SocketAddr>().ok());
+            if let Some(mut addr) = found {
+                if addr.ip().is_unspecified() {
+                    addr.set_ip(match addr {
+                        SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                        SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                    });
+                }
+                return addr;
             }
             assert!(start.elapsed() < limit, "no server line:\n{log}");
             std::thread::sleep(Duration::from_millis(20));
