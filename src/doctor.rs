@@ -43,6 +43,28 @@ pub struct Report {
     /// power and thermal sensors are normally not exposed.
     pub virtual_machine: bool,
     pub rows: Vec<Row>,
+    /// What this host's estimates rest on (per-service GPU power).
+    pub notes: Vec<String>,
+}
+
+/// How `service.power_watts{domain=gpu}` is split on this host.
+pub fn gpu_split_note(gpu: &crate::sources::gpu::GpuStats) -> String {
+    let how = match gpu.backend {
+        "nvml" => {
+            "by each process's share of SM utilization (NVML per-process samples), \
+             else of the GPU memory it holds"
+        }
+        "nvidia-smi" => {
+            "by each process's share of the GPU memory it holds (nvidia-smi reports no \
+             per-process utilization; NVML would)"
+        }
+        _ => "not split: this backend lists no GPU processes, so all of it goes to other",
+    };
+    format!(
+        "per-service GPU power ({} backend, {} GPU(s)): {how}",
+        gpu.backend,
+        gpu.devices.len()
+    )
 }
 
 /// Whether `/proc/cpuinfo` carries the x86 `hypervisor` CPUID flag.
@@ -59,12 +81,9 @@ pub fn check(cfg: &Config, window: Duration) -> Report {
     let mut sampler = Sampler::new(sources::build(cfg));
     sampler.sample();
     std::thread::sleep(window);
-    let rows = sampler
-        .sample()
-        .sources
-        .iter()
-        .map(Row::from_status)
-        .collect();
+    let snap = sampler.sample();
+    let rows = snap.sources.iter().map(Row::from_status).collect();
+    let notes = snap.gpu.iter().map(gpu_split_note).collect();
     let virtual_machine = cfg
         .host_paths()
         .read_proc("cpuinfo")
@@ -72,6 +91,7 @@ pub fn check(cfg: &Config, window: Duration) -> Report {
     Report {
         virtual_machine,
         rows,
+        notes,
     }
 }
 
@@ -102,6 +122,9 @@ pub fn table(report: &Report) -> String {
             out.push_str(&format!("{:<w$}  {:<11}  fix: {fix}\n", "", ""));
         }
     }
+    for n in &report.notes {
+        out.push_str(&format!("\nestimate: {n}\n"));
+    }
     let down = rows.iter().filter(|r| r.status != "available").count();
     out.push_str(&format!(
         "\n{} of {} sources available; a metric whose source is unavailable is absent, never 0.\n",
@@ -125,7 +148,11 @@ pub fn json(report: &Report) -> serde_json::Value {
             })
         })
         .collect();
-    serde_json::json!({ "virtual_machine": report.virtual_machine, "sources": sources })
+    serde_json::json!({
+        "virtual_machine": report.virtual_machine,
+        "sources": sources,
+        "estimates": report.notes,
+    })
 }
 
 #[cfg(test)]
@@ -158,6 +185,7 @@ mod tests {
                 r,
                 Row::from_status(&status(Some("unavailable: no"), Some("do it"))),
             ],
+            notes: vec!["per-service GPU power: x".into()],
         };
         let t = table(&report);
         assert!(
@@ -165,6 +193,21 @@ mod tests {
             "{t}"
         );
         assert!(t.starts_with("host: a virtual machine"), "{t}");
+        assert!(t.contains("estimate: per-service GPU power: x"), "{t}");
+        assert_eq!(json(&report)["estimates"][0], "per-service GPU power: x");
+    }
+
+    #[test]
+    fn the_gpu_note_names_what_the_split_rests_on() {
+        let mut g = crate::sources::gpu::GpuStats {
+            backend: "nvml",
+            ..Default::default()
+        };
+        assert!(gpu_split_note(&g).contains("SM utilization"));
+        g.backend = "nvidia-smi";
+        assert!(gpu_split_note(&g).contains("memory it holds"));
+        g.backend = "amdgpu";
+        assert!(gpu_split_note(&g).contains("all of it goes to other"));
     }
 
     #[test]

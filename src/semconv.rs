@@ -316,16 +316,24 @@ pub static SERVICE_POWER_WATTS: Metric = Metric {
     name: "unamentis.server.service.power_watts",
     instrument: Instrument::Gauge,
     unit: "W",
-    brief: "ESTIMATE of the power attributable to the service, in watts: package power times the service's share of host busy CPU time over the interval; the services plus other never add up to more than package power.",
-    attributes: &[attr::UNAMENTIS_SERVICE],
+    brief: "ESTIMATE of the power attributable to the service, in watts, per domain: cpu = package power times the service's share of host busy CPU time over the interval; gpu = each GPU's power times the service's share of its processes' SM utilization, else of the GPU memory they hold. The services plus other equal the domain's power.",
+    attributes: &[attr::UNAMENTIS_SERVICE, attr::DOMAIN],
 };
 
 pub static SERVICE_ENERGY_JOULES: Metric = Metric {
     name: "unamentis.server.service.energy.joules",
     instrument: Instrument::Counter,
     unit: "J",
-    brief: "Cumulative ESTIMATED energy attributable to the service since the agent started, in joules: package energy times the service's share of host busy CPU time, per interval; the services plus other never add up to more than package energy.",
-    attributes: &[attr::UNAMENTIS_SERVICE],
+    brief: "Cumulative ESTIMATED energy attributable to the service since the agent started, in joules, per domain (cpu, gpu): each interval's package or GPU energy times the service's share as in service.power_watts; the services plus other equal the domain's energy.",
+    attributes: &[attr::UNAMENTIS_SERVICE, attr::DOMAIN],
+};
+
+pub static SERVICE_IDLE_ENERGY_JOULES: Metric = Metric {
+    name: "unamentis.server.service.idle_energy.joules",
+    instrument: Instrument::Counter,
+    unit: "J",
+    brief: "Cumulative ESTIMATED energy attributed to the service (domain cpu or gpu, as service.energy.joules) during the part of each interval in which the service itself was idle (its last activity + idle_after), in joules: which service burned how much while nobody used it.",
+    attributes: &[attr::UNAMENTIS_SERVICE, attr::DOMAIN],
 };
 
 pub static PROCESS_CPU_PERCENT: Metric = Metric {
@@ -570,6 +578,7 @@ pub static ALL: &[&Metric] = &[
     &SERVICE_VRAM_MB,
     &SERVICE_POWER_WATTS,
     &SERVICE_ENERGY_JOULES,
+    &SERVICE_IDLE_ENERGY_JOULES,
     &PROCESS_CPU_PERCENT,
     &PROCESS_MEMORY_MB,
     &MODEL_LOADED,

@@ -481,22 +481,52 @@ fn activity_points(a: &ActivityStats, out: &mut Vec<Point>) {
                 s.connections.map(|n| n as f64),
             ),
             (&semconv::SERVICE_IDLE_CPU_SECONDS, s.idle_cpu_seconds),
-            (&semconv::SERVICE_POWER_WATTS, s.power_watts),
-            (&semconv::SERVICE_ENERGY_JOULES, s.energy_joules),
         ];
         for (metric, v) in values {
             if let Some(v) = v {
                 out.push(svc(metric, v));
             }
         }
+        let by_domain = [
+            (&semconv::SERVICE_POWER_WATTS, "cpu", s.power_watts),
+            (&semconv::SERVICE_ENERGY_JOULES, "cpu", s.energy_joules),
+            (&semconv::SERVICE_POWER_WATTS, "gpu", s.gpu_power_watts),
+            (&semconv::SERVICE_ENERGY_JOULES, "gpu", s.gpu_energy_joules),
+        ];
+        for (metric, domain, v) in by_domain {
+            if let Some(v) = v {
+                out.push(svc(metric, v).with(attr::DOMAIN, domain));
+            }
+        }
+        for (domain, j) in &s.idle_energy_joules {
+            out.push(svc(&semconv::SERVICE_IDLE_ENERGY_JOULES, *j).with(attr::DOMAIN, *domain));
+        }
     }
     let other = [
-        (&semconv::SERVICE_POWER_WATTS, a.other_power_watts),
-        (&semconv::SERVICE_ENERGY_JOULES, a.other_energy_joules),
+        (&semconv::SERVICE_POWER_WATTS, "cpu", a.other_power_watts),
+        (
+            &semconv::SERVICE_ENERGY_JOULES,
+            "cpu",
+            a.other_energy_joules,
+        ),
+        (
+            &semconv::SERVICE_POWER_WATTS,
+            "gpu",
+            a.other_gpu_power_watts,
+        ),
+        (
+            &semconv::SERVICE_ENERGY_JOULES,
+            "gpu",
+            a.other_gpu_energy_joules,
+        ),
     ];
-    for (metric, v) in other {
+    for (metric, domain, v) in other {
         if let Some(v) = v {
-            out.push(Point::new(metric, v).with(attr::UNAMENTIS_SERVICE, OTHER));
+            out.push(
+                Point::new(metric, v)
+                    .with(attr::UNAMENTIS_SERVICE, OTHER)
+                    .with(attr::DOMAIN, domain),
+            );
         }
     }
 }
@@ -884,19 +914,23 @@ mod service_vram_tests {
                         pid: 11,
                         gpu_index: 0,
                         used_bytes: 512 << 20,
+                        sm_util: None,
                     },
                     GpuProcess {
                         pid: 11,
                         gpu_index: 1,
                         used_bytes: 256 << 20,
+                        sm_util: None,
                     },
                     GpuProcess {
                         pid: 99,
                         gpu_index: 0,
                         used_bytes: 1 << 30,
+                        sm_util: None,
                     },
                 ],
                 energy_joules: None,
+                intervals: vec![],
             }),
             ..Default::default()
         };

@@ -135,12 +135,14 @@ fn fake_nvml_answers_every_value_and_is_loaded_once() {
             GpuProcess {
                 pid: 777,
                 gpu_index: 0,
-                used_bytes: 64 * MIB
+                used_bytes: 64 * MIB,
+                sm_util: Some(0)
             },
             GpuProcess {
                 pid: 4242,
                 gpu_index: 0,
-                used_bytes: 512 * MIB
+                used_bytes: 512 * MIB,
+                sm_util: Some(0)
             },
         ]
     );
@@ -226,12 +228,14 @@ fn nvml_without_a_driver_is_tried_once_then_nvidia_smi_answers() {
                 GpuProcess {
                     pid: 4242,
                     gpu_index: 1,
-                    used_bytes: 8960 * MIB
+                    used_bytes: 8960 * MIB,
+                    sm_util: None
                 },
                 GpuProcess {
                     pid: 4242,
                     gpu_index: 0,
-                    used_bytes: 1024 * MIB
+                    used_bytes: 1024 * MIB,
+                    sm_util: None
                 },
             ]
         );

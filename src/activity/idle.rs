@@ -9,14 +9,21 @@
 //!   / interval (exact deltas of the energy counters; package watts × idle
 //!   time where only watts are known);
 //! - `service.idle_cpu_seconds` += CPU% / 100 × idle time;
-//! - `service.power_watts` = package watts × the service's share of the
-//!   host's busy CPU; `service.energy.joules` += package energy delta ×
-//!   share. `other` gets what the services leave, so the services plus
-//!   other add up to package power and never exceed it.
+//! - `service.power_watts{domain=cpu}` = package watts × the service's
+//!   share of the host's busy CPU; `service.energy.joules{domain=cpu}` +=
+//!   package energy delta × share. `other` gets what the services leave,
+//!   so the services plus other add up to package power and never exceed
+//!   it;
+//! - `service.power_watts{domain=gpu}` and `service.energy.joules{domain=gpu}`:
+//!   each GPU's power and energy divided by [`gpu_split`](super::gpu_split);
+//! - `service.idle_energy.joules{domain}` += the service's energy of the
+//!   interval × the part of it in which the service was idle by its own
+//!   clock (its last activity + `idle_after`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::gpu_split;
 use super::ollama::OllamaProbe;
 use super::{Activity, ActivityStats};
 use crate::snapshot::Snapshot;
@@ -53,7 +60,13 @@ pub struct IdleSource {
     idle_cpu: BTreeMap<String, f64>,
     service_energy: BTreeMap<String, f64>,
     other_energy: Option<f64>,
+    service_gpu_energy: BTreeMap<String, f64>,
+    other_gpu_energy: Option<f64>,
+    service_idle_energy: BTreeMap<(String, &'static str), f64>,
 }
+
+/// One service's energy in one interval, by domain.
+type IntervalEnergy = Vec<(usize, &'static str, f64)>;
 
 impl IdleSource {
     pub fn new(activity: Activity, ollama: Option<OllamaProbe>) -> Self {
@@ -65,6 +78,9 @@ impl IdleSource {
             idle_cpu: BTreeMap::new(),
             service_energy: BTreeMap::new(),
             other_energy: None,
+            service_gpu_energy: BTreeMap::new(),
+            other_gpu_energy: None,
+            service_idle_energy: BTreeMap::new(),
         }
     }
 
@@ -116,31 +132,114 @@ impl IdleSource {
             let Some(cpu) = s.cpu_percent else { continue };
             *self.idle_cpu.entry(s.name.clone()).or_insert(0.0) += cpu / 100.0 * idle_dt;
         }
-        self.attribute(snap, stats, package_w, &deltas);
+        let dt = interval.as_ref().map(|i| i.1);
+        let mut spent = self.attribute(snap, stats, package_w, &deltas);
+        spent.extend(self.attribute_gpu(snap, stats));
+        self.add_idle_energy(services, stats, &spent, dt.unwrap_or_default());
         // Counters keep being reported through a cycle without a reading.
         for a in &mut stats.services {
             a.idle_cpu_seconds = self.idle_cpu.get(&a.name).copied();
             a.energy_joules = self.service_energy.get(&a.name).copied();
+            a.gpu_energy_joules = self.service_gpu_energy.get(&a.name).copied();
+            a.idle_energy_joules = self
+                .service_idle_energy
+                .range((a.name.clone(), "")..)
+                .take_while(|((n, _), _)| *n == a.name)
+                .map(|((_, d), j)| (*d, *j))
+                .collect();
         }
         stats.other_energy_joules = self.other_energy;
+        stats.other_gpu_energy_joules = self.other_gpu_energy;
     }
 
+    /// Adds each service's energy of this interval, times the part of the
+    /// interval in which that service was idle by its own clock, to its
+    /// idle energy. The service's idle time is measured at the end of the
+    /// interval: idle for `idle` means idle since `now − idle`, and idle
+    /// in the accounting sense from `idle_after` later.
+    fn add_idle_energy(
+        &mut self,
+        services: &crate::sources::service::ServicesSample,
+        stats: &ActivityStats,
+        spent: &IntervalEnergy,
+        dt: Duration,
+    ) {
+        for &(i, domain, joules) in spent {
+            let Some(s) = services.services.get(i) else {
+                continue;
+            };
+            let Some(a) = stats.services.iter().find(|a| a.name == s.name) else {
+                continue;
+            };
+            let idle_dt = a.idle.saturating_sub(stats.idle_after).min(dt);
+            // The first cycle has no interval: the counter starts at 0.
+            let frac = if dt.is_zero() {
+                0.0
+            } else {
+                idle_dt.as_secs_f64() / dt.as_secs_f64()
+            };
+            *self
+                .service_idle_energy
+                .entry((s.name.clone(), domain))
+                .or_insert(0.0) += joules * frac;
+        }
+    }
+
+    /// The GPUs' power and energy of this interval by service; returns
+    /// each service's energy (index in the services sample, `gpu`).
+    fn attribute_gpu(&mut self, snap: &Snapshot, stats: &mut ActivityStats) -> IntervalEnergy {
+        let (Some(gpu), Some(services)) = (&snap.gpu, &snap.services) else {
+            return Vec::new();
+        };
+        let pids: Vec<Option<&[u32]>> = services
+            .services
+            .iter()
+            .map(|s| s.up().then_some(s.pids.as_slice()))
+            .collect();
+        let Some(split) = gpu_split::split(gpu, &pids) else {
+            return Vec::new();
+        };
+        let mut spent = Vec::new();
+        for (i, s) in services.services.iter().enumerate() {
+            if let Some(j) = split.joules[i] {
+                *self.service_gpu_energy.entry(s.name.clone()).or_insert(0.0) += j;
+                spent.push((i, "gpu", j));
+            } else if split.watts[i].is_some() {
+                // The first reading: the counter starts at 0.
+                self.service_gpu_energy.entry(s.name.clone()).or_insert(0.0);
+            }
+            if let Some(a) = stats.services.iter_mut().find(|a| a.name == s.name) {
+                a.gpu_power_watts = split.watts[i];
+            }
+        }
+        if let Some(j) = split.other_joules {
+            *self.other_gpu_energy.get_or_insert(0.0) += j;
+        } else if split.other_watts.is_some() {
+            self.other_gpu_energy.get_or_insert(0.0);
+        }
+        stats.other_gpu_power_watts = split.other_watts;
+        spent
+    }
+
+    /// Package power and energy of this interval by service's CPU share;
+    /// returns each service's energy (index in the services sample, `cpu`).
     fn attribute(
         &mut self,
         snap: &Snapshot,
         stats: &mut ActivityStats,
         package_w: Option<f64>,
         deltas: &[(&'static str, f64)],
-    ) {
+    ) -> IntervalEnergy {
+        let mut spent = Vec::new();
         let Some(services) = &snap.services else {
-            return;
+            return spent;
         };
 
         let host_busy = snap
             .cpu
             .and_then(|c| Some(c.percent? * f64::from(c.logical?)));
         let (Some(watts), Some(busy)) = (package_w, host_busy) else {
-            return;
+            return spent;
         };
         let cpus: Vec<Option<f64>> = services
             .services
@@ -152,9 +251,10 @@ impl IdleSource {
             .iter()
             .find(|(d, _)| *d == "package")
             .map_or(0.0, |(_, j)| *j);
-        for (s, share) in services.services.iter().zip(&shares) {
+        for (i, (s, share)) in services.services.iter().zip(&shares).enumerate() {
             let Some(share) = share else { continue };
             *self.service_energy.entry(s.name.clone()).or_insert(0.0) += package_j * share;
+            spent.push((i, "cpu", package_j * share));
             if let Some(a) = stats.services.iter_mut().find(|a| a.name == s.name) {
                 a.power_watts = Some(watts * share);
             }
@@ -162,6 +262,7 @@ impl IdleSource {
         *self.other_energy.get_or_insert(0.0) += package_j * other_share;
         let named: f64 = stats.services.iter().filter_map(|a| a.power_watts).sum();
         stats.other_power_watts = Some((watts - named).max(0.0));
+        spent
     }
 }
 
@@ -295,6 +396,130 @@ mod tests {
         assert_eq!(st.other_power_watts, None);
         assert_eq!(get(st, "a").energy_joules, Some(5.0));
         assert_eq!(get(st, "a").idle_cpu_seconds, Some(10.0));
+    }
+
+    #[test]
+    fn gpu_power_by_service_and_energy_while_each_service_idles() {
+        use crate::activity::{Kind, Probe};
+        use crate::sources::gpu::{GpuInterval, GpuProcess, GpuStats};
+        let clock = ManualClock::default();
+        let activity = Activity::new(
+            vec!["a".into(), "b".into()],
+            Duration::from_secs(1),
+            Arc::new(clock.clone()),
+        );
+        let mut src = IdleSource::new(activity.clone(), None);
+        let gpu_snap = |joules: Option<f64>| Snapshot {
+            services: Some(ServicesSample {
+                services: vec![
+                    ServiceSample {
+                        name: "a".into(),
+                        pids: vec![1],
+                        ..Default::default()
+                    },
+                    ServiceSample {
+                        name: "b".into(),
+                        pids: vec![2, 3],
+                        ..Default::default()
+                    },
+                ],
+                top: vec![],
+            }),
+            gpu: Some(GpuStats {
+                backend: "nvml",
+                devices: vec![],
+                processes: vec![
+                    GpuProcess {
+                        pid: 1,
+                        gpu_index: 0,
+                        used_bytes: 1 << 30,
+                        sm_util: Some(60),
+                    },
+                    GpuProcess {
+                        pid: 3,
+                        gpu_index: 0,
+                        used_bytes: 3 << 30,
+                        sm_util: Some(20),
+                    },
+                ],
+                energy_joules: None,
+                intervals: vec![GpuInterval {
+                    gpu_index: 0,
+                    watts: Some(100.0),
+                    joules,
+                }],
+            }),
+            ..Default::default()
+        };
+        clock.advance(Duration::from_secs(5));
+        let mut s1 = gpu_snap(None);
+        src.sample(&mut s1).unwrap();
+        let st = s1.activity.as_ref().unwrap();
+        assert_eq!(get(st, "a").gpu_power_watts, Some(75.0));
+        assert_eq!(get(st, "b").gpu_power_watts, Some(25.0));
+        assert_eq!(st.other_gpu_power_watts, Some(0.0));
+        assert_eq!(get(st, "a").gpu_energy_joules, Some(0.0));
+        assert_eq!(
+            get(st, "a").power_watts,
+            None,
+            "no package power: no cpu figure"
+        );
+        assert!(get(st, "a").idle_energy_joules.is_empty());
+
+        // a is used at t = 14 s; b has been idle since the start. Over the
+        // 10 s interval to t = 15 s the GPU spent 1000 J.
+        clock.advance(Duration::from_secs(9));
+        activity.record("a", Kind::Request, 1, Probe::Push).unwrap();
+        clock.advance(Duration::from_secs(1));
+        let mut s2 = gpu_snap(Some(1000.0));
+        src.sample(&mut s2).unwrap();
+        let st = s2.activity.as_ref().unwrap();
+        assert_eq!(get(st, "a").gpu_energy_joules, Some(750.0));
+        assert_eq!(get(st, "b").gpu_energy_joules, Some(250.0));
+        assert_eq!(st.other_gpu_energy_joules, Some(0.0));
+        assert_eq!(get(st, "a").idle_energy_joules, vec![("gpu", 0.0)]);
+        assert_eq!(get(st, "b").idle_energy_joules, vec![("gpu", 250.0)]);
+
+        // a is used again at t = 16 s, so idle from 17 s: 2 of the 4 s to
+        // t = 19 s count (half of its 300 J); b all 4 (its 100 J).
+        clock.advance(Duration::from_secs(1));
+        activity.record("a", Kind::Request, 1, Probe::Push).unwrap();
+        clock.advance(Duration::from_secs(3));
+        let mut s3 = gpu_snap(Some(400.0));
+        src.sample(&mut s3).unwrap();
+        let st = s3.activity.as_ref().unwrap();
+        assert_eq!(get(st, "a").idle_energy_joules, vec![("gpu", 150.0)]);
+        assert_eq!(get(st, "b").idle_energy_joules, vec![("gpu", 350.0)]);
+        let pts = s3.points();
+        let domain_of = |name: &str, service: &str| -> Vec<String> {
+            pts.iter()
+                .filter(|p| {
+                    p.metric.name == name
+                        && p.attrs.iter().any(|(k, v)| {
+                            *k == crate::semconv::attr::UNAMENTIS_SERVICE
+                                && v.to_string() == service
+                        })
+                })
+                .flat_map(|p| {
+                    p.attrs
+                        .iter()
+                        .filter(|(k, _)| *k == crate::semconv::attr::DOMAIN)
+                })
+                .map(|(_, v)| v.to_string())
+                .collect()
+        };
+        assert_eq!(
+            domain_of("unamentis.server.service.power_watts", "a"),
+            vec!["gpu"]
+        );
+        assert_eq!(
+            domain_of("unamentis.server.service.energy.joules", "other"),
+            vec!["gpu"]
+        );
+        assert_eq!(
+            domain_of("unamentis.server.service.idle_energy.joules", "b"),
+            vec!["gpu"]
+        );
     }
 
     proptest::proptest! {

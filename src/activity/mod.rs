@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::sources::Source;
 
 pub mod connections;
+pub mod gpu_split;
 pub mod idle;
 pub mod ollama;
 
@@ -140,6 +141,13 @@ pub struct ServiceActivity {
     /// Estimate: package power × the service's share of busy CPU.
     pub power_watts: Option<f64>,
     pub energy_joules: Option<f64>,
+    /// Estimate: the GPUs' power × the service's share of their processes
+    /// (SM time, else memory held); see [`gpu_split`].
+    pub gpu_power_watts: Option<f64>,
+    pub gpu_energy_joules: Option<f64>,
+    /// Energy attributed to the service (domains `cpu`, `gpu`) while it was
+    /// idle by its own clock.
+    pub idle_energy_joules: Vec<(&'static str, f64)>,
 }
 
 /// Everything the activity probes and the idle accounting give one cycle.
@@ -154,6 +162,9 @@ pub struct ActivityStats {
     /// The `other` pseudo-service's share of package power and energy.
     pub other_power_watts: Option<f64>,
     pub other_energy_joules: Option<f64>,
+    /// And of the GPUs' power and energy.
+    pub other_gpu_power_watts: Option<f64>,
+    pub other_gpu_energy_joules: Option<f64>,
 }
 
 impl ActivityStats {

@@ -45,6 +45,25 @@ pub struct GpuProcess {
     pub pid: u32,
     pub gpu_index: u32,
     pub used_bytes: u64,
+    /// The process's SM (3D/compute) utilization summed over the driver's
+    /// samples since the previous read, in percent × samples: its weight
+    /// in the GPU's busy time. `Some(0)`: sampled and not busy. `None`: the
+    /// backend gives no per-process utilization (nvidia-smi, an NVML
+    /// device without the query).
+    pub sm_util: Option<u64>,
+}
+
+/// One GPU over the interval since the previous read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GpuInterval {
+    pub gpu_index: u32,
+    /// The interval's mean power: the energy counter's delta over the
+    /// time between the reads where the card has a counter, else the
+    /// power reading.
+    pub watts: Option<f64>,
+    /// Energy spent in the interval (counter delta, else the mean of the
+    /// two power readings × the time); `None` on the first read.
+    pub joules: Option<f64>,
 }
 
 /// What one backend read in one cycle.
@@ -64,6 +83,9 @@ pub struct GpuStats {
     /// Energy of all GPUs since the agent started, in joules; `None` when
     /// no device gives an energy counter or a power reading.
     pub energy_joules: Option<f64>,
+    /// Power and energy of each GPU over the last interval, for dividing
+    /// them among services.
+    pub intervals: Vec<GpuInterval>,
 }
 
 impl GpuStats {
@@ -134,6 +156,7 @@ impl Source for GpuSource {
                     let energy_joules = self.energy.add(&r.devices, Instant::now());
                     snap.gpu = Some(GpuStats {
                         backend: name,
+                        intervals: self.energy.intervals().to_vec(),
                         devices: r.devices,
                         processes: r.processes,
                         energy_joules,
@@ -171,43 +194,64 @@ impl Source for GpuSource {
 pub struct EnergyAccumulator {
     total_joules: f64,
     last: HashMap<String, (Instant, Option<u64>, Option<f64>)>,
+    intervals: Vec<GpuInterval>,
 }
 
 impl EnergyAccumulator {
     /// Drops the last readings, keeping the total.
     pub fn forget(&mut self) {
         self.last.clear();
+        self.intervals.clear();
+    }
+
+    /// Each measurable device's power and energy over the interval the
+    /// last [`add`](Self::add) closed.
+    pub fn intervals(&self) -> &[GpuInterval] {
+        &self.intervals
     }
 
     pub fn add(&mut self, devices: &[GpuDevice], now: Instant) -> Option<f64> {
-        let mut measurable = false;
         let mut seen = HashMap::with_capacity(devices.len());
+        self.intervals.clear();
         for d in devices {
             if d.energy_counter_mj.is_none() && d.power_watts.is_none() {
                 continue;
             }
-            measurable = true;
             let key = device_key(d);
+            let mut interval = GpuInterval {
+                gpu_index: d.index,
+                watts: d.power_watts,
+                joules: None,
+            };
             if let Some((t0, c0, p0)) = self.last.get(&key) {
+                let secs = now.duration_since(*t0).as_secs_f64();
                 let joules = match (c0, d.energy_counter_mj) {
                     (Some(c0), Some(c1)) => {
-                        c1.checked_sub(*c0).map_or(0.0, |mj| mj as f64 / 1000.0)
+                        // A counter that went backwards (driver reload)
+                        // gives no energy and no mean power.
+                        let delta = c1.checked_sub(*c0).map(|mj| mj as f64 / 1000.0);
+                        if let Some(j) = delta.filter(|_| secs > 0.0) {
+                            interval.watts = Some(j / secs);
+                        }
+                        delta.unwrap_or(0.0)
                     }
                     _ => match (p0, d.power_watts) {
-                        (Some(p0), Some(p1)) => {
-                            (p0 + p1) / 2.0 * now.duration_since(*t0).as_secs_f64()
-                        }
+                        (Some(p0), Some(p1)) => (p0 + p1) / 2.0 * secs,
                         _ => 0.0,
                     },
                 };
                 if joules.is_finite() && joules > 0.0 {
                     self.total_joules += joules;
+                    interval.joules = Some(joules);
+                } else {
+                    interval.joules = Some(0.0);
                 }
             }
+            self.intervals.push(interval);
             seen.insert(key, (now, d.energy_counter_mj, d.power_watts));
         }
         self.last = seen;
-        measurable.then_some(self.total_joules)
+        (!self.intervals.is_empty()).then_some(self.total_joules)
     }
 }
 
@@ -288,6 +332,37 @@ mod tests {
         // Nothing measurable: absent, and the total is kept for later.
         assert_eq!(acc.add(&[dev("a", None, None)], s(101)), None);
         assert_eq!(acc.add(&[dev("a", Some(5_000), None)], s(102)), Some(303.5));
+    }
+
+    #[test]
+    fn intervals_give_the_counters_mean_power_else_the_reading() {
+        let t0 = Instant::now();
+        let s = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut acc = EnergyAccumulator::default();
+        let iv = |acc: &EnergyAccumulator| -> Vec<(u32, Option<f64>, Option<f64>)> {
+            acc.intervals()
+                .iter()
+                .map(|i| (i.gpu_index, i.watts, i.joules))
+                .collect()
+        };
+        let mut b = dev("b", None, Some(40.0));
+        b.index = 1;
+        acc.add(&[dev("a", Some(10_000), Some(99.0)), b.clone()], s(0));
+        // First read: the readings, no energy yet.
+        assert_eq!(iv(&acc), vec![(0, Some(99.0), None), (1, Some(40.0), None)]);
+        // 500 ms later a's counter gained 50 J: 100 W whatever the reading;
+        // b has no counter: its reading, and the trapezoid's energy.
+        b.power_watts = Some(60.0);
+        acc.add(&[dev("a", Some(60_000), Some(99.0)), b.clone()], s(500));
+        assert_eq!(
+            iv(&acc),
+            vec![(0, Some(100.0), Some(50.0)), (1, Some(60.0), Some(25.0))]
+        );
+        // A counter that went backwards: the reading, no energy.
+        acc.add(&[dev("a", Some(5), Some(7.0))], s(1000));
+        assert_eq!(iv(&acc), vec![(0, Some(7.0), Some(0.0))]);
+        acc.forget();
+        assert!(acc.intervals().is_empty());
     }
 
     #[test]

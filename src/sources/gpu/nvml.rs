@@ -11,6 +11,8 @@ use std::path::PathBuf;
 use nvml_wrapper::Nvml;
 use nvml_wrapper::enum_wrappers::device::TemperatureSensor;
 use nvml_wrapper::enums::device::UsedGpuMemory;
+use nvml_wrapper::error::NvmlError;
+use nvml_wrapper::struct_wrappers::device::ProcessUtilizationSample;
 
 use super::{Backend, GpuDevice, GpuProcess, GpuReading, normalize_pci_bus_id};
 
@@ -25,6 +27,9 @@ pub struct NvmlBackend {
     /// `None`: the loader's search for `libnvidia-ml.so`.
     lib_path: Option<PathBuf>,
     state: State,
+    /// Per GPU index, the newest per-process utilization sample seen: the
+    /// next query asks only for samples after it.
+    last_sample_us: HashMap<u32, u64>,
 }
 
 impl NvmlBackend {
@@ -32,30 +37,43 @@ impl NvmlBackend {
         NvmlBackend {
             lib_path,
             state: State::NotTried,
+            last_sample_us: HashMap::new(),
         }
     }
+}
 
-    fn nvml(&mut self) -> Result<&Nvml, String> {
-        if let State::NotTried = self.state {
-            let mut b = Nvml::builder();
-            if let Some(p) = &self.lib_path {
-                b.lib_path(p.as_os_str());
+fn load<'a>(state: &'a mut State, lib_path: Option<&PathBuf>) -> Result<&'a Nvml, String> {
+    if let State::NotTried = state {
+        let mut b = Nvml::builder();
+        if let Some(p) = lib_path {
+            b.lib_path(p.as_os_str());
+        }
+        *state = match b.init() {
+            Ok(n) => State::Loaded(Box::new(n)),
+            Err(e) => {
+                let why = format!("cannot load NVML: {e}");
+                tracing::debug!("{why}");
+                State::Failed(why)
             }
-            self.state = match b.init() {
-                Ok(n) => State::Loaded(Box::new(n)),
-                Err(e) => {
-                    let why = format!("cannot load NVML: {e}");
-                    tracing::debug!("{why}");
-                    State::Failed(why)
-                }
-            };
-        }
-        match &self.state {
-            State::Loaded(n) => Ok(n),
-            State::Failed(why) => Err(why.clone()),
-            State::NotTried => Err("NVML not loaded".into()),
-        }
+        };
     }
+    match state {
+        State::Loaded(n) => Ok(n),
+        State::Failed(why) => Err(why.clone()),
+        State::NotTried => Err("NVML not loaded".into()),
+    }
+}
+
+/// Each process's SM utilization summed over `samples` (one sample per
+/// process per driver sampling period, so the sum weighs busy time), and
+/// the newest sample's timestamp.
+pub fn sum_sm_samples(samples: &[ProcessUtilizationSample]) -> (HashMap<u32, u64>, Option<u64>) {
+    let mut by_pid: HashMap<u32, u64> = HashMap::new();
+    for s in samples {
+        // smUtil is a percentage; anything above 100 is a driver glitch.
+        *by_pid.entry(s.pid).or_default() += u64::from(s.sm_util.min(100));
+    }
+    (by_pid, samples.iter().map(|s| s.timestamp).max())
 }
 
 impl Backend for NvmlBackend {
@@ -64,14 +82,14 @@ impl Backend for NvmlBackend {
     }
 
     fn read(&mut self) -> Result<GpuReading, String> {
-        let nvml = self.nvml()?;
+        let nvml = load(&mut self.state, self.lib_path.as_ref())?;
         let count = nvml
             .device_count()
             .map_err(|e| format!("device count: {e}"))?;
         let mut reading = GpuReading::default();
-        // (gpu, pid) → bytes: a process with both a compute and a graphics
-        // context is listed twice with the same memory.
-        let mut procs: HashMap<(u32, u32), u64> = HashMap::new();
+        // (gpu, pid) → (bytes, SM weight): a process with both a compute
+        // and a graphics context is listed twice with the same memory.
+        let mut procs: HashMap<(u32, u32), (u64, Option<u64>)> = HashMap::new();
         for index in 0..count {
             // A device that fell off the bus is skipped, the others stay.
             let Ok(dev) = nvml.device_by_index(index) else {
@@ -98,23 +116,84 @@ impl Backend for NvmlBackend {
                 dev.running_compute_processes(),
                 dev.running_graphics_processes(),
             ];
+            // One query per GPU per cycle (nvml-wrapper's size query and
+            // fetch). Samples cover only processes that were busy: a
+            // listed process without one was idle, and NOT_FOUND means no
+            // process was busy since the last sample.
+            let last = self.last_sample_us.get(&index).copied();
+            let sm = match dev.process_utilization_stats(last) {
+                Ok(samples) => {
+                    let (sums, newest) = sum_sm_samples(&samples);
+                    if let Some(t) = newest {
+                        self.last_sample_us.insert(index, t.max(last.unwrap_or(0)));
+                    }
+                    Some(sums)
+                }
+                Err(NvmlError::NotFound) => Some(HashMap::new()),
+                Err(_) => None,
+            };
             for p in lists.into_iter().flatten().flatten() {
                 if let UsedGpuMemory::Used(bytes) = p.used_gpu_memory {
                     let slot = procs.entry((index, p.pid)).or_default();
-                    *slot = (*slot).max(bytes);
+                    slot.0 = slot.0.max(bytes);
+                }
+            }
+            if let Some(sm) = sm {
+                for (&(gpu, pid), slot) in procs.iter_mut() {
+                    if gpu == index {
+                        slot.1 = Some(sm.get(&pid).copied().unwrap_or(0));
+                    }
+                }
+                // Busy in the interval but gone from the lists (exited):
+                // its share goes to whoever owns the pid, else to other.
+                for (pid, weight) in sm {
+                    procs.entry((index, pid)).or_insert((0, Some(weight)));
                 }
             }
         }
         let mut processes: Vec<GpuProcess> = procs
             .into_iter()
-            .map(|((gpu_index, pid), used_bytes)| GpuProcess {
+            .map(|((gpu_index, pid), (used_bytes, sm_util))| GpuProcess {
                 pid,
                 gpu_index,
                 used_bytes,
+                sm_util,
             })
             .collect();
         processes.sort_by_key(|p| (p.gpu_index, p.pid));
         reading.processes = processes;
         Ok(reading)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(pid: u32, timestamp: u64, sm_util: u32) -> ProcessUtilizationSample {
+        ProcessUtilizationSample {
+            pid,
+            timestamp,
+            sm_util,
+            mem_util: 0,
+            enc_util: 0,
+            dec_util: 0,
+        }
+    }
+
+    #[test]
+    fn samples_sum_per_process_and_give_the_newest_timestamp() {
+        let (sums, newest) = sum_sm_samples(&[
+            sample(10, 1_000, 40),
+            sample(20, 1_500, 5),
+            sample(10, 2_000, 60),
+            // A glitch above 100 % counts as 100.
+            sample(30, 1_200, 250),
+        ]);
+        assert_eq!(sums.get(&10), Some(&100));
+        assert_eq!(sums.get(&20), Some(&5));
+        assert_eq!(sums.get(&30), Some(&100));
+        assert_eq!(newest, Some(2_000));
+        assert_eq!(sum_sm_samples(&[]), (HashMap::new(), None));
     }
 }

@@ -130,10 +130,13 @@ impl Backend for SmiBackend {
                     .into_iter()
                     .filter_map(|(uuid, pid, used_bytes)| {
                         let d = devices.iter().find(|d| d.uuid.as_deref() == Some(&uuid))?;
+                        // nvidia-smi has no per-process utilization
+                        // query: the split of GPU power is by memory.
                         Some(GpuProcess {
                             pid,
                             gpu_index: d.index,
                             used_bytes,
+                            sm_util: None,
                         })
                     })
                     .collect()
