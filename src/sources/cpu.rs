@@ -310,7 +310,6 @@ pub fn count_cores(topologies: &[CpuTopology]) -> usize {
 
 #[cfg(target_os = "linux")]
 mod imp {
-
     use super::*;
     use crate::compat::PerCpuTimes;
     use crate::snapshot::Snapshot;

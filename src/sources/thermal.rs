@@ -143,8 +143,8 @@ pub fn cpu_channels(chip: &str, channels: &[(u32, Option<String>)]) -> Vec<u32> 
     match chip {
         // Package sensors (Sandy Bridge and later), else per-core ones.
         "coretemp" if unlabelled => channels.iter().map(|(n, _)| *n).collect(),
-        // Before Linux 3.x's rename the package channel was labelled
-        // `Physical id N` (same channel, temp1).
+        // Older coretemp labels the package channel `Physical id N`
+        // (same channel, temp1) instead of `Package id N`.
         "coretemp" => {
             let pkg = with(&|l| l.starts_with("Package id") || l.starts_with("Physical id"));
             if pkg.is_empty() {
@@ -175,7 +175,7 @@ pub fn cpu_channels(chip: &str, channels: &[(u32, Option<String>)]) -> Vec<u32> 
 /// for device-tree zones, the DT node name, so SoC boards differ:
 /// `cpu-thermal`, `cpu0-thermal` … (one zone per core or cluster), Tegra's
 /// `CPU-therm`, and zones of the whole SoC die: `soc_thermal` (Amlogic
-/// and Rockchip vendor kernels), `bcm2835_thermal` (Raspberry Pi
+/// vendor kernels), Tegra's `SOC0-therm`, `bcm2835_thermal` (Raspberry Pi
 /// kernels before the DT name `cpu-thermal`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum CpuZone {
@@ -185,6 +185,8 @@ pub enum CpuZone {
     Soc,
 }
 
+/// The rank of a zone `type` as a CPU temperature; `None` for the rest
+/// (`acpitz`, GPU, junction, board and device zones).
 pub fn cpu_zone(kind: &str) -> Option<CpuZone> {
     let kind = kind.trim();
     match kind {
