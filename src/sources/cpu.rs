@@ -5,7 +5,8 @@
 //! Formats: proc(5) (`/proc/stat`, `/proc/loadavg`) and the kernel's
 //! Documentation/admin-guide/cputopology.rst.
 
-use super::ParseError;
+use super::{ParseError, sysfs};
+use crate::host::HostPaths;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct CpuStats {
@@ -132,8 +133,9 @@ fn parse_cpu_columns<'a>(
     })
 }
 
-/// The CPU number of a `cpuN` label.
-fn cpu_number(label: &str) -> Option<u32> {
+/// The CPU number of a `cpuN` label of `/proc/stat`, or of a
+/// `devices/system/cpu` entry (`None` for `cpufreq`, `cpuidle`, `online`).
+pub fn cpu_number(label: &str) -> Option<u32> {
     let n = label.strip_prefix("cpu")?;
     if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -226,13 +228,90 @@ pub fn parse_cpu_list(text: &str) -> Result<Vec<u32>, ParseError> {
     Ok(cpus)
 }
 
+/// The `topology/` files of one CPU that tell its physical core
+/// (Documentation/admin-guide/cputopology.rst), as read; `None` where a
+/// file is missing. Offline CPUs have no `topology/` directory at all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CpuTopology {
+    /// `core_cpus_list` (5.6 and later), else `thread_siblings_list`.
+    pub siblings: Option<String>,
+    pub physical_package_id: Option<String>,
+    pub die_id: Option<String>,
+    pub cluster_id: Option<String>,
+    pub core_id: Option<String>,
+}
+
+impl CpuTopology {
+    /// The same for every SMT sibling of one physical core and distinct
+    /// across cores: the siblings list when there is one, else the ids.
+    /// `core_id` is only unique within a package (and, where the kernel
+    /// has them, a die and a cluster: arm64 numbers cores from 0 in every
+    /// cluster), so the enclosing ids are part of the key. `None` without
+    /// any of these files (an offline CPU).
+    pub fn core_key(&self) -> Option<String> {
+        if let Some(list) = &self.siblings {
+            return Some(format!("cpus {}", list.trim()));
+        }
+        let core = self.core_id.as_deref()?.trim();
+        let id = |v: &Option<String>| v.as_deref().map_or("-", str::trim).to_owned();
+        Some(format!(
+            "package {} die {} cluster {} core {core}",
+            id(&self.physical_package_id),
+            id(&self.die_id),
+            id(&self.cluster_id)
+        ))
+    }
+
+    /// Reads CPU `cpu`'s topology; the ids only when no siblings list exists.
+    pub fn read(paths: &HostPaths, cpu: u32) -> CpuTopology {
+        let dir = format!("{CPUS}/cpu{cpu}/topology");
+        let read = |f: &str| sysfs::read_text(paths, format!("{dir}/{f}")).ok();
+        let siblings = read("core_cpus_list").or_else(|| read("thread_siblings_list"));
+        let ids = siblings.is_none();
+        CpuTopology {
+            physical_package_id: read("physical_package_id"),
+            die_id: ids.then(|| read("die_id")).flatten(),
+            cluster_id: ids.then(|| read("cluster_id")).flatten(),
+            core_id: ids.then(|| read("core_id")).flatten(),
+            siblings,
+        }
+    }
+}
+
+pub const CPUS: &str = "devices/system/cpu";
+
+/// The `cpu[0-9]+` directories of `devices/system/cpu`, by number. Every
+/// present CPU has one, online or not; `devices/system/cpu/online` is not
+/// needed (some sandboxed and older sysfs views lack it).
+pub fn cpu_dirs(paths: &HostPaths) -> Vec<u32> {
+    let mut cpus: Vec<u32> = sysfs::entries(paths, CPUS)
+        .iter()
+        .filter_map(|e| cpu_number(e))
+        .collect();
+    cpus.sort_unstable();
+    cpus
+}
+
+/// Whether `cpuN/online` says the CPU is offline (`0`). CPUs that cannot
+/// be taken offline (often cpu0) have no such file: online.
+pub fn is_offline(paths: &HostPaths, cpu: u32) -> bool {
+    sysfs::read_text(paths, format!("{CPUS}/cpu{cpu}/online")).is_ok_and(|s| s == "0")
+}
+
+/// Distinct physical cores among the online CPUs, from their
+/// [`CpuTopology::core_key`].
+pub fn count_cores(topologies: &[CpuTopology]) -> usize {
+    let keys: std::collections::HashSet<String> = topologies
+        .iter()
+        .filter_map(CpuTopology::core_key)
+        .collect();
+    keys.len()
+}
+
 #[cfg(target_os = "linux")]
 mod imp {
-    use std::collections::HashSet;
-
     use super::*;
     use crate::compat::PerCpuTimes;
-    use crate::host::HostPaths;
     use crate::snapshot::Snapshot;
     use crate::sources::process::clock_ticks_per_second;
     use crate::sources::{Source, SourceError};
@@ -289,26 +368,27 @@ mod imp {
             self
         }
 
-        /// Distinct `core_cpus_list` (or, before 5.6, `thread_siblings_list`)
-        /// values among online CPUs: one per physical core, across packages.
+        /// Physical cores of the online CPUs, walking the `cpuN`
+        /// directories (see [`CpuTopology::core_key`]).
         fn physical_cores(&self) -> Result<u32, SourceError> {
-            let online = self.paths.read_sys("devices/system/cpu/online")?;
-            let online =
-                parse_cpu_list(&online).map_err(|e| e.in_file("devices/system/cpu/online"))?;
-            let mut cores = HashSet::new();
-            for cpu in online {
-                let dir = format!("devices/system/cpu/cpu{cpu}/topology");
-                let siblings = self
-                    .paths
-                    .read_sys(format!("{dir}/core_cpus_list"))
-                    .or_else(|_| self.paths.read_sys(format!("{dir}/thread_siblings_list")))?;
-                cores.insert(siblings.trim().to_owned());
+            let cpus = cpu_dirs(&self.paths);
+            if cpus.is_empty() {
+                return Err(SourceError::Unavailable(format!(
+                    "no cpuN directory in {}",
+                    self.paths.sys_path(CPUS).display()
+                )));
             }
-            match u32::try_from(cores.len()) {
+            let topologies: Vec<CpuTopology> = cpus
+                .into_iter()
+                .filter(|&c| !is_offline(&self.paths, c))
+                .map(|c| CpuTopology::read(&self.paths, c))
+                .collect();
+            match u32::try_from(count_cores(&topologies)) {
                 Ok(n) if n > 0 => Ok(n),
-                _ => Err(SourceError::Failed(
-                    "no online CPU in sysfs topology".into(),
-                )),
+                _ => Err(SourceError::Failed(format!(
+                    "no CPU in {} has a topology (core_cpus_list, thread_siblings_list or core_id)",
+                    self.paths.sys_path(CPUS).display()
+                ))),
             }
         }
     }
@@ -379,7 +459,6 @@ mod imp {
 #[cfg(not(target_os = "linux"))]
 mod imp {
     use super::*;
-    use crate::host::HostPaths;
     use crate::snapshot::Snapshot;
     use crate::sources::{Source, SourceError};
     use sysinfo::System;
@@ -537,6 +616,49 @@ mod tests {
         assert!(parse_cpu_list("").unwrap().is_empty());
         assert!(parse_cpu_list("3-1").is_err());
         assert!(parse_cpu_list("a").is_err());
+    }
+
+    #[test]
+    fn core_keys_from_lists_or_ids() {
+        let ids = |pkg: &str, core: &str| CpuTopology {
+            physical_package_id: Some(pkg.into()),
+            core_id: Some(core.into()),
+            ..Default::default()
+        };
+        // 2 packages × 2 cores × 2 threads, ids only: core 0 of each
+        // package is a different core; SMT siblings share one.
+        let cpus: Vec<CpuTopology> = [("0", "0"), ("0", "1"), ("1", "0"), ("1", "1")]
+            .iter()
+            .cycle()
+            .take(8)
+            .map(|&(p, c)| ids(p, c))
+            .collect();
+        assert_eq!(count_cores(&cpus), 4);
+        // arm64 numbers cores from 0 in each cluster.
+        let cluster = |cl: &str, core: &str| CpuTopology {
+            cluster_id: Some(cl.into()),
+            ..ids("0", core)
+        };
+        assert_eq!(
+            count_cores(&[cluster("0", "0"), cluster("0", "1"), cluster("1", "0")]),
+            3
+        );
+        // A siblings list wins; `0,4` and `0,4\n` are one core.
+        let listed = |l: &str| CpuTopology {
+            siblings: Some(l.into()),
+            ..ids("0", "9")
+        };
+        assert_eq!(listed("0,4").core_key(), listed("0,4\n").core_key());
+        assert_eq!(
+            count_cores(&[listed("0,4"), listed("0,4"), listed("1,5")]),
+            2
+        );
+        // An offline CPU has no topology: no key, not a core.
+        assert_eq!(CpuTopology::default().core_key(), None);
+        assert_eq!(count_cores(&[CpuTopology::default()]), 0);
+        assert_eq!(cpu_number("cpu12"), Some(12));
+        assert_eq!(cpu_number("cpufreq"), None);
+        assert_eq!(cpu_number("cpu"), None);
     }
 
     #[test]

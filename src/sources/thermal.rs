@@ -143,8 +143,10 @@ pub fn cpu_channels(chip: &str, channels: &[(u32, Option<String>)]) -> Vec<u32> 
     match chip {
         // Package sensors (Sandy Bridge and later), else per-core ones.
         "coretemp" if unlabelled => channels.iter().map(|(n, _)| *n).collect(),
+        // Older coretemp labels the package channel `Physical id N`
+        // (same channel, temp1) instead of `Package id N`.
         "coretemp" => {
-            let pkg = with(&|l| l.starts_with("Package id"));
+            let pkg = with(&|l| l.starts_with("Package id") || l.starts_with("Physical id"));
             if pkg.is_empty() {
                 with(&|l| l.starts_with("Core"))
             } else {
@@ -168,10 +170,52 @@ pub fn cpu_channels(chip: &str, channels: &[(u32, Option<String>)]) -> Vec<u32> 
     }
 }
 
-/// Thermal zone types that are a CPU die sensor, used when no hwmon CPU
-/// sensor exists.
+/// What a thermal zone's `type` says about it as a CPU temperature, used
+/// only when no hwmon CPU sensor exists. The type is the driver's name or,
+/// for device-tree zones, the DT node name, so SoC boards differ:
+/// `cpu-thermal`, `cpu0-thermal` … (one zone per core or cluster), Tegra's
+/// `CPU-therm`, and zones of the whole SoC die: `soc_thermal` (Amlogic
+/// vendor kernels), Tegra's `SOC0-therm`, `bcm2835_thermal` (Raspberry Pi
+/// kernels before the DT name `cpu-thermal`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum CpuZone {
+    /// A sensor of the CPU itself (`x86_pkg_temp`, `cpu*-thermal`).
+    Cpu,
+    /// The SoC die the CPU is on: used only without a `Cpu` zone.
+    Soc,
+}
+
+/// The rank of a zone `type` as a CPU temperature; `None` for the rest
+/// (`acpitz`, GPU, junction, board and device zones).
+pub fn cpu_zone(kind: &str) -> Option<CpuZone> {
+    let kind = kind.trim();
+    match kind {
+        "x86_pkg_temp" => return Some(CpuZone::Cpu),
+        "bcm2835_thermal" => return Some(CpuZone::Soc),
+        _ => {}
+    }
+    let lower = kind.to_ascii_lowercase();
+    let stem = ["-thermal", "_thermal", "-therm"]
+        .iter()
+        .find_map(|s| lower.strip_suffix(s))?;
+    // `cpu`, `cpu0`, `soc`, `soc0`; not `cpufreq`, `cpu-big` or `gpu`.
+    let numbered = |prefix: &str| {
+        stem.strip_prefix(prefix)
+            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    if numbered("cpu") {
+        Some(CpuZone::Cpu)
+    } else if numbered("soc") {
+        Some(CpuZone::Soc)
+    } else {
+        None
+    }
+}
+
+/// Thermal zone types that stand for the CPU temperature (of either
+/// rank); never `acpitz` (a motherboard ACPI zone) nor other devices.
 pub fn is_cpu_zone(kind: &str) -> bool {
-    matches!(kind, "x86_pkg_temp" | "cpu-thermal" | "cpu_thermal")
+    cpu_zone(kind).is_some()
 }
 
 /// Cooling devices that throttle the CPU when cur_state > 0. Not `TCC
@@ -189,13 +233,12 @@ mod imp {
     use super::*;
     use crate::host::HostPaths;
     use crate::snapshot::Snapshot;
-    use crate::sources::cpu::parse_cpu_list;
+    use crate::sources::cpu::{CPUS, CpuTopology, cpu_dirs};
     use crate::sources::sysfs::{self, ValueError};
     use crate::sources::{Source, SourceError};
 
     const HWMON: &str = "class/hwmon";
     const THERMAL: &str = "class/thermal";
-    const CPUS: &str = "devices/system/cpu";
     /// Re-read the layout (chips, zones, trip points) every this many
     /// cycles: trip points can change (ACPI notifications), chips come
     /// and go with modules.
@@ -216,7 +259,7 @@ mod imp {
 
     struct Zone {
         temp: PathBuf,
-        cpu: bool,
+        cpu: Option<CpuZone>,
         trips: Vec<(TripKind, i64)>,
     }
 
@@ -327,7 +370,7 @@ mod imp {
                 }
                 zones.push(Zone {
                     temp: dir.join("temp"),
-                    cpu: is_cpu_zone(&kind),
+                    cpu: cpu_zone(&kind),
                     trips,
                 });
             } else if entry.starts_with("cooling_device")
@@ -345,22 +388,22 @@ mod imp {
     type Counters = (Vec<(String, PathBuf)>, Vec<(String, PathBuf)>);
 
     fn discover_throttle(paths: &HostPaths) -> Counters {
-        let mut core = Vec::new();
+        let mut core: Vec<(String, PathBuf)> = Vec::new();
         let mut package: Vec<(String, PathBuf)> = Vec::new();
-        let Ok(online) = sysfs::read_text(paths, format!("{CPUS}/online")) else {
-            return (core, package);
-        };
-        for cpu in parse_cpu_list(&online).unwrap_or_default() {
+        // Every cpuN directory, not the `online` list: the counters of an
+        // offline CPU are removed with its thermal_throttle directory.
+        for cpu in cpu_dirs(paths) {
             let dir = PathBuf::from(format!("{CPUS}/cpu{cpu}"));
             let core_file = dir.join("thermal_throttle/core_throttle_count");
             if sysfs::read_text(paths, &core_file).is_err() {
                 continue;
             }
-            let topo = |f: &str| sysfs::read_text(paths, dir.join("topology").join(f)).ok();
-            let pkg = topo("physical_package_id").unwrap_or_else(|| "0".into());
-            let core_key = topo("core_cpus_list")
-                .or_else(|| topo("thread_siblings_list"))
-                .unwrap_or_else(|| cpu.to_string());
+            let topo = CpuTopology::read(paths, cpu);
+            let pkg = topo
+                .physical_package_id
+                .clone()
+                .unwrap_or_else(|| "0".into());
+            let core_key = topo.core_key().unwrap_or_else(|| format!("cpu {cpu}"));
             if !core.iter().any(|(k, _)| *k == core_key) {
                 core.push((core_key, core_file));
             }
@@ -496,15 +539,18 @@ mod imp {
                     }
                 }
             }
-            let mut hottest_zone: Option<i64> = None;
+            // Hottest CPU zone, hottest SoC zone.
+            let (mut cpu_zone, mut soc_zone): (Option<i64>, Option<i64>) = (None, None);
             for z in &self.layout.zones {
                 // A zone read can fail (ENODATA from iwlwifi when the
                 // interface is down): skip it for this cycle.
                 let Ok(t) = sysfs::read_value::<i64>(p, &z.temp) else {
                     continue;
                 };
-                if z.cpu {
-                    hottest_zone = hottest_zone.max(Some(t));
+                match z.cpu {
+                    Some(CpuZone::Cpu) => cpu_zone = cpu_zone.max(Some(t)),
+                    Some(CpuZone::Soc) => soc_zone = soc_zone.max(Some(t)),
+                    None => {}
                 }
                 inputs.zones.push(ZoneReading {
                     temp_mc: t,
@@ -517,7 +563,10 @@ mod imp {
                     inputs.cooling_active = true;
                 }
             }
-            stats.temperature = hottest.or(hottest_zone).map(|mc| mc as f64 / 1000.0);
+            stats.temperature = hottest
+                .or(cpu_zone)
+                .or(soc_zone)
+                .map(|mc| mc as f64 / 1000.0);
             let (events, increased) = self.read_throttle();
             stats.throttle_events = events;
             inputs.throttle_counters = events.is_some();
@@ -656,6 +705,13 @@ mod tests {
         assert_eq!(cpu_channels("coretemp", &coretemp), vec![1]);
         let old = [ch(2, Some("Core 0")), ch(3, Some("Core 1"))];
         assert_eq!(cpu_channels("coretemp", &old), vec![2, 3]);
+        // The label before the rename to `Package id`.
+        let physical = [
+            ch(1, Some("Physical id 1")),
+            ch(2, Some("Core 0")),
+            ch(3, Some("Core 1")),
+        ];
+        assert_eq!(cpu_channels("coretemp", &physical), vec![1]);
         let zen2 = [
             ch(1, Some("Tctl")),
             ch(3, Some("Tccd1")),
@@ -680,5 +736,43 @@ mod tests {
         assert!(!is_processor_cooling("TCC Offset"));
         assert!(!is_processor_cooling("intel_powerclamp"));
         assert!(is_cpu_zone("x86_pkg_temp") && !is_cpu_zone("acpitz"));
+    }
+
+    #[test]
+    fn cpu_and_soc_zone_names() {
+        use CpuZone::*;
+        for kind in [
+            "x86_pkg_temp",
+            "cpu-thermal",
+            "cpu_thermal\n",
+            "cpu0-thermal",
+            "cpu3_thermal",
+            "CPU-therm",
+        ] {
+            assert_eq!(cpu_zone(kind), Some(Cpu), "{kind}");
+        }
+        for kind in [
+            "bcm2835_thermal",
+            "soc_thermal",
+            "soc-thermal",
+            "SOC0-therm",
+        ] {
+            assert_eq!(cpu_zone(kind), Some(Soc), "{kind}");
+        }
+        for kind in [
+            "acpitz",
+            "gpu-thermal",
+            "GPU-therm",
+            "tj-therm",
+            "cpufreq-thermal",
+            "cpu-big-thermal",
+            "pch_skylake",
+            "iwlwifi_1",
+            "thermal",
+            "",
+        ] {
+            assert_eq!(cpu_zone(kind), None, "{kind}");
+        }
+        assert!(Cpu < Soc, "a CPU zone ranks before a SoC zone");
     }
 }

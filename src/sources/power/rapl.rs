@@ -3,7 +3,8 @@
 //!
 //! `/sys/class/powercap/intel-rapl:N` are the top-level zones (`package-N`,
 //! or `package-N-die-M`, and `psys` on laptops), `intel-rapl:N:M` their
-//! subzones (`core` = PP0, `uncore` = PP1, `dram`). AMD Zen uses the same
+//! subzones (`core` = PP0, `uncore` = PP1, `dram`); N and M are hexadecimal
+//! (`intel-rapl:a` is the eleventh zone). AMD Zen uses the same
 //! `intel-rapl` control type with only `package-N` and `core`.
 //!
 //! What is counted, and why:
@@ -48,10 +49,20 @@ pub enum RaplDomain {
 /// A powercap zone directory name: its control type and whether it is a
 /// top-level zone (`intel-rapl:0`) or a subzone (`intel-rapl:0:1`). The
 /// control-type directories themselves (`intel-rapl`) are not zones.
+///
+/// Zone ids are lowercase hexadecimal: drivers/powercap/powercap_sys.c
+/// names zones `"%s:%x"`, so the eleventh package is `intel-rapl:a` and
+/// its subzones `intel-rapl:a:0`.
 pub fn parse_zone_dir(dir: &str) -> Option<(&str, bool)> {
     let (ctype, rest) = dir.split_once(':')?;
     let parts: Vec<&str> = rest.split(':').collect();
-    if parts.iter().any(|p| p.parse::<u32>().is_err()) {
+    let hex = |p: &str| {
+        !p.is_empty()
+            && p.len() <= 8
+            && p.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    if !parts.iter().all(|p| hex(p)) {
         return None;
     }
     match parts.len() {
@@ -286,8 +297,20 @@ mod tests {
             parse_zone_dir("intel-rapl-mmio:0"),
             Some(("intel-rapl-mmio", true))
         );
+        // Hexadecimal ids past 9 (the kernel's "%s:%x").
+        assert_eq!(parse_zone_dir("intel-rapl:a"), Some(("intel-rapl", true)));
+        assert_eq!(parse_zone_dir("intel-rapl:f"), Some(("intel-rapl", true)));
+        assert_eq!(parse_zone_dir("intel-rapl:10"), Some(("intel-rapl", true)));
+        assert_eq!(
+            parse_zone_dir("intel-rapl:b:0"),
+            Some(("intel-rapl", false))
+        );
         assert_eq!(parse_zone_dir("intel-rapl"), None);
         assert_eq!(parse_zone_dir("intel-rapl:x"), None);
+        assert_eq!(parse_zone_dir("intel-rapl:A"), None, "%x is lowercase");
+        assert_eq!(parse_zone_dir("intel-rapl:+1"), None);
+        assert_eq!(parse_zone_dir("intel-rapl:"), None);
+        assert_eq!(parse_zone_dir("intel-rapl:0:"), None);
         assert_eq!(parse_zone_dir("intel-rapl:0:1:2"), None);
     }
 
