@@ -165,6 +165,13 @@ impl Snapshot {
         if let Some(m) = &self.macos {
             out.extend(m.energy.iter().copied());
         }
+        // The GPU source's total (NVML, nvidia-smi, amdgpu), unless a
+        // platform source already gave the domain.
+        if let Some(j) = self.gpu.as_ref().and_then(|g| g.energy_joules)
+            && !out.iter().any(|(d, _)| *d == "gpu")
+        {
+            out.push(("gpu", j));
+        }
         out
     }
 

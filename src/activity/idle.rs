@@ -134,7 +134,7 @@ impl IdleSource {
         }
         let dt = interval.as_ref().map(|i| i.1);
         let mut spent = self.attribute(snap, stats, package_w, &deltas);
-        spent.extend(self.attribute_gpu(snap, stats));
+        spent.extend(self.attribute_gpu(snap, stats, &deltas));
         self.add_idle_energy(services, stats, &spent, dt.unwrap_or_default());
         // Counters keep being reported through a cycle without a reading.
         for a in &mut stats.services {
@@ -187,7 +187,21 @@ impl IdleSource {
 
     /// The GPUs' power and energy of this interval by service; returns
     /// each service's energy (index in the services sample, `gpu`).
-    fn attribute_gpu(&mut self, snap: &Snapshot, stats: &mut ActivityStats) -> IntervalEnergy {
+    fn attribute_gpu(
+        &mut self,
+        snap: &Snapshot,
+        stats: &mut ActivityStats,
+        deltas: &[(&'static str, f64)],
+    ) -> IntervalEnergy {
+        // The Apple GPU (powermetrics) lists no processes: all of its power
+        // is other's.
+        let apple_watts = snap.macos.as_ref().and_then(|m| m.gpu_watts);
+        if let (None, Some(w)) = (&snap.gpu, apple_watts) {
+            stats.other_gpu_power_watts = Some(w);
+            let j = deltas.iter().find(|(d, _)| *d == "gpu").map(|(_, j)| *j);
+            *self.other_gpu_energy.get_or_insert(0.0) += j.unwrap_or(0.0);
+            return Vec::new();
+        }
         let (Some(gpu), Some(services)) = (&snap.gpu, &snap.services) else {
             return Vec::new();
         };
@@ -520,6 +534,34 @@ mod tests {
             domain_of("unamentis.server.service.idle_energy.joules", "b"),
             vec!["gpu"]
         );
+    }
+
+    #[test]
+    fn the_apple_gpu_goes_to_other() {
+        use crate::sources::macos::MacosStats;
+        let clock = ManualClock::default();
+        let mut src = source(&["a"], &clock);
+        let apple = |w: f64, j: f64| Snapshot {
+            macos: Some(MacosStats {
+                gpu_watts: Some(w),
+                energy: vec![("gpu", j)],
+                ..Default::default()
+            }),
+            ..snap(10.0, 8, (5.0, 0.0), &[("a", Some(10.0))])
+        };
+        clock.advance(Duration::from_secs(1));
+        let mut s1 = apple(3.0, 0.0);
+        src.sample(&mut s1).unwrap();
+        let st = s1.activity.as_ref().unwrap();
+        assert_eq!(st.other_gpu_power_watts, Some(3.0));
+        assert_eq!(st.other_gpu_energy_joules, Some(0.0));
+        assert_eq!(get(st, "a").gpu_power_watts, None);
+        clock.advance(Duration::from_secs(2));
+        let mut s2 = apple(4.0, 7.0);
+        src.sample(&mut s2).unwrap();
+        let st = s2.activity.as_ref().unwrap();
+        assert_eq!(st.other_gpu_energy_joules, Some(7.0));
+        assert_eq!(get(st, "a").gpu_energy_joules, None);
     }
 
     proptest::proptest! {
