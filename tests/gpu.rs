@@ -609,6 +609,47 @@ fn nvml_agrees_with_nvidia_smi_on_a_real_gpu() {
     }
 }
 
+/// On a real NVIDIA host: `cargo test -- --ignored --nocapture pmon`.
+/// NVML's per-process SM utilization (what splits GPU power between
+/// services) beside `nvidia-smi pmon`'s view of the same second: every
+/// process pmon sees busy must be in NVML's list with a sampled weight.
+#[test]
+#[ignore = "needs an NVIDIA GPU, its driver and nvidia-smi"]
+fn nvml_process_utilization_beside_nvidia_smi_pmon_on_a_real_gpu() {
+    let mut nvml = gpu::nvml::NvmlBackend::new(None);
+    nvml.read().expect("NVML answers on this host");
+    let pmon = std::process::Command::new("nvidia-smi")
+        .args(["pmon", "-c", "1", "-s", "u"])
+        .output()
+        .expect("nvidia-smi pmon runs");
+    let n = nvml.read().expect("NVML answers again");
+    let text = String::from_utf8_lossy(&pmon.stdout);
+    println!(
+        "nvidia-smi pmon:\n{text}\nNVML processes: {:#?}",
+        n.processes
+    );
+    // `# gpu pid type sm mem enc dec command`; `-` where nothing was seen.
+    for line in text.lines().filter(|l| !l.trim_start().starts_with('#')) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (Some(gpu), Some(pid), Some(sm)) = (
+            f.first().and_then(|v| v.parse::<u32>().ok()),
+            f.get(1).and_then(|v| v.parse::<u32>().ok()),
+            f.get(3).and_then(|v| v.parse::<u32>().ok()),
+        ) else {
+            continue;
+        };
+        if sm == 0 {
+            continue;
+        }
+        let seen = n
+            .processes
+            .iter()
+            .find(|p| p.pid == pid && p.gpu_index == gpu)
+            .unwrap_or_else(|| panic!("pmon: pid {pid} at {sm} % on GPU {gpu}, NVML lists it not"));
+        assert!(seen.sm_util.is_some(), "NVML gave no utilization for {pid}");
+    }
+}
+
 /// One GPU source cycle bracketed by two instants, like the agent's own
 /// `Instant::now()` inside it.
 struct Timed {
