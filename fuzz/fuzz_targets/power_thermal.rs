@@ -6,8 +6,8 @@
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use unamentis_agent::sources::power::{self, battery, rapl};
-use unamentis_agent::sources::{sysfs, thermal};
+use unamentis_agent::sources::power::{battery, rapl};
+use unamentis_agent::sources::{energy, sysfs, thermal};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -60,11 +60,11 @@ fuzz_target!(|data: &[u8]| {
     }
 
     // RAPL / hwmon energy: max_energy_range_uj, then energy_uj reads.
-    let mut counter = power::EnergyCounter::new(uint(0));
+    let mut counter = energy::Counter::microjoules(uint(0));
     let start = Instant::now();
     for i in 1..lines.len().min(64) {
         if let Some(raw) = uint(i) {
-            let _ = power::counter_delta(uint(i - 1).unwrap_or(0), raw, uint(0));
+            let _ = energy::counter_delta(uint(i - 1).unwrap_or(0), raw, uint(0));
             let _ = counter.update(raw, start + Duration::from_millis(i as u64));
         }
         let _ = rapl::domain_of(lines[i], i % 2 == 0);

@@ -10,6 +10,7 @@ use crate::snapshot::Snapshot;
 
 pub mod command;
 pub mod cpu;
+pub mod energy;
 pub mod export_queue;
 pub mod filesystem;
 pub mod gpu;

@@ -9,6 +9,7 @@ use std::time::Instant;
 use crate::config::GpuConfig;
 use crate::host::HostPaths;
 use crate::snapshot::Snapshot;
+use crate::sources::energy::{Counter, Trapezoid};
 use crate::sources::{Source, SourceError};
 
 pub mod amdgpu;
@@ -193,14 +194,14 @@ impl Source for GpuSource {
 #[derive(Debug, Default)]
 pub struct EnergyAccumulator {
     total_joules: f64,
-    last: HashMap<String, (Instant, Option<u64>, Option<f64>)>,
+    devices: HashMap<String, (Counter, Trapezoid)>,
     intervals: Vec<GpuInterval>,
 }
 
 impl EnergyAccumulator {
     /// Drops the last readings, keeping the total.
     pub fn forget(&mut self) {
-        self.last.clear();
+        self.devices.clear();
         self.intervals.clear();
     }
 
@@ -218,39 +219,41 @@ impl EnergyAccumulator {
                 continue;
             }
             let key = device_key(d);
-            let mut interval = GpuInterval {
-                gpu_index: d.index,
-                watts: d.power_watts,
-                joules: None,
-            };
-            if let Some((t0, c0, p0)) = self.last.get(&key) {
-                let secs = now.duration_since(*t0).as_secs_f64();
-                let joules = match (c0, d.energy_counter_mj) {
-                    (Some(c0), Some(c1)) => {
-                        // A counter that went backwards (driver reload)
-                        // gives no energy and no mean power.
-                        let delta = c1.checked_sub(*c0).map(|mj| mj as f64 / 1000.0);
-                        if let Some(j) = delta.filter(|_| secs > 0.0) {
-                            interval.watts = Some(j / secs);
-                        }
-                        delta.unwrap_or(0.0)
-                    }
-                    _ => match (p0, d.power_watts) {
-                        (Some(p0), Some(p1)) => (p0 + p1) / 2.0 * secs,
-                        _ => 0.0,
-                    },
-                };
-                if joules.is_finite() && joules > 0.0 {
-                    self.total_joules += joules;
-                    interval.joules = Some(joules);
-                } else {
-                    interval.joules = Some(0.0);
+            // A device missing from the last read starts afresh.
+            let known = self.devices.contains_key(&key);
+            let (mut counter, mut power) = self
+                .devices
+                .remove(&key)
+                .unwrap_or_else(|| (Counter::millijoules(), Trapezoid::default()));
+            let had_counter = counter.has_baseline();
+            let counter_watts = match d.energy_counter_mj {
+                Some(mj) => counter.update(mj, now),
+                None => {
+                    counter.forget();
+                    None
                 }
+            };
+            power.update(d.power_watts, now);
+            // The counter decides when it has two readings (a reset gives
+            // 0); else the trapezoid of the power readings.
+            let joules = if !known {
+                None
+            } else if had_counter && d.energy_counter_mj.is_some() {
+                Some(counter.last_joules().unwrap_or(0.0))
+            } else {
+                Some(power.last_joules().unwrap_or(0.0))
+            };
+            if let Some(j) = joules.filter(|j| j.is_finite() && *j > 0.0) {
+                self.total_joules += j;
             }
-            self.intervals.push(interval);
-            seen.insert(key, (now, d.energy_counter_mj, d.power_watts));
+            self.intervals.push(GpuInterval {
+                gpu_index: d.index,
+                watts: counter_watts.or(d.power_watts),
+                joules: joules.map(|j| if j.is_finite() { j.max(0.0) } else { 0.0 }),
+            });
+            seen.insert(key, (counter, power));
         }
-        self.last = seen;
+        self.devices = seen;
         (!self.intervals.is_empty()).then_some(self.total_joules)
     }
 }

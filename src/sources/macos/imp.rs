@@ -5,12 +5,13 @@ use std::ffi::{CStr, OsString, c_char, c_int};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use super::MacosStats;
 use super::child::{ArgsFor, Supervisor};
 use super::ioreg::{parse_accelerators, parse_battery_xml};
 use super::powermetrics::{Backoff, pressure_from_os_level};
-use super::{EnergyIntegrator, MacosStats};
 use crate::snapshot::Snapshot;
 use crate::sources::command::{CommandError, run_with_timeout};
+use crate::sources::energy::Trapezoid;
 use crate::sources::{Source, SourceError};
 
 // Absolute paths: a launchd daemon runs with a minimal PATH.
@@ -181,7 +182,7 @@ impl Drop for NotifyPressure {
 
 #[derive(Default)]
 pub struct BatterySource {
-    energy: EnergyIntegrator,
+    energy: Trapezoid,
 }
 
 impl Source for BatterySource {
@@ -196,7 +197,10 @@ impl Source for BatterySource {
         match read {
             Ok(Some(b)) => {
                 let watts = b.discharge_watts();
-                let joules = self.energy.add(Instant::now(), watts);
+                let joules = self
+                    .energy
+                    .update(Some(watts), Instant::now())
+                    .unwrap_or(0.0);
                 let out = stats(snap);
                 out.battery_watts = Some(watts);
                 out.set_energy("battery", joules);
@@ -209,8 +213,8 @@ impl Source for BatterySource {
             Err(e) => {
                 self.energy.gap();
                 // The counter stays where it was: it never goes backwards.
-                if self.energy.total() > 0.0 {
-                    stats(snap).set_energy("battery", self.energy.total());
+                if let Some(total) = self.energy.total().filter(|t| *t > 0.0) {
+                    stats(snap).set_energy("battery", total);
                 }
                 Err(e)
             }

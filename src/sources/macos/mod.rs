@@ -8,8 +8,6 @@
 //! energy bookkeeping are platform-independent and tested on Linux; the
 //! `Source` impls (compiled only for macOS) are thin over them.
 
-use std::time::Instant;
-
 pub mod child;
 pub mod ioreg;
 pub mod powermetrics;
@@ -77,38 +75,6 @@ impl MacosStats {
     }
 }
 
-/// Integrates a power reading over time into joules, for sources that only
-/// give watts (the battery). Trapezoids between consecutive readings; a
-/// gap (a failed read) adds nothing rather than a guess.
-#[derive(Debug, Clone, Default)]
-pub struct EnergyIntegrator {
-    last: Option<(Instant, f64)>,
-    total: f64,
-}
-
-impl EnergyIntegrator {
-    pub fn add(&mut self, at: Instant, watts: f64) -> f64 {
-        if !watts.is_finite() || watts < 0.0 {
-            self.gap();
-            return self.total;
-        }
-        if let Some((t0, w0)) = self.last {
-            let dt = at.saturating_duration_since(t0).as_secs_f64();
-            self.total += (w0 + watts) / 2.0 * dt;
-        }
-        self.last = Some((at, watts));
-        self.total
-    }
-
-    pub fn gap(&mut self) {
-        self.last = None;
-    }
-
-    pub fn total(&self) -> f64 {
-        self.total
-    }
-}
-
 #[cfg(target_os = "macos")]
 mod imp;
 
@@ -118,7 +84,6 @@ pub use imp::sources;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn find<'a>(
         pts: &'a [crate::snapshot::Point],
@@ -187,23 +152,6 @@ mod tests {
         assert!(find(&pts, &sc::THERMAL_TEMPERATURE).is_empty());
         assert!(find(&pts, &sc::THERMAL_FAN_RPM).is_empty());
         assert!(find(&pts, &sc::POWER_DRAM_WATTS).is_empty());
-    }
-
-    #[test]
-    fn battery_energy_is_trapezoids_and_gaps_add_nothing() {
-        let t0 = Instant::now();
-        let s = Duration::from_secs;
-        let mut e = EnergyIntegrator::default();
-        assert_eq!(e.add(t0, 4.0), 0.0);
-        // (4 + 6) / 2 W × 5 s = 25 J.
-        assert_eq!(e.add(t0 + s(5), 6.0), 25.0);
-        e.gap();
-        // First reading after a gap: nothing added for the gap.
-        assert_eq!(e.add(t0 + s(60), 2.0), 25.0);
-        assert_eq!(e.add(t0 + s(65), 0.0), 30.0);
-        assert_eq!(e.add(t0 + s(70), f64::NAN), 30.0);
-        assert_eq!(e.add(t0 + s(75), 1.0), 30.0);
-        assert_eq!(e.total(), 30.0);
     }
 
     #[test]

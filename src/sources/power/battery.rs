@@ -11,9 +11,10 @@
 
 use std::time::Instant;
 
-use super::{DomainPower, PowerIntegrator, PowerStats};
+use super::{DomainPower, PowerStats};
 use crate::host::HostPaths;
 use crate::snapshot::Snapshot;
+use crate::sources::energy::Trapezoid;
 use crate::sources::sysfs;
 use crate::sources::{Source, SourceError};
 
@@ -45,7 +46,7 @@ pub fn discharge_watts(
 
 pub struct BatterySource {
     paths: HostPaths,
-    energy: PowerIntegrator,
+    energy: Trapezoid,
     no_battery: bool,
 }
 
@@ -53,7 +54,7 @@ impl BatterySource {
     pub fn new(paths: HostPaths) -> Self {
         let mut s = BatterySource {
             paths,
-            energy: PowerIntegrator::default(),
+            energy: Trapezoid::default(),
             no_battery: false,
         };
         let _ = s.read(Instant::now());

@@ -14,9 +14,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::{DomainPower, EnergyCounter, PowerIntegrator, PowerStats, sum_domain};
+use super::{DomainPower, PowerStats, sum_domain};
 use crate::host::HostPaths;
 use crate::snapshot::Snapshot;
+use crate::sources::energy::{Counter, Trapezoid};
 use crate::sources::sysfs::{self, ValueError};
 use crate::sources::{Source, SourceError};
 
@@ -24,7 +25,7 @@ const HWMON: &str = "class/hwmon";
 
 struct Socket {
     input: PathBuf,
-    counter: EnergyCounter,
+    counter: Counter,
     watts: Option<f64>,
 }
 
@@ -58,7 +59,7 @@ fn discover(paths: &HostPaths) -> Sensors {
                     if label(paths, &dir, "energy", n).is_some_and(|l| l.starts_with("Esocket")) {
                         s.sockets.push(Socket {
                             input: dir.join(&file),
-                            counter: EnergyCounter::new(None),
+                            counter: Counter::microjoules(None),
                             watts: None,
                         });
                     }
@@ -83,7 +84,7 @@ pub struct HwmonPowerSource {
     /// RAPL has a package zone: this source is not needed.
     rapl: bool,
     sensors: Sensors,
-    cpu: PowerIntegrator,
+    cpu: Trapezoid,
     permission: bool,
 }
 
@@ -99,7 +100,7 @@ impl HwmonPowerSource {
             paths,
             rapl,
             sensors,
-            cpu: PowerIntegrator::default(),
+            cpu: Trapezoid::default(),
             permission: false,
         };
         let _ = s.read(Instant::now());
@@ -121,7 +122,7 @@ impl HwmonPowerSource {
             self.sensors
                 .sockets
                 .iter()
-                .map(|s| (s.watts, s.counter.total_uj())),
+                .map(|s| (s.watts, s.counter.total_units())),
         );
         let cpu = if self.sensors.core_rails.is_empty() {
             package

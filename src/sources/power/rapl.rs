@@ -30,9 +30,10 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use super::{DomainPower, EnergyCounter, PowerStats, sum_domain};
+use super::{DomainPower, PowerStats, sum_domain};
 use crate::host::HostPaths;
 use crate::snapshot::Snapshot;
+use crate::sources::energy::Counter;
 use crate::sources::sysfs::{self, ValueError};
 use crate::sources::{Source, SourceError};
 
@@ -102,7 +103,7 @@ struct Zone {
     /// Relative to the sysfs root, e.g. `class/powercap/intel-rapl:0`.
     rel: PathBuf,
     domain: RaplDomain,
-    counter: EnergyCounter,
+    counter: Counter,
     /// Watts of the current cycle; `None` when this cycle's read failed.
     watts: Option<f64>,
 }
@@ -125,7 +126,7 @@ fn discover(paths: &HostPaths) -> Vec<Zone> {
         let zone = Zone {
             rel,
             domain,
-            counter: EnergyCounter::new(max),
+            counter: Counter::microjoules(max),
             watts: None,
         };
         match ctype {
@@ -223,7 +224,7 @@ impl RaplSource {
             self.zones
                 .iter()
                 .filter(|z| z.domain == d)
-                .map(|z| (z.watts, z.counter.total_uj())),
+                .map(|z| (z.watts, z.counter.total_units())),
         )
     }
 }
