@@ -433,3 +433,67 @@ async fn binary_reports_dropped_batches_beyond_the_cap() {
     assert!(!batch_times(&got).contains(&first_probe));
     assert!(agent.log_text().contains("dropped"), "{}", agent.log_text());
 }
+
+/// Runs the binary against `endpoint` until a delivery attempt has failed,
+/// stops it, and returns its log (the shutdown flush fails the same way).
+async fn shutdown_log(env: &[(&str, &str)]) -> String {
+    let mut agent = Agent::spawn(env, &["run"]);
+    agent.wait_for_log("export failed", LIMIT).await;
+    agent.signal("TERM");
+    assert!(agent.wait(LIMIT).success(), "{}", agent.log_text());
+    agent.log_text()
+}
+
+fn shutdown_line(log: &str) -> &str {
+    log.lines()
+        .find(|l| l.contains("at shutdown"))
+        .unwrap_or_else(|| panic!("no shutdown warning: {log}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_says_refused_at_shutdown_when_the_collector_refuses() {
+    // gRPC INVALID_ARGUMENT, then OTLP/HTTP 401: both are answers.
+    let rx = Receiver::grpc().await;
+    rx.set_behaviour(Behaviour::Fail(Code::InvalidArgument));
+    let log = shutdown_log(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &rx.endpoint()),
+        ("UNAMENTIS_AGENT_INTERVAL", "100ms"),
+    ])
+    .await;
+    let line = shutdown_line(&log);
+    assert!(line.contains("collector refused"), "{line}");
+    assert!(line.contains("InvalidArgument"), "the reason: {line}");
+    assert!(!log.contains("unreachable"), "{log}");
+    assert!(!rx.refused().is_empty());
+
+    let rx = Receiver::http().await;
+    rx.set_behaviour(Behaviour::Fail(Code::Unauthenticated));
+    let log = shutdown_log(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &rx.endpoint()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ("UNAMENTIS_AGENT_INTERVAL", "100ms"),
+    ])
+    .await;
+    let line = shutdown_line(&log);
+    assert!(line.contains("collector refused"), "{line}");
+    assert!(line.contains("HTTP 401"), "the reason: {line}");
+    assert!(!log.contains("unreachable"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_says_unreachable_at_shutdown_only_when_nothing_answers() {
+    let endpoint = format!("http://127.0.0.1:{}", free_port());
+    let log = shutdown_log(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+        ("UNAMENTIS_AGENT_INTERVAL", "100ms"),
+    ])
+    .await;
+    let line = shutdown_line(&log);
+    assert!(line.contains("collector unreachable"), "{line}");
+    assert!(
+        line.to_lowercase().contains("connection refused"),
+        "the reason: {line}"
+    );
+    assert!(!log.contains("refuse the data"), "{log}");
+    assert!(!line.contains("collector refused"), "{line}");
+}

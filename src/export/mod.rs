@@ -52,6 +52,10 @@ struct State {
     /// finished, so a flush can wait for "a round after my request".
     rounds_requested: u64,
     rounds_done: u64,
+    /// Why the latest attempt failed; None once one succeeds. The
+    /// shutdown message says from it whether the collector refused the
+    /// data or could not be reached.
+    last_failure: Option<Failure>,
 }
 
 struct Shared {
@@ -126,6 +130,7 @@ impl QueueingExporter {
                 queue: Queue::new(settings.max_bytes, settings.max_age),
                 rounds_requested: 0,
                 rounds_done: 0,
+                last_failure: None,
             }),
             wake: Notify::new(),
             round_done: Condvar::new(),
@@ -184,12 +189,11 @@ impl PushMetricExporter for QueueingExporter {
         if self.flush(timeout.min(SHUTDOWN_WAIT_MAX)) {
             return Ok(());
         }
-        let (batches, bytes) = self.queued();
-        tracing::warn!(
-            batches,
-            bytes,
-            "collector unreachable at shutdown: the queued batches are lost"
-        );
+        let (batches, bytes, failure) = {
+            let st = self.shared.lock();
+            (st.queue.len(), st.queue.bytes(), st.last_failure.clone())
+        };
+        tracing::warn!(batches, bytes, "{}", shutdown_loss(failure.as_ref()));
         Err(OTelSdkError::InternalFailure(format!(
             "{batches} batches not delivered"
         )))
@@ -234,10 +238,13 @@ async fn sender(shared: Arc<Shared>, client: Client, endpoint: String, timeout: 
             let Some(head) = head else { break };
             match client.send(&head.bytes, timeout).await {
                 Ok(()) => {
-                    shared.lock().queue.ack(head.last_seq);
+                    let mut st = shared.lock();
+                    st.queue.ack(head.last_seq);
+                    st.last_failure = None;
                     delivered += head.batches;
                 }
                 Err(e) => {
+                    shared.lock().last_failure = Some(e.clone());
                     failure = Some(e);
                     break;
                 }
@@ -299,7 +306,14 @@ fn warn_failure(endpoint: &str, e: &Failure, ongoing: Option<&Outage>) {
         ),
         None => (String::new(), 1),
     };
-    if e.is_rejection() {
+    if e.is_unreachable() {
+        tracing::warn!(
+            endpoint,
+            failures,
+            "export failed{queued_for}: collector unreachable: {e}; batches are kept and \
+             replayed when the collector answers"
+        );
+    } else if e.is_rejection() {
         tracing::warn!(
             endpoint,
             failures,
@@ -314,6 +328,27 @@ fn warn_failure(endpoint: &str, e: &Failure, ongoing: Option<&Outage>) {
             "export failed{queued_for}: {e}; batches are kept and replayed when the collector \
              answers"
         );
+    }
+}
+
+/// What the shutdown warning says when batches are left: "refused" only
+/// when the collector answered with a refusal, "unreachable" only when it
+/// did not answer (or the last attempt was still waiting).
+fn shutdown_loss(last: Option<&Failure>) -> String {
+    match last {
+        Some(e @ Failure::Rejected(_)) => format!(
+            "collector refused the queued batches at shutdown ({e}): they are lost; check the \
+             ingestion key, headers and endpoint path"
+        ),
+        Some(e @ Failure::Transient(_)) => {
+            format!("collector could not take the queued batches at shutdown ({e}): they are lost")
+        }
+        Some(e @ Failure::Unreachable(_)) => {
+            format!("collector unreachable at shutdown ({e}): the queued batches are lost")
+        }
+        None => "collector unreachable at shutdown (no answer before the shutdown deadline): \
+                 the queued batches are lost"
+            .to_owned(),
     }
 }
 
