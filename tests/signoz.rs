@@ -41,30 +41,16 @@ fn rule_files() -> Vec<PathBuf> {
 // ---- pkg/types/ruletypes/api_params.go ----
 
 /// `PostableRule`'s JSON fields.
+#[rustfmt::skip]
 const RULE_FIELDS: &[&str] = &[
-    "alert",
-    "alertType",
-    "description",
-    "ruleType",
-    "evalWindow",
-    "frequency",
-    "condition",
-    "labels",
-    "annotations",
-    "disabled",
-    "source",
-    "preferredChannels",
-    "version",
-    "evaluation",
-    "schemaVersion",
-    "notificationSettings",
+    "alert", "alertType", "description", "ruleType", "evalWindow", "frequency", "condition",
+    "labels", "annotations", "disabled", "source", "preferredChannels", "version", "evaluation",
+    "schemaVersion", "notificationSettings",
 ];
 /// `AlertType` (a plain string: compared as written).
+#[rustfmt::skip]
 const ALERT_TYPES: &[&str] = &[
-    "METRIC_BASED_ALERT",
-    "TRACES_BASED_ALERT",
-    "LOGS_BASED_ALERT",
-    "EXCEPTIONS_BASED_ALERT",
+    "METRIC_BASED_ALERT", "TRACES_BASED_ALERT", "LOGS_BASED_ALERT", "EXCEPTIONS_BASED_ALERT",
 ];
 /// `validate()`: "version: only v5 is supported".
 const RULE_VERSION: &str = "v5";
@@ -79,19 +65,10 @@ const RENOTIFY_STATES: &[&str] = &["firing", "nodata"];
 
 // ---- pkg/types/ruletypes/alerting.go ----
 
+#[rustfmt::skip]
 const CONDITION_FIELDS: &[&str] = &[
-    "compositeQuery",
-    "op",
-    "target",
-    "alertOnAbsent",
-    "absentFor",
-    "matchType",
-    "targetUnit",
-    "algorithm",
-    "seasonality",
-    "selectedQueryName",
-    "requireMinPoints",
-    "requiredNumPoints",
+    "compositeQuery", "op", "target", "alertOnAbsent", "absentFor", "matchType", "targetUnit",
+    "algorithm", "seasonality", "selectedQueryName", "requireMinPoints", "requiredNumPoints",
     "thresholds",
 ];
 const COMPOSITE_FIELDS: &[&str] = &["queries", "panelType", "queryType", "unit"];
@@ -133,14 +110,9 @@ const MATCH_TYPES: &[(&str, &[&str])] = &[
 // ---- pkg/types/ruletypes/threshold.go ----
 
 const THRESHOLD_KINDS: &[&str] = &["basic"];
+#[rustfmt::skip]
 const THRESHOLD_FIELDS: &[&str] = &[
-    "name",
-    "target",
-    "targetUnit",
-    "recoveryTarget",
-    "matchType",
-    "op",
-    "channels",
+    "name", "target", "targetUnit", "recoveryTarget", "matchType", "op", "channels",
 ];
 
 // ---- pkg/types/ruletypes/evaluation.go ----
@@ -151,69 +123,37 @@ const ROLLING_FIELDS: &[&str] = &["evalWindow", "frequency"];
 // ---- pkg/types/querybuildertypes/querybuildertypesv5 ----
 
 /// query_type.go: the envelope types `QueryEnvelope.UnmarshalJSON` decodes.
+#[rustfmt::skip]
 const ENVELOPE_TYPES: &[&str] = &[
-    "builder_query",
-    "builder_ai_query",
-    "builder_formula",
-    "builder_sub_query",
-    "builder_join",
-    "builder_trace_operator",
-    "clickhouse_sql",
-    "promql",
+    "builder_query", "builder_ai_query", "builder_formula", "builder_sub_query", "builder_join",
+    "builder_trace_operator", "clickhouse_sql", "promql",
 ];
 /// req.go: the envelope is decoded strictly.
 const ENVELOPE_FIELDS: &[&str] = &["type", "spec"];
 /// builder_query.go: `QueryBuilderQuery`, decoded strictly.
+#[rustfmt::skip]
 const BUILDER_QUERY_FIELDS: &[&str] = &[
-    "name",
-    "stepInterval",
-    "signal",
-    "source",
-    "aggregations",
-    "disabled",
-    "filter",
-    "groupBy",
-    "order",
-    "selectFields",
-    "limit",
-    "limitBy",
-    "offset",
-    "cursor",
-    "having",
-    "secondaryAggregations",
-    "functions",
-    "legend",
+    "name", "stepInterval", "signal", "source", "aggregations", "disabled", "filter", "groupBy",
+    "order", "selectFields", "limit", "limitBy", "offset", "cursor", "having",
+    "secondaryAggregations", "functions", "legend",
 ];
 /// Fields SigNoz accepts whose deeper checks are not transcribed here; a
 /// rule that starts using one must extend this test first.
+#[rustfmt::skip]
 const BUILDER_QUERY_UNCHECKED: &[&str] = &[
-    "order",
-    "selectFields",
-    "limitBy",
-    "cursor",
-    "having",
-    "secondaryAggregations",
+    "order", "selectFields", "limitBy", "cursor", "having", "secondaryAggregations",
     "functions",
 ];
 /// formula.go: `QueryBuilderFormula`, decoded strictly.
+#[rustfmt::skip]
 const FORMULA_FIELDS: &[&str] = &[
-    "name",
-    "expression",
-    "disabled",
-    "order",
-    "limit",
-    "having",
-    "functions",
-    "legend",
+    "name", "expression", "disabled", "order", "limit", "having", "functions", "legend",
 ];
 /// builder_elements.go: `MetricAggregation`'s JSON fields.
+#[rustfmt::skip]
 const METRIC_AGGREGATION_FIELDS: &[&str] = &[
-    "metricName",
-    "temporality",
-    "timeAggregation",
-    "spaceAggregation",
-    "comparisonSpaceAggregationParam",
-    "reduceTo",
+    "metricName", "temporality", "timeAggregation", "spaceAggregation",
+    "comparisonSpaceAggregationParam", "reduceTo",
 ];
 const FILTER_FIELDS: &[&str] = &["expression"];
 /// builder_elements.go: `ReduceTo`.
@@ -225,17 +165,9 @@ const MAX_QUERY_LIMIT: i64 = 10_000;
 
 const TEMPORALITIES: &[&str] = &["delta", "cumulative", "unspecified", ""];
 /// `TimeAggregation.Enum()` (the empty value is in it).
+#[rustfmt::skip]
 const TIME_AGGREGATIONS: &[&str] = &[
-    "latest",
-    "sum",
-    "avg",
-    "min",
-    "max",
-    "count",
-    "count_distinct",
-    "rate",
-    "increase",
-    "",
+    "latest", "sum", "avg", "min", "max", "count", "count_distinct", "rate", "increase", "",
 ];
 /// `SpaceAggregation.Enum()`: `IsValid` uses it, so the empty value is
 /// refused ("invalid space aggregation").
@@ -250,32 +182,16 @@ const SIGNALS: &[&str] = &["traces", "logs", "metrics", ""];
 /// source.go (audit exists but is not offered yet).
 const SOURCES: &[&str] = &["meter", "audit", ""];
 /// field.go: `TelemetryFieldKey`'s JSON fields (a groupBy entry).
+#[rustfmt::skip]
 const FIELD_KEY_FIELDS: &[&str] = &[
-    "name",
-    "description",
-    "unit",
-    "signal",
-    "fieldContext",
-    "fieldDataType",
+    "name", "description", "unit", "signal", "fieldContext", "fieldDataType",
 ];
 /// field_context.go: `fieldContexts` (anything else silently becomes
 /// "unspecified" in SigNoz; refused here as a typo).
+#[rustfmt::skip]
 const FIELD_CONTEXTS: &[&str] = &[
-    "resource",
-    "scope",
-    "tag",
-    "point",
-    "attribute",
-    "event",
-    "body",
-    "spanfield",
-    "span",
-    "logfield",
-    "log",
-    "metric",
-    "tracefield",
-    "trace",
-    "",
+    "resource", "scope", "tag", "point", "attribute", "event", "body", "spanfield", "span",
+    "logfield", "log", "metric", "tracefield", "trace", "",
 ];
 /// field_datatype.go: the scalar names of `fieldDataTypes`.
 const FIELD_DATA_TYPES: &[&str] = &[
@@ -403,11 +319,12 @@ fn validate_rule(rule: &Json) -> Vec<String> {
     let schema = r
         .get("schemaVersion")
         .and_then(Json::as_str)
+        .filter(|s| !s.is_empty())
         .unwrap_or(SCHEMA_V1);
     match r.get("version").and_then(Json::as_str) {
         Some(RULE_VERSION) => {}
-        // An absent version defaults to v5; one written must be v5.
-        None => {}
+        // An absent or empty version defaults to v5; one written must be v5.
+        None | Some("") => {}
         Some(other) => e.add(
             "version",
             format!("only {RULE_VERSION} is supported, got {other:?}"),
@@ -1265,71 +1182,23 @@ fn project_errors(rule: &Json) -> Vec<String> {
 
 /// The thresholds of the product plan: alert -> (severity, literal op,
 /// target, the metrics the selected query needs).
+#[rustfmt::skip]
 const PLAN: &[(&str, &str, &str, f64, &[&str])] = &[
-    (
-        "UnamentisIdlePackagePowerHigh",
-        "warning",
-        "above",
-        5.0,
-        &[
-            "unamentis.server.power.package_watts",
-            "unamentis.server.idle.state",
-        ],
-    ),
-    (
-        "UnamentisIdlePackagePowerCritical",
-        "critical",
-        "above",
-        10.0,
-        &[
-            "unamentis.server.power.package_watts",
-            "unamentis.server.idle.state",
-        ],
-    ),
-    (
-        "UnamentisIdleServiceCpuHigh",
-        "warning",
-        "above",
-        5.0,
-        &["unamentis.server.service.idle_cpu_seconds"],
-    ),
-    (
-        "UnamentisIdleServiceCpuCritical",
-        "critical",
-        "above",
-        20.0,
-        &["unamentis.server.service.idle_cpu_seconds"],
-    ),
-    (
-        "UnamentisServiceMemoryGrowth",
-        "warning",
-        "above",
-        100.0,
-        &["unamentis.server.service.memory_growth_mb_per_hour"],
-    ),
-    (
-        "UnamentisServiceMemoryGrowthCritical",
-        "critical",
-        "above",
-        500.0,
-        &["unamentis.server.service.memory_growth_mb_per_hour"],
-    ),
+    ("UnamentisIdlePackagePowerHigh", "warning", "above", 5.0, &[POWER, IDLE]),
+    ("UnamentisIdlePackagePowerCritical", "critical", "above", 10.0, &[POWER, IDLE]),
+    ("UnamentisIdleServiceCpuHigh", "warning", "above", 5.0, &[IDLE_CPU]),
+    ("UnamentisIdleServiceCpuCritical", "critical", "above", 20.0, &[IDLE_CPU]),
+    ("UnamentisServiceMemoryGrowth", "warning", "above", 100.0, &[GROWTH]),
+    ("UnamentisServiceMemoryGrowthCritical", "critical", "above", 500.0, &[GROWTH]),
     // Pressure levels: 1 fair; 2 serious and 3 critical are above 1.
-    (
-        "UnamentisThermalPressureFair",
-        "warning",
-        "equal",
-        1.0,
-        &["unamentis.server.thermal.pressure"],
-    ),
-    (
-        "UnamentisThermalPressureSerious",
-        "critical",
-        "above",
-        1.0,
-        &["unamentis.server.thermal.pressure"],
-    ),
+    ("UnamentisThermalPressureFair", "warning", "equal", 1.0, &[PRESSURE]),
+    ("UnamentisThermalPressureSerious", "critical", "above", 1.0, &[PRESSURE]),
 ];
+const POWER: &str = semconv::POWER_PACKAGE_WATTS.name;
+const IDLE: &str = semconv::IDLE_STATE.name;
+const IDLE_CPU: &str = semconv::SERVICE_IDLE_CPU_SECONDS.name;
+const GROWTH: &str = semconv::SERVICE_MEMORY_GROWTH_MB_PER_HOUR.name;
+const PRESSURE: &str = semconv::THERMAL_PRESSURE.name;
 
 fn literal(forms: &[(&'static str, &[&str])], v: &Json) -> &'static str {
     let v = valuer(v).unwrap_or_default();
@@ -1538,234 +1407,152 @@ fn signozs_own_valid_examples_pass() {
     }
 }
 
+/// A copy of `rule` with the value at JSON `pointer` replaced by (or, when
+/// absent, set to) the JSON text `value`, or removed when `value` is None.
+fn mutated(rule: &Json, pointer: &str, value: Option<&str>) -> Json {
+    let mut r = rule.clone();
+    let (parent, key) = pointer.rsplit_once('/').unwrap();
+    let parent = r.pointer_mut(parent).unwrap_or_else(|| panic!("{pointer}"));
+    match (value, parent) {
+        (Some(v), Json::Array(a)) => {
+            a[key.parse::<usize>().unwrap()] = serde_json::from_str(v).unwrap()
+        }
+        (Some(v), Json::Object(o)) => {
+            o.insert(key.to_owned(), serde_json::from_str(v).unwrap());
+        }
+        (None, Json::Object(o)) => {
+            o.remove(key).unwrap_or_else(|| panic!("{pointer}"));
+        }
+        _ => panic!("{pointer}"),
+    }
+    r
+}
+
+const Q0: &str = "/condition/compositeQuery/queries/0";
+const TH: &str = "/condition/thresholds/spec/0";
+const Q1: &str = "/condition/compositeQuery/queries/1";
+
+/// One change to a valid rule, and the error SigNoz's checks give for it.
+#[rustfmt::skip]
+const BREAKS: &[(&str, &str, Option<&str>, &str)] = &[
+    ("", "/version", Some(r#""v4""#), "only v5"),
+    ("", "/schemaVersion", Some(r#""v2""#), "schemaVersion"),
+    ("", "/ruleType", Some(r#""threshold""#), "ruleType"),
+    ("", "/alertType", Some(r#""metric_based_alert""#), "alertType"),
+    ("", "/alert", Some(r#""""#), "alert: field is required"),
+    ("", "/labels/1sev", Some(r#""x""#), "invalid name"),
+    ("", "/annotations/summary", Some(r#""{{ .Value }}""#), "template action"),
+    ("", "/builderQueries", Some("{}"), r#"unknown field "builderQueries""#),
+    ("", "/condition/thresholds", None, "thresholds: field is required"),
+    ("", "/evaluation", None, "evaluation: field is required"),
+    ("", "/notificationSettings", None, "notificationSettings: field is required"),
+    ("", "/evaluation/spec/evalWindow", Some(r#""5 min""#), "invalid duration"),
+    ("", "/evaluation/spec/frequency", Some(r#""0s""#), "greater than zero"),
+    ("", "/evaluation/kind", Some(r#""sliding""#), "evaluation.kind"),
+    ("", "/notificationSettings/renotify/alertStates/0", Some(r#""pending""#), "alertStates"),
+    (TH, "/op", Some(r#""greater""#), ".op"),
+    (TH, "/matchType", Some(r#""always""#), ".matchType"),
+    (TH, "/name", Some(r#""""#), "name cannot be empty"),
+    (TH, "/target", None, "target value"),
+    ("", "/condition/selectedQueryName", Some(r#""F2""#), "does not match any query"),
+    ("", "/condition/compositeQuery/panelType", Some(r#""chart""#), "panelType"),
+    ("", "/condition/compositeQuery/queries", Some("[]"), "at least one query"),
+    (Q0, "/type", Some(r#""builder""#), "unknown query type"),
+    (Q0, "/id", Some(r#""x""#), r#"unknown field "id""#),
+    (Q0, "/spec/aggregateOperator", Some(r#""rate""#), r#"unknown field "aggregateOperator""#),
+    (Q0, "/spec/signal", Some(r#""metric""#), "invalid signal"),
+    (Q0, "/spec/aggregations", Some("[]"), "at least one aggregation"),
+    (Q0, "/spec/aggregations/0/spaceAggregation", Some(r#""""#), "spaceAggregation"),
+    (Q0, "/spec/aggregations/0/timeAggregation", Some(r#""rate_1m""#), "timeAggregation"),
+    (Q0, "/spec/aggregations/0/metricName", Some(r#""""#), "metric name is required"),
+    (Q0, "/spec/groupBy/0/key", Some(r#""host.name""#), r#"unknown field "key""#),
+    (Q0, "/spec/groupBy/0/name", Some(r#""timestamp""#), "timestamp"),
+    (Q0, "/spec/filter/expression", Some(r#""unamentis.service != ""#), "expected a value"),
+    (Q0, "/spec/filter/expression", Some(r#""unamentis.service !! 'x'""#), "lone '!'"),
+    (Q0, "/spec/filter/expression", Some(r#""'ollama'""#), "full-text"),
+    (Q0, "/spec/filter/items", Some("[]"), r#"unknown field "items""#),
+    (Q0, "/spec/stepInterval", Some(r#""1 minute""#), "invalid step"),
+    (Q0, "/spec/limit", Some("10001"), "out of range"),
+    (Q0, "/spec/functions", Some("[]"), "not checked here"),
+    (Q1, "/spec/expression", Some(r#""A * C""#), "names no builder query"),
+    (Q1, "/spec/expression", Some(r#""A * (100""#), "failed to parse expression"),
+    (Q1, "/spec/legnd", Some(r#""""#), r#"unknown field "legnd""#),
+];
+
 #[test]
 fn each_signoz_rule_breaks_the_validator() {
     let good = shipped("unamentis-idle-service-cpu-high.json");
     assert!(validate_rule(&good).is_empty());
-    let with = |f: &dyn Fn(&mut Json)| {
-        let mut r = good.clone();
-        f(&mut r);
-        r
-    };
-    fn spec(r: &mut Json) -> &mut Json {
-        &mut r["condition"]["compositeQuery"]["queries"][0]["spec"]
+    for (base, pointer, value, needle) in BREAKS {
+        let rule = mutated(&good, &format!("{base}{pointer}"), *value);
+        let errors = validate_rule(&rule);
+        assert!(
+            errors.iter().any(|e| e.contains(needle)),
+            "{base}{pointer} = {value:?}: expected {needle:?}, got {errors:#?}"
+        );
     }
-    fn th(r: &mut Json) -> &mut Json {
-        &mut r["condition"]["thresholds"]["spec"][0]
-    }
-    fails(&with(&|r| r["version"] = "v4".into()), "only v5");
-    fails(
-        &with(&|r| r["schemaVersion"] = "v2".into()),
-        "schemaVersion",
-    );
-    fails(&with(&|r| r["ruleType"] = "threshold".into()), "ruleType");
-    fails(
-        &with(&|r| r["alertType"] = "metric_based_alert".into()),
-        "alertType",
-    );
-    fails(
-        &with(&|r| r["alert"] = "".into()),
-        "alert: field is required",
-    );
-    fails(&with(&|r| r["labels"]["1sev"] = "x".into()), "invalid name");
-    fails(
-        &with(&|r| {
-            r["condition"].as_object_mut().unwrap().remove("thresholds");
-        }),
-        "thresholds: field is required",
-    );
-    fails(
-        &with(&|r| {
-            r.as_object_mut().unwrap().remove("evaluation");
-        }),
-        "evaluation: field is required",
-    );
-    fails(
-        &with(&|r| {
-            r.as_object_mut().unwrap().remove("notificationSettings");
-        }),
-        "notificationSettings",
-    );
-    fails(
-        &with(&|r| r["evaluation"]["spec"]["evalWindow"] = "5 min".into()),
-        "invalid duration",
-    );
-    fails(
-        &with(&|r| r["evaluation"]["spec"]["frequency"] = "0s".into()),
-        "greater than zero",
-    );
-    fails(
-        &with(&|r| r["evaluation"]["kind"] = "sliding".into()),
-        "evaluation.kind",
-    );
-    fails(&with(&|r| th(r)["op"] = "greater".into()), ".op");
-    fails(
-        &with(&|r| th(r)["matchType"] = "always".into()),
-        ".matchType",
-    );
-    fails(
-        &with(&|r| th(r)["name"] = "".into()),
-        "name cannot be empty",
-    );
-    fails(&with(&|r| th(r)["target"] = Json::Null), "target value");
-    fails(
-        &with(&|r| r["condition"]["selectedQueryName"] = "F2".into()),
-        "does not match any query",
-    );
-    fails(
-        &with(&|r| r["condition"]["compositeQuery"]["queries"][0]["type"] = "builder".into()),
-        "unknown query type",
-    );
-    fails(
-        &with(&|r| r["condition"]["compositeQuery"]["queries"][0]["id"] = "x".into()),
-        "unknown field \"id\"",
-    );
-    fails(
-        &with(&|r| spec(r)["aggregateOperator"] = "rate".into()),
-        "unknown field \"aggregateOperator\"",
-    );
-    fails(
-        &with(&|r| spec(r)["signal"] = "metric".into()),
-        "invalid signal",
-    );
-    fails(
-        &with(&|r| spec(r)["aggregations"] = Json::Array(vec![])),
-        "at least one aggregation",
-    );
-    fails(
-        &with(&|r| spec(r)["aggregations"][0]["spaceAggregation"] = "".into()),
-        "spaceAggregation",
-    );
-    fails(
-        &with(&|r| spec(r)["aggregations"][0]["timeAggregation"] = "rate_per_minute".into()),
-        "timeAggregation",
-    );
-    fails(
-        &with(&|r| spec(r)["aggregations"][0]["metricName"] = "".into()),
-        "metric name is required",
-    );
-    fails(
-        &with(&|r| spec(r)["groupBy"][0]["key"] = "host.name".into()),
-        "unknown field \"key\"",
-    );
-    fails(
-        &with(&|r| spec(r)["groupBy"][0]["name"] = "timestamp".into()),
-        "timestamp",
-    );
-    fails(
-        &with(&|r| spec(r)["filter"]["expression"] = "unamentis.service != ".into()),
-        "expected a value",
-    );
-    fails(
-        &with(&|r| spec(r)["filter"]["expression"] = "unamentis.service !! 'x'".into()),
-        "lone '!'",
-    );
-    fails(
-        &with(&|r| spec(r)["filter"]["expression"] = "'ollama'".into()),
-        "full-text",
-    );
-    fails(
-        &with(&|r| spec(r)["filter"]["items"] = Json::Array(vec![])),
-        "unknown field \"items\"",
-    );
-    fails(
-        &with(&|r| spec(r)["stepInterval"] = "1 minute".into()),
-        "invalid step",
-    );
-    fails(&with(&|r| spec(r)["limit"] = 10001.into()), "out of range");
-    fails(
-        &with(&|r| {
-            r["condition"]["compositeQuery"]["queries"][1]["spec"]["expression"] = "A * C".into()
-        }),
-        "names no builder query",
-    );
-    fails(
-        &with(&|r| {
-            r["condition"]["compositeQuery"]["queries"][1]["spec"]["expression"] = "A * (100".into()
-        }),
-        "failed to parse expression",
-    );
-    fails(
-        &with(&|r| r["condition"]["compositeQuery"]["panelType"] = "chart".into()),
-        "panelType",
-    );
-    fails(
-        &with(&|r| r["notificationSettings"]["renotify"]["alertStates"][0] = "pending".into()),
-        "alertStates",
-    );
-    fails(
-        &with(&|r| r["annotations"]["summary"] = "{{ .Value }}".into()),
-        "template action",
-    );
 }
+
+/// Changes the registry, the plan or the per-host join refuse.
+#[rustfmt::skip]
+const PROJECT_BREAKS: &[(&str, &str, &str)] = &[
+    ("/spec/aggregations/0/metricName", r#""unamentis.server.service.idle_cpu_seconds_total""#, "not in semconv/registry.yaml"),
+    ("/spec/aggregations/0/timeAggregation", r#""avg""#, "counter"),
+    ("/spec/groupBy/1/name", r#""service.name""#, "groupBy service.name"),
+    ("/spec/filter/expression", r#""service != 'other'""#, "filter key service"),
+];
+#[rustfmt::skip]
+const PLAN_BREAKS: &[(&str, &str, &str)] = &[
+    ("/condition/thresholds/spec/0/target", "6", "target"),
+    ("/condition/thresholds/spec/0/name", r#""critical""#, "threshold"),
+    ("/condition/thresholds/spec/0/op", r#""below""#, "op"),
+    ("/condition/thresholds/spec/0/targetUnit", r#""percentunit""#, "targetUnit"),
+    ("/labels/severity", r#""info""#, "severity label"),
+];
 
 #[test]
 fn the_project_checks_catch_wrong_metrics_keys_and_thresholds() {
     let good = shipped("unamentis-idle-service-cpu-high.json");
     assert!(project_errors(&good).is_empty() && plan_errors(&good).is_empty());
-    let check = |f: &dyn Fn(&mut Json), needle: &str| {
-        let mut r = good.clone();
-        f(&mut r);
+    let q0 = |p: &str| format!("{Q0}{p}");
+    let changes = PROJECT_BREAKS
+        .iter()
+        .map(|(p, v, n)| (q0(p), *v, *n))
+        .chain(PLAN_BREAKS.iter().map(|(p, v, n)| (p.to_string(), *v, *n)));
+    for (pointer, value, needle) in changes {
+        let r = mutated(&good, &pointer, Some(value));
         let errors: Vec<String> = project_errors(&r)
             .into_iter()
             .chain(plan_errors(&r))
             .collect();
         assert!(
             errors.iter().any(|e| e.contains(needle)),
-            "expected {needle:?}: {errors:#?}"
+            "{pointer} = {value}: expected {needle:?}, got {errors:#?}"
         );
-    };
-    fn spec(r: &mut Json) -> &mut Json {
-        &mut r["condition"]["compositeQuery"]["queries"][0]["spec"]
     }
-    fn agg(r: &mut Json) -> &mut Json {
-        &mut spec(r)["aggregations"][0]
-    }
-    check(
-        &|r| agg(r)["metricName"] = "unamentis.server.service.idle_cpu_seconds_total".into(),
-        "not in semconv/registry.yaml",
-    );
-    check(&|r| agg(r)["timeAggregation"] = "avg".into(), "counter");
-    check(
-        &|r| spec(r)["groupBy"][1]["name"] = "service.name".into(),
-        "groupBy service.name",
-    );
-    check(
-        &|r| spec(r)["filter"]["expression"] = "service != 'other'".into(),
-        "filter key service",
-    );
-    check(
-        &|r| r["condition"]["thresholds"]["spec"][0]["target"] = 6.into(),
-        "target",
-    );
-    check(
-        &|r| r["condition"]["thresholds"]["spec"][0]["name"] = "critical".into(),
-        "threshold",
-    );
-    check(
-        &|r| r["condition"]["thresholds"]["spec"][0]["op"] = "below".into(),
-        "op",
-    );
-    check(
-        &|r| r["labels"]["severity"] = "info".into(),
-        "severity label",
-    );
-    check(
-        &|r| r["condition"]["thresholds"]["spec"][0]["targetUnit"] = "percentunit".into(),
-        "targetUnit",
-    );
 
     let power = shipped("unamentis-idle-package-power-high.json");
     assert!(idle_join_errors(&power).is_empty());
-    let mut r = power.clone();
-    r["condition"]["compositeQuery"]["queries"][1]["spec"]["groupBy"] = Json::Array(vec![]);
-    assert!(!idle_join_errors(&r).is_empty(), "an unjoined idle.state");
-    let mut r = power.clone();
-    r["condition"]["compositeQuery"]["queries"][2]["spec"]["expression"] = "A".into();
-    assert!(
-        !idle_join_errors(&r).is_empty(),
-        "power without the idle gate"
-    );
+    for (pointer, value, what) in [
+        (
+            "/condition/compositeQuery/queries/1/spec/groupBy",
+            "[]",
+            "an unjoined idle.state",
+        ),
+        (
+            "/condition/compositeQuery/queries/2/spec/expression",
+            r#""A""#,
+            "power without the idle gate",
+        ),
+        (
+            "/condition/compositeQuery/queries/0/spec/disabled",
+            "false",
+            "the raw power alerting too",
+        ),
+    ] {
+        let r = mutated(&power, pointer, Some(value));
+        assert!(!idle_join_errors(&r).is_empty(), "{what}");
+    }
 }
 
 #[test]
