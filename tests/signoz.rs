@@ -1124,6 +1124,83 @@ fn filter_keys(expr: &str) -> Result<Vec<String>, String> {
     Ok(p.keys)
 }
 
+// ---- the published contract: docs/api/openapi.yml ----
+
+/// SigNoz's OpenAPI document, generated from the same Go types, is
+/// stricter than the decoder: the `required:"true"` tags (PostableRule:
+/// alert, alertType, ruleType, condition; AlertCompositeQuery: queries,
+/// panelType, queryType; BasicRuleThreshold: name, target, matchType, op;
+/// the evaluation and threshold envelopes: kind, spec; RollingWindow: both
+/// durations; a groupBy key: name; a metrics builder query: signal) and
+/// only the literal forms of `op` and `matchType` (their `Enum()`, the
+/// first column of COMPARE_OPS and MATCH_TYPES). The shipped rules meet
+/// that too, so a client generated from the spec can send them unchanged.
+fn contract_errors(rule: &Json) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut need = |v: &Json, path: &str, fields: &[&str]| {
+        for f in fields {
+            if v.get(*f).is_none() {
+                out.push(format!("{path}: {f} is required by the API schema"));
+            }
+        }
+    };
+    let c = &rule["condition"];
+    need(
+        rule,
+        "rule",
+        &["alert", "alertType", "ruleType", "condition"],
+    );
+    need(c, "condition", &["compositeQuery"]);
+    need(
+        &c["compositeQuery"],
+        "compositeQuery",
+        &["queries", "panelType", "queryType"],
+    );
+    // The v2alpha1 envelopes, where present (v1 has neither).
+    if !c["thresholds"].is_null() {
+        need(&c["thresholds"], "thresholds", &["kind", "spec"]);
+    }
+    if !rule["evaluation"].is_null() {
+        need(&rule["evaluation"], "evaluation", &["kind", "spec"]);
+        let spec = &rule["evaluation"]["spec"];
+        need(spec, "evaluation.spec", &["evalWindow", "frequency"]);
+    }
+    for th in c["thresholds"]["spec"].as_array().into_iter().flatten() {
+        need(th, "threshold", &["name", "target", "matchType", "op"]);
+    }
+    for q in c["compositeQuery"]["queries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        need(q, "query", &["type"]);
+        if q["type"] == "builder_query" {
+            need(&q["spec"], "builder query", &["signal"]);
+            for g in q["spec"]["groupBy"].as_array().into_iter().flatten() {
+                need(g, "groupBy", &["name"]);
+            }
+        }
+    }
+    // v1 keeps op and matchType on the condition.
+    let v1 = c.get("op").map(|_| c);
+    for th in c["thresholds"]["spec"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(v1)
+    {
+        for (field, forms) in [("op", COMPARE_OPS), ("matchType", MATCH_TYPES)] {
+            let v = th[field].as_str().unwrap_or("");
+            if !forms.iter().any(|(literal, _)| *literal == v) {
+                out.push(format!(
+                    "{field} {v:?} is not a literal the API schema lists"
+                ));
+            }
+        }
+    }
+    out
+}
+
 // ---- the project's own requirements ----
 
 fn registry(name: &str) -> Option<&'static semconv::Metric> {
@@ -1341,6 +1418,8 @@ fn every_rule_file_passes_signozs_decode_and_validate() {
         let rule = json_file(f);
         let errors = validate_rule(&rule);
         assert!(errors.is_empty(), "{}: {errors:#?}", f.display());
+        let errors = contract_errors(&rule);
+        assert!(errors.is_empty(), "{}: {errors:#?}", f.display());
         // Written out, not left to defaults.
         assert_eq!(rule["version"], RULE_VERSION, "{}", f.display());
         assert_eq!(rule["schemaVersion"], SCHEMA_V2ALPHA1, "{}", f.display());
@@ -1404,6 +1483,15 @@ fn signozs_own_valid_examples_pass() {
         let rule = json_file(&root().join("tests/fixtures/signoz").join(name));
         let errors = validate_rule(&rule);
         assert!(errors.is_empty(), "{name}: {errors:#?}");
+        // They rely on the decoder's leniency (no alertType, no panelType,
+        // op "1"), which the published schema does not allow.
+        let errors = contract_errors(&rule);
+        for needle in ["alertType is required", "panelType is required", "op \"1\""] {
+            assert!(
+                errors.iter().any(|e| e.contains(needle)),
+                "{name}: {needle}: {errors:#?}"
+            );
+        }
     }
 }
 
@@ -1490,6 +1578,17 @@ fn each_signoz_rule_breaks_the_validator() {
             errors.iter().any(|e| e.contains(needle)),
             "{base}{pointer} = {value:?}: expected {needle:?}, got {errors:#?}"
         );
+    }
+    // What the decoder takes but the API schema does not.
+    for (pointer, value) in [
+        (format!("{TH}/op"), Some(r#""1""#)),
+        (format!("{TH}/matchType"), Some(r#""2""#)),
+        ("/alertType".to_owned(), None),
+        ("/condition/compositeQuery/panelType".to_owned(), None),
+    ] {
+        let rule = mutated(&good, &pointer, value);
+        assert!(validate_rule(&rule).is_empty(), "{pointer}");
+        assert!(!contract_errors(&rule).is_empty(), "{pointer}");
     }
 }
 
