@@ -480,6 +480,25 @@ async fn binary_says_refused_at_shutdown_when_the_collector_refuses() {
     assert!(!log.contains("unreachable"), "{log}");
 }
 
+/// UNAVAILABLE sent by the collector is an answer: neither a refusal nor
+/// "unreachable" (tonic gives a failed connection the same code).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_says_neither_when_the_collector_answers_unavailable() {
+    let rx = Receiver::grpc().await;
+    rx.set_behaviour(Behaviour::Fail(Code::Unavailable));
+    let log = shutdown_log(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &rx.endpoint()),
+        ("UNAMENTIS_AGENT_INTERVAL", "100ms"),
+    ])
+    .await;
+    let line = shutdown_line(&log);
+    assert!(line.contains("could not take"), "{line}");
+    assert!(line.contains("Unavailable"), "the reason: {line}");
+    assert!(!log.contains("unreachable"), "{log}");
+    assert!(!line.contains("collector refused"), "{line}");
+    assert!(!log.contains("refuses the data"), "{log}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_says_unreachable_at_shutdown_only_when_nothing_answers() {
     let endpoint = format!("http://127.0.0.1:{}", free_port());

@@ -325,8 +325,8 @@ fn warn_failure(endpoint: &str, e: &Failure, ongoing: Option<&Outage>) {
         tracing::warn!(
             endpoint,
             failures,
-            "export failed{queued_for}: {e}; batches are kept and replayed when the collector \
-             answers"
+            "export failed{queued_for}: the collector cannot take the data now: {e}; batches \
+             are kept and replayed once it does"
         );
     }
 }
