@@ -141,6 +141,9 @@ async fn collector_down_at_start_gets_every_batch_oldest_first() {
         times.windows(2).all(|w| w[0] < w[1]),
         "original timestamps, in order: {times:?}"
     );
+    // The receiver records a request before it answers, so the ack may
+    // still be on its way: wait for a round to end.
+    assert!(p.settle().await);
     assert_eq!(p.exporter.queued(), (0, 0));
     assert_eq!(p.counters.dropped_batches(), 0);
 }
@@ -515,4 +518,29 @@ async fn binary_says_unreachable_at_shutdown_only_when_nothing_answers() {
     );
     assert!(!log.contains("refuse the data"), "{log}");
     assert!(!line.contains("collector refused"), "{line}");
+}
+
+/// A collector that takes the request and never answers: the final
+/// attempt is still waiting at the shutdown deadline, which is no answer
+/// ("unreachable"), whatever an earlier attempt got.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_says_unreachable_at_shutdown_when_the_collector_never_answers() {
+    let rx = Receiver::grpc().await;
+    rx.set_behaviour(Behaviour::Hang);
+    let mut agent = Agent::spawn(
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &rx.endpoint()),
+            ("UNAMENTIS_AGENT_INTERVAL", "100ms"),
+            // Longer than the shutdown's wait: the attempt is in flight.
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "30000"),
+        ],
+        &["run"],
+    );
+    rx.wait_refused(1, LIMIT).await;
+    agent.signal("TERM");
+    assert!(agent.wait(LIMIT).success(), "{}", agent.log_text());
+    let log = agent.log_text();
+    let line = shutdown_line(&log);
+    assert!(line.contains("collector unreachable"), "{line}");
+    assert!(line.contains("no answer"), "{line}");
 }

@@ -186,14 +186,25 @@ impl PushMetricExporter for QueueingExporter {
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        if self.flush(timeout.min(SHUTDOWN_WAIT_MAX)) {
+        let round = self.shared.request_round();
+        if self
+            .shared
+            .wait_round(round, timeout.min(SHUTDOWN_WAIT_MAX))
+        {
             return Ok(());
         }
-        let (batches, bytes, failure) = {
+        let (batches, bytes, end) = {
             let st = self.shared.lock();
-            (st.queue.len(), st.queue.bytes(), st.last_failure.clone())
+            // An attempt still in flight at the deadline got no answer;
+            // an earlier failure would be stale.
+            let end = if st.rounds_done < round {
+                ShutdownEnd::NoAnswer
+            } else {
+                ShutdownEnd::Finished(st.last_failure.clone())
+            };
+            (st.queue.len(), st.queue.bytes(), end)
         };
-        tracing::warn!(batches, bytes, "{}", shutdown_loss(failure.as_ref()));
+        tracing::warn!(batches, bytes, "{}", shutdown_loss(&end));
         Err(OTelSdkError::InternalFailure(format!(
             "{batches} batches not delivered"
         )))
@@ -331,10 +342,27 @@ fn warn_failure(endpoint: &str, e: &Failure, ongoing: Option<&Outage>) {
     }
 }
 
+/// How the final delivery round ended, when batches are left.
+enum ShutdownEnd {
+    /// Still waiting for the collector at the deadline.
+    NoAnswer,
+    /// Over, with the latest attempt's failure (None: it delivered, and
+    /// batches queued meanwhile were left).
+    Finished(Option<Failure>),
+}
+
 /// What the shutdown warning says when batches are left: "refused" only
 /// when the collector answered with a refusal, "unreachable" only when it
-/// did not answer (or the last attempt was still waiting).
-fn shutdown_loss(last: Option<&Failure>) -> String {
+/// did not answer.
+fn shutdown_loss(end: &ShutdownEnd) -> String {
+    let last = match end {
+        ShutdownEnd::NoAnswer => {
+            return "collector unreachable at shutdown (no answer before the shutdown deadline): \
+                    the queued batches are lost"
+                .to_owned();
+        }
+        ShutdownEnd::Finished(last) => last.as_ref(),
+    };
     match last {
         Some(e @ Failure::Rejected(_)) => format!(
             "collector refused the queued batches at shutdown ({e}): they are lost; check the \
@@ -346,9 +374,7 @@ fn shutdown_loss(last: Option<&Failure>) -> String {
         Some(e @ Failure::Unreachable(_)) => {
             format!("collector unreachable at shutdown ({e}): the queued batches are lost")
         }
-        None => "collector unreachable at shutdown (no answer before the shutdown deadline): \
-                 the queued batches are lost"
-            .to_owned(),
+        None => "batches queued during the shutdown were not sent: they are lost".to_owned(),
     }
 }
 
