@@ -141,6 +141,9 @@ async fn collector_down_at_start_gets_every_batch_oldest_first() {
         times.windows(2).all(|w| w[0] < w[1]),
         "original timestamps, in order: {times:?}"
     );
+    // The receiver records a request before it answers, so the ack may
+    // still be on its way: wait for a round to end.
+    assert!(p.settle().await);
     assert_eq!(p.exporter.queued(), (0, 0));
     assert_eq!(p.counters.dropped_batches(), 0);
 }
@@ -432,4 +435,112 @@ async fn binary_reports_dropped_batches_beyond_the_cap() {
     let first_probe = batch_times(&refused)[0];
     assert!(!batch_times(&got).contains(&first_probe));
     assert!(agent.log_text().contains("dropped"), "{}", agent.log_text());
+}
+
+/// Runs the binary against `endpoint` until a delivery attempt has failed,
+/// stops it, and returns its log (the shutdown flush fails the same way).
+async fn shutdown_log(env: &[(&str, &str)]) -> String {
+    let mut agent = Agent::spawn(env, &["run"]);
+    agent.wait_for_log("export failed", LIMIT).await;
+    agent.signal("TERM");
+    assert!(agent.wait(LIMIT).success(), "{}", agent.log_text());
+    agent.log_text()
+}
+
+fn shutdown_line(log: &str) -> &str {
+    log.lines()
+        .find(|l| l.contains("at shutdown"))
+        .unwrap_or_else(|| panic!("no shutdown warning: {log}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_says_refused_at_shutdown_when_the_collector_refuses() {
+    // gRPC INVALID_ARGUMENT, then OTLP/HTTP 401: both are answers.
+    let rx = Receiver::grpc().await;
+    rx.set_behaviour(Behaviour::Fail(Code::InvalidArgument));
+    let log = shutdown_log(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &rx.endpoint()),
+        ("UNAMENTIS_AGENT_INTERVAL", "100ms"),
+    ])
+    .await;
+    let line = shutdown_line(&log);
+    assert!(line.contains("collector refused"), "{line}");
+    assert!(line.contains("InvalidArgument"), "the reason: {line}");
+    assert!(!log.contains("unreachable"), "{log}");
+    assert!(!rx.refused().is_empty());
+
+    let rx = Receiver::http().await;
+    rx.set_behaviour(Behaviour::Fail(Code::Unauthenticated));
+    let log = shutdown_log(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &rx.endpoint()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ("UNAMENTIS_AGENT_INTERVAL", "100ms"),
+    ])
+    .await;
+    let line = shutdown_line(&log);
+    assert!(line.contains("collector refused"), "{line}");
+    assert!(line.contains("HTTP 401"), "the reason: {line}");
+    assert!(!log.contains("unreachable"), "{log}");
+}
+
+/// UNAVAILABLE sent by the collector is an answer: neither a refusal nor
+/// "unreachable" (tonic gives a failed connection the same code).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_says_neither_when_the_collector_answers_unavailable() {
+    let rx = Receiver::grpc().await;
+    rx.set_behaviour(Behaviour::Fail(Code::Unavailable));
+    let log = shutdown_log(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &rx.endpoint()),
+        ("UNAMENTIS_AGENT_INTERVAL", "100ms"),
+    ])
+    .await;
+    let line = shutdown_line(&log);
+    assert!(line.contains("could not take"), "{line}");
+    assert!(line.contains("Unavailable"), "the reason: {line}");
+    assert!(!log.contains("unreachable"), "{log}");
+    assert!(!line.contains("collector refused"), "{line}");
+    assert!(!log.contains("refuses the data"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_says_unreachable_at_shutdown_only_when_nothing_answers() {
+    let endpoint = format!("http://127.0.0.1:{}", free_port());
+    let log = shutdown_log(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+        ("UNAMENTIS_AGENT_INTERVAL", "100ms"),
+    ])
+    .await;
+    let line = shutdown_line(&log);
+    assert!(line.contains("collector unreachable"), "{line}");
+    assert!(
+        line.to_lowercase().contains("connection refused"),
+        "the reason: {line}"
+    );
+    assert!(!log.contains("refuse the data"), "{log}");
+    assert!(!line.contains("collector refused"), "{line}");
+}
+
+/// A collector that takes the request and never answers: the final
+/// attempt is still waiting at the shutdown deadline, which is no answer
+/// ("unreachable"), whatever an earlier attempt got.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_says_unreachable_at_shutdown_when_the_collector_never_answers() {
+    let rx = Receiver::grpc().await;
+    rx.set_behaviour(Behaviour::Hang);
+    let mut agent = Agent::spawn(
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &rx.endpoint()),
+            ("UNAMENTIS_AGENT_INTERVAL", "100ms"),
+            // Longer than the shutdown's wait: the attempt is in flight.
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "30000"),
+        ],
+        &["run"],
+    );
+    rx.wait_refused(1, LIMIT).await;
+    agent.signal("TERM");
+    assert!(agent.wait(LIMIT).success(), "{}", agent.log_text());
+    let log = agent.log_text();
+    let line = shutdown_line(&log);
+    assert!(line.contains("collector unreachable"), "{line}");
+    assert!(line.contains("no answer"), "{line}");
 }

@@ -16,13 +16,16 @@ use tonic::transport::Channel;
 
 use crate::config::{Compression, ExportConfig, Protocol};
 
-/// Why an attempt failed. Both kinds keep the batch for replay; they only
+/// Why an attempt failed. Every kind keeps the batch for replay; they only
 /// change what the log says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
-    /// The collector is down, overloaded or slow (UNAVAILABLE,
-    /// RESOURCE_EXHAUSTED, DEADLINE_EXCEEDED, connection errors, HTTP
-    /// 429/5xx): it will likely take the batch later.
+    /// No answer from the collector: connection refused or reset, name
+    /// resolution, TLS handshake, or no answer within the timeout.
+    Unreachable(String),
+    /// The collector answered that it cannot take the batch now
+    /// (UNAVAILABLE, RESOURCE_EXHAUSTED, DEADLINE_EXCEEDED, HTTP 429/5xx):
+    /// it will likely take it later.
     Transient(String),
     /// The collector refuses what is sent (UNAUTHENTICATED,
     /// PERMISSION_DENIED, INVALID_ARGUMENT, HTTP 400/401/403...): most
@@ -35,12 +38,18 @@ impl Failure {
     pub fn is_rejection(&self) -> bool {
         matches!(self, Failure::Rejected(_))
     }
+
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, Failure::Unreachable(_))
+    }
 }
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Failure::Transient(s) | Failure::Rejected(s) => f.write_str(s),
+            Failure::Unreachable(s) | Failure::Transient(s) | Failure::Rejected(s) => {
+                f.write_str(s)
+            }
         }
     }
 }
@@ -53,6 +62,20 @@ pub fn grpc_failure(code: tonic::Code, message: &str) -> Failure {
         Unauthenticated | PermissionDenied | InvalidArgument | NotFound | Unimplemented
         | FailedPrecondition => Failure::Rejected(text),
         _ => Failure::Transient(text),
+    }
+}
+
+/// Classifies a failed gRPC call. tonic turns client-side errors
+/// (connect, timeout, reset connection) into a status too, but only those
+/// keep the error as their source; a status the collector sent has none.
+pub fn grpc_status_failure(status: &tonic::Status) -> Failure {
+    match std::error::Error::source(status) {
+        Some(cause) => {
+            let mut text = format!("gRPC {:?}: {}", status.code(), status.message());
+            append_causes(&mut text, Some(cause));
+            Failure::Unreachable(text)
+        }
+        None => grpc_failure(status.code(), status.message()),
     }
 }
 
@@ -170,7 +193,7 @@ impl Client {
     pub async fn send(&self, encoded: &[u8], timeout: Duration) -> Result<(), Failure> {
         match tokio::time::timeout(timeout, self.send_inner(encoded)).await {
             Ok(r) => r,
-            Err(_) => Err(Failure::Transient(format!(
+            Err(_) => Err(Failure::Unreachable(format!(
                 "no answer within the export timeout ({})",
                 humantime::format_duration(timeout)
             ))),
@@ -201,7 +224,7 @@ impl Client {
                         }
                         Ok(())
                     }
-                    Err(status) => Err(grpc_failure(status.code(), status.message())),
+                    Err(status) => Err(grpc_status_failure(&status)),
                 }
             }
             Client::Http {
@@ -225,7 +248,7 @@ impl Client {
                     .body(body)
                     .send()
                     .await
-                    .map_err(|e| Failure::Transient(error_chain(&e)))?;
+                    .map_err(|e| Failure::Unreachable(error_chain(&e)))?;
                 let status = resp.status();
                 if status.is_success() {
                     Ok(())
@@ -241,13 +264,21 @@ impl Client {
 /// cause (connection refused, certificate) is in its sources.
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
-    let mut cur = e.source();
+    append_causes(&mut s, e.source());
+    s
+}
+
+/// Appends each cause not already in the text (wrappers often repeat
+/// their source's message).
+fn append_causes(s: &mut String, mut cur: Option<&(dyn std::error::Error + 'static)>) {
     while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
+        let text = c.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
         cur = c.source();
     }
-    s
 }
 
 #[cfg(feature = "tls")]
@@ -292,6 +323,39 @@ mod tests {
         ] {
             assert!(grpc_failure(code, "").is_rejection(), "{code:?}");
         }
+    }
+
+    /// A port nothing listens on: a real connection refused, on both
+    /// protocols, is "unreachable", never a refusal by the collector.
+    #[tokio::test]
+    async fn connection_refused_is_unreachable_on_both_protocols() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        for protocol in [Protocol::Grpc, Protocol::HttpProtobuf] {
+            let cfg = ExportConfig {
+                endpoint: Some(format!("http://127.0.0.1:{port}")),
+                protocol,
+                ..ExportConfig::default()
+            };
+            let client = Client::new(&cfg).unwrap();
+            let e = client.send(&[], Duration::from_secs(10)).await.unwrap_err();
+            assert!(e.is_unreachable(), "{protocol:?}: {e:?}");
+            assert!(
+                e.to_string().to_lowercase().contains("refused"),
+                "{protocol:?}: the cause is kept: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_status_the_collector_sent_is_classified_by_its_code() {
+        let sent = tonic::Status::invalid_argument("bad metric");
+        assert!(grpc_status_failure(&sent).is_rejection());
+        let sent = tonic::Status::unavailable("draining");
+        assert!(!grpc_status_failure(&sent).is_unreachable());
     }
 
     #[test]

@@ -52,6 +52,10 @@ struct State {
     /// finished, so a flush can wait for "a round after my request".
     rounds_requested: u64,
     rounds_done: u64,
+    /// Why the latest attempt failed; None once one succeeds. The
+    /// shutdown message says from it whether the collector refused the
+    /// data or could not be reached.
+    last_failure: Option<Failure>,
 }
 
 struct Shared {
@@ -126,6 +130,7 @@ impl QueueingExporter {
                 queue: Queue::new(settings.max_bytes, settings.max_age),
                 rounds_requested: 0,
                 rounds_done: 0,
+                last_failure: None,
             }),
             wake: Notify::new(),
             round_done: Condvar::new(),
@@ -181,15 +186,25 @@ impl PushMetricExporter for QueueingExporter {
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        if self.flush(timeout.min(SHUTDOWN_WAIT_MAX)) {
+        let round = self.shared.request_round();
+        if self
+            .shared
+            .wait_round(round, timeout.min(SHUTDOWN_WAIT_MAX))
+        {
             return Ok(());
         }
-        let (batches, bytes) = self.queued();
-        tracing::warn!(
-            batches,
-            bytes,
-            "collector unreachable at shutdown: the queued batches are lost"
-        );
+        let (batches, bytes, end) = {
+            let st = self.shared.lock();
+            // An attempt still in flight at the deadline got no answer;
+            // an earlier failure would be stale.
+            let end = if st.rounds_done < round {
+                ShutdownEnd::NoAnswer
+            } else {
+                ShutdownEnd::Finished(st.last_failure.clone())
+            };
+            (st.queue.len(), st.queue.bytes(), end)
+        };
+        tracing::warn!(batches, bytes, "{}", shutdown_loss(&end));
         Err(OTelSdkError::InternalFailure(format!(
             "{batches} batches not delivered"
         )))
@@ -234,10 +249,13 @@ async fn sender(shared: Arc<Shared>, client: Client, endpoint: String, timeout: 
             let Some(head) = head else { break };
             match client.send(&head.bytes, timeout).await {
                 Ok(()) => {
-                    shared.lock().queue.ack(head.last_seq);
+                    let mut st = shared.lock();
+                    st.queue.ack(head.last_seq);
+                    st.last_failure = None;
                     delivered += head.batches;
                 }
                 Err(e) => {
+                    shared.lock().last_failure = Some(e.clone());
                     failure = Some(e);
                     break;
                 }
@@ -299,7 +317,14 @@ fn warn_failure(endpoint: &str, e: &Failure, ongoing: Option<&Outage>) {
         ),
         None => (String::new(), 1),
     };
-    if e.is_rejection() {
+    if e.is_unreachable() {
+        tracing::warn!(
+            endpoint,
+            failures,
+            "export failed{queued_for}: collector unreachable: {e}; batches are kept and \
+             replayed when the collector answers"
+        );
+    } else if e.is_rejection() {
         tracing::warn!(
             endpoint,
             failures,
@@ -311,9 +336,45 @@ fn warn_failure(endpoint: &str, e: &Failure, ongoing: Option<&Outage>) {
         tracing::warn!(
             endpoint,
             failures,
-            "export failed{queued_for}: {e}; batches are kept and replayed when the collector \
-             answers"
+            "export failed{queued_for}: the collector cannot take the data now: {e}; batches \
+             are kept and replayed once it does"
         );
+    }
+}
+
+/// How the final delivery round ended, when batches are left.
+enum ShutdownEnd {
+    /// Still waiting for the collector at the deadline.
+    NoAnswer,
+    /// Over, with the latest attempt's failure (None: it delivered, and
+    /// batches queued meanwhile were left).
+    Finished(Option<Failure>),
+}
+
+/// What the shutdown warning says when batches are left: "refused" only
+/// when the collector answered with a refusal, "unreachable" only when it
+/// did not answer.
+fn shutdown_loss(end: &ShutdownEnd) -> String {
+    let last = match end {
+        ShutdownEnd::NoAnswer => {
+            return "collector unreachable at shutdown (no answer before the shutdown deadline): \
+                    the queued batches are lost"
+                .to_owned();
+        }
+        ShutdownEnd::Finished(last) => last.as_ref(),
+    };
+    match last {
+        Some(e @ Failure::Rejected(_)) => format!(
+            "collector refused the queued batches at shutdown ({e}): they are lost; check the \
+             ingestion key, headers and endpoint path"
+        ),
+        Some(e @ Failure::Transient(_)) => {
+            format!("collector could not take the queued batches at shutdown ({e}): they are lost")
+        }
+        Some(e @ Failure::Unreachable(_)) => {
+            format!("collector unreachable at shutdown ({e}): the queued batches are lost")
+        }
+        None => "batches queued during the shutdown were not sent: they are lost".to_owned(),
     }
 }
 
