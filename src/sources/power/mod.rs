@@ -170,7 +170,7 @@ mod tests {
         assert_eq!(counter_delta(100, 350, Some(1000)), Some(250));
         // 900 → max 1000 is 100, then 0 → 50: 150.
         assert_eq!(counter_delta(900, 50, Some(1000)), Some(150));
-        // AMD range from FORMATS.md.
+        // AMD's max_energy_range_uj (docs/FORMATS.md, RAPL).
         assert_eq!(
             counter_delta(65_532_000_000, 1_000_000, Some(65_532_610_987)),
             Some(610_987 + 1_000_000)
