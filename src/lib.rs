@@ -1,5 +1,5 @@
 //! unamentis-agent: an OpenTelemetry-native host agent for a local AI server
-//! stack. See README.md and ../shared/DESIGN.md-derived docs in the repo.
+//! stack. See README.md, docs/ARCHITECTURE.md and docs/FORMATS.md.
 
 // Outside tests nothing may panic on external data: a failure is a value
 // (absent, source down), and an invariant that holds is an `expect` under

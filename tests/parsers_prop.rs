@@ -44,7 +44,7 @@ fn socket_addr() -> impl Strategy<Value = SocketAddr> {
     ]
 }
 
-/// What nvidia-smi prints for a value it cannot read (FORMATS.md §10).
+/// What nvidia-smi prints for a value it cannot read (docs/FORMATS.md, nvidia-smi).
 const SMI_ABSENT: [&str; 4] = ["[N/A]", "N/A", "[Not Supported]", "[Unknown Error]"];
 
 /// A value as nvidia-smi prints it, or one of its absent spellings.

@@ -356,7 +356,7 @@ fn raspberry_pi_has_only_cpu_thermal() {
 
 /// Without RAPL, zenergy's socket energy (µJ) gives the package and
 /// zenpower's SVI2_P_Core power (µW) the cpu (channel layouts from the
-/// out-of-tree drivers' READMEs; FORMATS.md §2).
+/// out-of-tree drivers' READMEs; docs/FORMATS.md, hwmon).
 #[test]
 fn hwmon_energy_and_power_sensors_stand_in_for_rapl() {
     let dir = host_copy("rpi4");

@@ -1,8 +1,8 @@
 //! The Ollama probe: every request to a model refreshes its keep-alive, so
-//! `/api/ps`'s `expires_at` changes (FORMATS.md §9); a model that appears
-//! was loaded by a request. Each such change between two cycles counts one
-//! inference: several requests to one model within one interval count once
-//! (a lower bound). Any change counts, not only a later time: a request
+//! `/api/ps`'s `expires_at` changes (docs/FORMATS.md, Ollama); a model
+//! that appears was loaded by a request. Each such change between two
+//! cycles counts one inference: several requests to one model within one
+//! interval count once (a lower bound). Any change counts, not only a later time: a request
 //! with a shorter `keep_alive` moves the expiry earlier. A model unloading
 //! is its keep-alive running out, not activity.
 

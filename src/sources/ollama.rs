@@ -1,5 +1,5 @@
-//! Models loaded in Ollama, from `GET /api/ps` (FORMATS.md §9; ollama's
-//! api/types.go `ProcessModelResponse`). Sizes are bytes. Fields come and
+//! Models loaded in Ollama, from `GET /api/ps` (docs/FORMATS.md, Ollama;
+//! ollama's api/types.go `ProcessModelResponse`). Sizes are bytes. Fields come and
 //! go between Ollama versions: everything is optional and unknown fields
 //! are ignored. Ollama down, slow or answering garbage makes this source
 //! unavailable and touches nothing else.

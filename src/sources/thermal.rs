@@ -5,8 +5,9 @@
 //! (Documentation/driver-api/thermal/sysfs-api.rst) and the Intel
 //! thermal_throttle counters
 //! (Documentation/admin-guide/thermal/intel_thermal_throttle.rst); see
-//! FORMATS.md §2–3. Temperatures are millidegrees Celsius. The pressure
-//! rule is [`pressure_level`], documented in semconv/registry.yaml.
+//! docs/FORMATS.md, hwmon, Thermal zones and thermal_throttle counters.
+//! Temperatures are millidegrees Celsius. The pressure rule is
+//! [`pressure_level`], documented in semconv/registry.yaml.
 
 /// What the thermal source found in one cycle.
 #[derive(Debug, Clone, Default, PartialEq)]

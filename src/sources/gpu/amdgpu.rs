@@ -1,6 +1,6 @@
 //! AMD GPUs through the amdgpu driver's sysfs files
-//! (`/sys/class/drm/cardN/device/`, see FORMATS.md §5 and the kernel's
-//! Documentation/gpu/amdgpu/thermal.rst): `mem_info_vram_used` /
+//! (`/sys/class/drm/cardN/device/`, see docs/FORMATS.md, amdgpu, and the
+//! kernel's Documentation/gpu/amdgpu/thermal.rst): `mem_info_vram_used` /
 //! `mem_info_vram_total` in bytes, `gpu_busy_percent` 0–100, and the card's
 //! hwmon: `temp1_input` (edge, m°C), `power1_average` else `power1_input`
 //! (µW; a GPU exposes one of them, `_input` since Linux 6.6).

@@ -5,7 +5,7 @@
 //!
 //! Output format: `--format=csv,noheader,nounits`, one line per GPU, fields
 //! separated by ", ". Unreadable values are `[N/A]`, `[Not Supported]` or
-//! `N/A`, which `nounits` leaves in place (see FORMATS.md §10).
+//! `N/A`, which `nounits` leaves in place (docs/FORMATS.md, nvidia-smi).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

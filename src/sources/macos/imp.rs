@@ -131,7 +131,8 @@ impl Source for PowermetricsSource {
 }
 
 /// Thermal pressure without root: the OSThermalPressureLevel published on
-/// the `com.apple.system.thermalpressurelevel` notify key (FORMATS.md §7).
+/// the `com.apple.system.thermalpressurelevel` notify key (docs/FORMATS.md,
+/// macOS thermal pressure without root).
 struct NotifyPressure {
     token: Option<c_int>,
 }

@@ -1,13 +1,14 @@
 //! `ioreg` output: the GPU statistics of `ioreg -r -d 1 -w 0 -c
 //! IOAccelerator` (text) and the battery of `ioreg -r -c AppleSmartBattery`
-//! (`-a` XML plist, or text). Neither needs root. Formats: FORMATS.md §8;
-//! all keys are private driver properties known only from captured output.
+//! (`-a` XML plist, or text). Neither needs root. Formats: docs/FORMATS.md,
+//! macOS ioreg; all keys are private driver properties known only from
+//! captured output.
 //!
 //! The text form prints one registry entry per `+-o Name  <class …>` line,
 //! then one top-level property per line as `"key" = value`; nested
 //! dictionaries are printed inline as `{"key"=value,…}`. The parser below
 //! reads values properly (quoted strings, nested `{}` and `()`), which
-//! handles the traps FORMATS.md lists: `"In use system memory (driver)"`
+//! handles the traps of the text form: `"In use system memory (driver)"`
 //! printed before `"In use system memory"` (keys are compared whole), the
 //! same names inside `IOReportLegend` (another property, never looked at),
 //! and integers ≥ 2^53 (kept as integers, never through f64).

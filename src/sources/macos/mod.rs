@@ -40,7 +40,8 @@ pub struct MacosStats {
     /// powermetrics' GPU busy share, used when ioreg has no utilization.
     pub gpu_busy_percent: Option<f64>,
     /// hw.memsize: the unified memory an Apple GPU allocates from, reported
-    /// as its vram_total (the registry's choice; FORMATS.md §8 quirk 5).
+    /// as its vram_total (the registry's choice: unified memory has no
+    /// VRAM total).
     pub unified_memory_bytes: Option<u64>,
 }
 

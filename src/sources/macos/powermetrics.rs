@@ -3,8 +3,9 @@
 //! energy, temperatures, fans and thermal pressure.
 //!
 //! Platform-independent (tested on Linux); the child process that produces
-//! the stream lives in `child.rs`. Format: FORMATS.md §7 (asitop,
-//! green-metrics-tool and the osquery-extension fixture).
+//! the stream lives in `child.rs`. Format: docs/FORMATS.md, macOS
+//! powermetrics (keys as asitop, green-metrics-tool and the
+//! osquery-extension fixture show them).
 //!
 //! Units: Apple Silicon `processor.*_power` are mW averaged over the sample,
 //! `*_energy` are mJ over the sample; Intel Macs give `package_watts` (W) and
@@ -109,7 +110,8 @@ pub struct PowermetricsSample {
 /// The registry's thermal.pressure mapping of the OSThermalPressureLevel
 /// names (libkern/OSThermalNotification.h): Nominal 0, Moderate 1, Heavy 2,
 /// Trapping and Sleeping 3 (conventional mapping onto NSProcessInfo's
-/// nominal/fair/serious/critical, FORMATS.md §7). Unknown names: absent.
+/// nominal/fair/serious/critical by convention: Apple documents none).
+/// Unknown names: absent.
 pub fn pressure_level(name: &str) -> Option<u8> {
     match name.trim() {
         "Nominal" => Some(0),
@@ -382,7 +384,7 @@ impl Backoff {
 }
 
 /// Sampler lists to try, most complete first. An unknown sampler name makes
-/// powermetrics abort (FORMATS.md §7): `smc` exists only on Intel Macs,
+/// powermetrics abort: `smc` exists only on Intel Macs,
 /// `ane_power` only on Apple Silicon with a recent macOS.
 pub const SAMPLER_SETS: [&str; 4] = [
     "cpu_power,gpu_power,ane_power,thermal,smc",

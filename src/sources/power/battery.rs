@@ -1,6 +1,6 @@
 //! System battery discharge power from the power_supply class
 //! (kernel Documentation/power/power_supply_class.rst and
-//! Documentation/ABI/testing/sysfs-class-power; FORMATS.md §4).
+//! Documentation/ABI/testing/sysfs-class-power; docs/FORMATS.md, Batteries).
 //!
 //! Units: µW (`power_now`), µA (`current_now`), µV (`voltage_now`).
 //! Supplies are selected by `type` = `Battery`, skipping `scope` = `Device`

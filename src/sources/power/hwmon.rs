@@ -1,6 +1,6 @@
 //! hwmon power and energy sensors, for hosts where RAPL has no package zone
 //! (kernel Documentation/hwmon/sysfs-interface.rst: `energy*_input` µJ,
-//! `power*_input` µW; FORMATS.md §2).
+//! `power*_input` µW; docs/FORMATS.md, hwmon).
 //!
 //! - `amd_energy` (in-tree until 5.13, now out of tree) and `zenergy`
 //!   (out of tree): `energyN_input` labelled `Esocket<K>` is a socket's

@@ -1,5 +1,5 @@
 //! RAPL energy counters through the powercap class
-//! (kernel Documentation/power/powercap/powercap.rst; FORMATS.md §1).
+//! (kernel Documentation/power/powercap/powercap.rst; docs/FORMATS.md, RAPL).
 //!
 //! `/sys/class/powercap/intel-rapl:N` are the top-level zones (`package-N`,
 //! or `package-N-die-M`, and `psys` on laptops), `intel-rapl:N:M` their
