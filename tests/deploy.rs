@@ -118,6 +118,8 @@ fn dashboard_uses_registry_metrics_and_has_every_panel() {
         &semconv::IDLE_DURATION_SECONDS,
         &semconv::IDLE_ENERGY_JOULES,
         &semconv::SERVICE_IDLE_CPU_SECONDS,
+        &semconv::SERVICE_POWER_WATTS,
+        &semconv::SERVICE_IDLE_ENERGY_JOULES,
     ] {
         assert!(
             names.contains(needed.name),
@@ -140,6 +142,47 @@ fn dashboard_uses_registry_metrics_and_has_every_panel() {
         .collect();
     assert_eq!(widgets, layout);
     assert!(widgets.len() >= 5);
+
+    // A metric with a domain attribute is never averaged across domains:
+    // each service's cpu and gpu watts are separate series.
+    for w in dash["widgets"].as_array().unwrap() {
+        for q in w["query"]["builder"]["queryData"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let name = q["aggregateAttribute"]["key"].as_str().unwrap_or("");
+            let m = registry(name);
+            if !m.attributes.contains(&"domain") {
+                continue;
+            }
+            let grouped = q["groupBy"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|g| g["key"] == "domain");
+            let filtered = q["filters"]["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f["key"]["key"] == "domain");
+            assert!(
+                grouped || filtered,
+                "{}: {name} mixes its domains",
+                w["title"]
+            );
+        }
+    }
+    let titles: Vec<&str> = dash["widgets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["title"].as_str().unwrap())
+        .collect();
+    assert!(
+        titles.contains(&"GPU watts held by idle services"),
+        "{titles:?}"
+    );
 }
 
 /// `unamentis_server_x_y`-style names in PromQL: the registry name with
