@@ -90,6 +90,8 @@ pub struct Matcher {
     pub cmdline: Option<regex::Regex>,
     pub ports: Vec<u16>,
     pub pid_file: Option<std::path::PathBuf>,
+    /// `systemd_unit` or `cgroup`: the service is that cgroup, alone.
+    pub cgroup: Option<crate::sources::cgroup::CgroupSpec>,
 }
 
 /// The longest `cmdline` pattern, and the most memory its compiled program
@@ -129,6 +131,15 @@ impl Matcher {
             cmdline: c.cmdline.as_deref().and_then(|r| cmdline_regex(r).ok()),
             ports: c.port.iter().chain(&c.ports).copied().collect(),
             pid_file: c.pid_file.clone(),
+            cgroup: c
+                .systemd_unit
+                .as_deref()
+                .map(crate::sources::cgroup::CgroupSpec::systemd_unit)
+                .or_else(|| {
+                    c.cgroup
+                        .as_deref()
+                        .map(crate::sources::cgroup::CgroupSpec::path)
+                }),
         }
     }
 
@@ -238,6 +249,7 @@ mod tests {
             cmdline: None,
             ports: vec![],
             pid_file: None,
+            cgroup: None,
         }
     }
 
