@@ -653,35 +653,46 @@ fn real_config(svc: ServiceConfig) -> Config {
     }
 }
 
-/// cgroup2 (at `/sys/fs/cgroup/unified` on a hybrid host, or
-/// `/sys/fs/cgroup`): CPU against `cpu.stat` `usage_usec`.
-#[test]
-fn real_cgroup_v2() {
+/// A new cgroup in the cgroup2 hierarchy and its path; `None` (with the
+/// reason printed) where there is none or it is not writable, which root
+/// never accepts.
+fn v2_cgroup(prefix: &str) -> Option<(RealCgroup, String)> {
     let h = Hierarchies::read(&HostPaths::default());
     let Some(v2) = h.v2.clone() else {
         println!("skipped: no cgroup2 hierarchy in /proc/self/mountinfo");
-        return;
+        return None;
     };
-    let rel = unique("unamentis-test-v2");
-    let cg = match RealCgroup::create(std::slice::from_ref(&v2.dir), &rel) {
-        Ok(cg) => cg,
+    let rel = unique(prefix);
+    match RealCgroup::create(std::slice::from_ref(&v2.dir), &rel) {
+        Ok(cg) => Some((cg, rel)),
         Err(e) => {
             assert!(
                 !support::agent::is_root(),
                 "root could not create a cgroup: {e}"
             );
             println!("skipped: cgroups are not writable here: {e}");
-            return;
+            None
         }
+    }
+}
+
+fn v2_counter(leaf: &Path) -> u64 {
+    parse_cpu_stat_usage_usec(&std::fs::read_to_string(leaf.join("cpu.stat")).unwrap()).unwrap()
+        * 1000
+}
+
+/// cgroup2 (at `/sys/fs/cgroup/unified` on a hybrid host, or
+/// `/sys/fs/cgroup`): CPU against `cpu.stat` `usage_usec`.
+#[test]
+fn real_cgroup_v2() {
+    let Some((cg, rel)) = v2_cgroup("unamentis-test-v2") else {
+        return;
     };
     let w = Workload::start(&cg.procs_files());
     let daemon = w.pid_of("daemon.pid");
     assert_ne!(ppid(daemon), w.child.id(), "the daemon was reparented");
     let leaf = cg.leaves[0].clone();
-    let counter = || {
-        parse_cpu_stat_usage_usec(&std::fs::read_to_string(leaf.join("cpu.stat")).unwrap()).unwrap()
-            * 1000
-    };
+    let counter = || v2_counter(&leaf);
     let (s, truth) = measure(
         &real_config(cgroup_service("cg", None, Some(&rel))),
         &counter,
@@ -844,6 +855,66 @@ fn real_cgroup_v1() {
         "{rss} < holder's {}",
         rss_anon(holder)
     );
+    drop(w);
+    drop(cg);
+}
+
+/// Through the real binary and OTLP: each export's `service.cpu_percent`
+/// against the cgroup's counter between the arrivals of that export and
+/// the one before; the daemon is one of `service.processes`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_cgroup_through_the_binary_and_otlp() {
+    use support::otlp_receiver::{Receiver, find_value};
+    let Some((cg, rel)) = v2_cgroup("unamentis-test-otlp") else {
+        return;
+    };
+    let w = Workload::start(&cg.procs_files());
+    let leaf = cg.leaves[0].clone();
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        file.path(),
+        format!("default_services = false\n[[service]]\nname = \"cg\"\ncgroup = \"{rel}\"\n"),
+    )
+    .unwrap();
+    let rx = Receiver::grpc().await;
+    let mut agent = support::agent::Agent::spawn(
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &rx.endpoint()),
+            ("UNAMENTIS_AGENT_INTERVAL", "2s"),
+        ],
+        &["--config", &file.path().display().to_string(), "run"],
+    );
+    let limit = Duration::from_secs(30);
+    let mut marks = Vec::new();
+    for n in 1..=3 {
+        let got = rx.wait_for(n, limit).await;
+        marks.push((got[n - 1].at, v2_counter(&leaf)));
+    }
+    let got = rx.received();
+    let with = Some(("unamentis.service", "cg"));
+    for n in 1..3 {
+        let ((t0, c0), (t1, c1)) = (marks[n - 1], marks[n]);
+        let want = (c1 - c0) as f64 / 1e9 / (t1 - t0).as_secs_f64() * 100.0;
+        let value = find_value(&got[n], "unamentis.server.service.cpu_percent", with)
+            .expect("service.cpu_percent for the cgroup");
+        println!("export {n}: agent {value:.1} %, cgroup counter {want:.1} %");
+        assert!(
+            (value - want).abs() <= 5.0,
+            "export {n}: agent {value:.1} % vs the cgroup's {want:.1} %"
+        );
+    }
+    let last = &got[2];
+    assert_eq!(
+        find_value(last, "unamentis.server.service.up", with),
+        Some(1.0)
+    );
+    // The shell, the daemon and the memory holder, and maybe a worker.
+    let procs = find_value(last, "unamentis.server.service.processes", with).unwrap();
+    assert!(procs >= 3.0, "{procs}");
+    let mb = find_value(last, "unamentis.server.service.memory_mb", with).unwrap();
+    assert!(mb >= 32.0, "the holder's 32 MiB: {mb}");
+    agent.signal("TERM");
+    assert!(agent.wait(limit).success(), "{}", agent.log_text());
     drop(w);
     drop(cg);
 }
