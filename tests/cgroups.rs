@@ -448,6 +448,28 @@ fn v1_only_fixture() {
     assert_eq!(s.rss_bytes, Some(30 * page_size()));
     assert_eq!((s.threads, s.open_files), (Some(6), Some(3)));
 
+    // A unit only in the name=systemd hierarchy (no CPUAccounting on a v1
+    // host): its processes, no CPU rather than a wrong one.
+    f.write(
+        "sys/fs/cgroup/systemd/system.slice/cron.service/cgroup.procs",
+        "100\n",
+    );
+    let mut cg = CgroupServices::new(
+        &f.paths(),
+        vec![Some(CgroupSpec::systemd_unit("cron.service"))],
+    );
+    for _ in 0..2 {
+        let s = cg.sample(&f.paths()).remove(0).unwrap();
+        assert_eq!(s.pids, BTreeSet::from([100]));
+        assert_eq!((s.cpu_ns, s.memory), (None, None));
+        assert!(
+            s.explain[0].contains("in name=systemd at /sys/fs/cgroup/systemd"),
+            "{:?}",
+            s.explain
+        );
+        assert!(s.explain[1].starts_with("cpu: - "), "{:?}", s.explain);
+    }
+
     // No hierarchy at all: down with the reason.
     let bare = FixtureHost::new("mountinfo-v2");
     bare.write(

@@ -677,7 +677,7 @@ impl CgroupServices {
                     "cpu: the cgroup's own counter, every process that ran in it ({})",
                     sources.into_iter().collect::<Vec<_>>().join(", ")
                 ),
-                _ => "cpu: - (no cpu.stat usage_usec nor cpuacct.usage for this cgroup)".into(),
+                _ => "cpu: - (no cpu.stat usage_usec nor cpuacct.usage for this cgroup; on a cgroup v1 host, CPUAccounting=yes puts a unit in cpuacct)".into(),
             },
         );
         s.explain.push(match s.memory {
