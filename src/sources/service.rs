@@ -4,7 +4,9 @@
 //! A service's matchers must all hold for a process to be one of its roots
 //! (`process` name, `cmdline` regex, listening `port`s, `pid_file`); the
 //! service is every root plus all descendants. A process two services
-//! match goes to the one listed first.
+//! match goes to the one listed first. A `systemd_unit` or `cgroup`
+//! service is its cgroup's processes instead (`super::cgroup`), its own
+//! whatever the order.
 //!
 //! Cost: each cycle lists the proc directory once (no file reads) and reads
 //! `stat` of new processes and of the services' processes only; the owners
