@@ -494,7 +494,7 @@ struct RealCgroup {
 
 impl RealCgroup {
     /// Creates `rel` under each base, or says why it cannot.
-    fn create(bases: &[PathBuf], rel: &str) -> Result<RealCgroup, String> {
+    fn create(bases: &[PathBuf], rel: &str) -> Result<RealCgroup, std::io::Error> {
         let mut g = RealCgroup {
             created: Vec::new(),
             leaves: Vec::new(),
@@ -504,7 +504,9 @@ impl RealCgroup {
             for c in rel.split('/') {
                 p.push(c);
                 if !p.exists() {
-                    std::fs::create_dir(&p).map_err(|e| format!("mkdir {}: {e}", p.display()))?;
+                    std::fs::create_dir(&p).map_err(|e| {
+                        std::io::Error::new(e.kind(), format!("mkdir {}: {e}", p.display()))
+                    })?;
                     g.created.push(p.clone());
                 }
             }
@@ -675,6 +677,16 @@ fn real_config(svc: ServiceConfig) -> Config {
     }
 }
 
+/// Why a cgroup test is skipped: a read-only cgroup filesystem (a
+/// container's), or not root. Root on a writable one must run them.
+fn not_writable(e: &std::io::Error) {
+    assert!(
+        e.kind() == std::io::ErrorKind::ReadOnlyFilesystem || !support::agent::is_root(),
+        "root could not create a cgroup: {e}"
+    );
+    println!("skipped: cgroups are not writable here: {e}");
+}
+
 /// A new cgroup in the cgroup2 hierarchy and its path; `None` (with the
 /// reason printed) where there is none or it is not writable, which root
 /// never accepts.
@@ -688,11 +700,7 @@ fn v2_cgroup(prefix: &str) -> Option<(RealCgroup, String)> {
     match RealCgroup::create(std::slice::from_ref(&v2.dir), &rel) {
         Ok(cg) => Some((cg, rel)),
         Err(e) => {
-            assert!(
-                !support::agent::is_root(),
-                "root could not create a cgroup: {e}"
-            );
-            println!("skipped: cgroups are not writable here: {e}");
+            not_writable(&e);
             None
         }
     }
@@ -823,11 +831,7 @@ fn real_cgroup_v1() {
     let cg = match RealCgroup::create(&[cpuacct.dir.clone(), memory.dir.clone()], &rel) {
         Ok(cg) => cg,
         Err(e) => {
-            assert!(
-                !support::agent::is_root(),
-                "root could not create a cgroup: {e}"
-            );
-            println!("skipped: cgroups are not writable here: {e}");
+            not_writable(&e);
             return;
         }
     };
