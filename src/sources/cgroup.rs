@@ -674,15 +674,17 @@ impl CgroupServices {
         s.explain.push(
             match (sources.is_empty(), readings.iter().all(|r| r.cpu.is_some())) {
                 (false, true) => format!(
-                    "cpu: the cgroup's own counter, every process that ran in it ({})",
+                    "cpu from the cgroup's own counter, every process that ran in it ({})",
                     sources.into_iter().collect::<Vec<_>>().join(", ")
                 ),
-                _ => "cpu: - (no cpu.stat usage_usec nor cpuacct.usage for this cgroup; on a cgroup v1 host, CPUAccounting=yes puts a unit in cpuacct)".into(),
+                _ => "no cpu counter: no cpu.stat usage_usec nor cpuacct.usage for this cgroup (on a cgroup v1 host, CPUAccounting=yes puts a unit in cpuacct)".into(),
             },
         );
         s.explain.push(match s.memory {
-            Some((_, f)) => format!("memory: {f}"),
-            None => format!("memory: {RSS_FALLBACK} (no memory controller for this cgroup)"),
+            Some((_, f)) => format!("memory from {f}"),
+            None => {
+                format!("memory from the {RSS_FALLBACK} (no memory controller for this cgroup)")
+            }
         });
         if s.pids.is_empty() {
             s.note = Some(if s.invisible > 0 {
