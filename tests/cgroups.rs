@@ -326,6 +326,24 @@ fn v2_only_fixture() {
     assert_eq!(s.threads, Some(9));
     assert_eq!(s.open_files, Some(7));
 
+    // A cgroup service owns its processes whatever the order: a service
+    // by name listed first gets only the process outside the cgroup, and
+    // none of the cgroup's are top processes.
+    let mut cfg = f.config(ServiceConfig {
+        process: vec!["worker".into()],
+        ..cgroup_service("by-name", None, None)
+    });
+    cfg.services
+        .push(cgroup_service("ollama", Some("ollama.service"), None));
+    cfg.top_processes = 10;
+    let mut both = ServiceSource::new(&cfg);
+    let mut snap = Snapshot::default();
+    both.sample(&mut snap).unwrap();
+    let got = snap.services.unwrap();
+    assert_eq!(got.services[0].pids, vec![5]);
+    assert_eq!(got.services[1].pids, vec![412, 977, 980]);
+    assert!(got.top.is_empty(), "{:?}", got.top);
+
     // No memory controller: the processes' RSS.
     std::fs::remove_file(f.dir.path().join(unit).join("memory.stat")).unwrap();
     let s = sample(&mut src);
