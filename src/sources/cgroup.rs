@@ -17,10 +17,12 @@ use std::path::{Path, PathBuf};
 
 use crate::host::HostPaths;
 
-/// Cgroups one service may match (a glob like `*.scope`), and cgroups
-/// below each that `cgroup.procs` is read from: bounds on a cycle's reads.
+/// Cgroups one service may match (a glob like `*.scope`), cgroups below
+/// each that `cgroup.procs` is read from, and directories a glob's
+/// intermediate components may reach: bounds on a cycle's reads.
 pub const MAX_MATCHES: usize = 64;
 pub const MAX_DESCENDANTS: usize = 256;
+pub const MAX_SCAN: usize = 1024;
 
 /// What a `systemd_unit` or `cgroup` matcher looks for: one or more glob
 /// patterns, tried in order; the first that matches anything wins.
@@ -344,7 +346,7 @@ pub fn parse_procs(text: &str) -> Vec<u32> {
     text.lines().filter_map(|l| l.trim().parse().ok()).collect()
 }
 
-/// Cgroups (relative to `base`) matching `pattern`, sorted, at most
+/// Cgroups (relative to `base`) matching `pattern`, sorted, the first
 /// `MAX_MATCHES`. A literal component costs a `stat`, a glob a listing.
 pub fn resolve(base: &Path, pattern: &[String]) -> Vec<String> {
     let mut found: Vec<String> = vec![String::new()];
@@ -374,28 +376,23 @@ pub fn resolve(base: &Path, pattern: &[String]) -> Vec<String> {
             } else if dir.join(comp).is_dir() {
                 next.push(join(comp));
             }
-            if next.len() >= MAX_MATCHES {
+            if next.len() >= MAX_SCAN {
                 break;
             }
         }
-        next.truncate(MAX_MATCHES);
+        // Sorted before any cut, so the same cgroups are kept every cycle
+        // (one dropped and back would count as new).
+        next.sort();
+        next.truncate(MAX_SCAN);
         found = next;
         if found.is_empty() {
             break;
         }
     }
-    found.sort();
-    // A cgroup below another matched one is already in its counters.
-    let mut out: Vec<String> = Vec::new();
-    for f in found {
-        if !out.iter().any(|o| {
-            f.strip_prefix(o.as_str())
-                .is_some_and(|r| r.starts_with('/'))
-        }) {
-            out.push(f);
-        }
-    }
-    out
+    // Every match has as many components as the pattern: none is below
+    // another, so no cgroup's counter is counted twice.
+    found.truncate(MAX_MATCHES);
+    found
 }
 
 /// The pids of a cgroup and of every cgroup below it (up to
@@ -760,6 +757,30 @@ mod tests {
         assert!(glob_match("a*b*c", "aXbYc"));
         assert!(!glob_match("a*b*c", "aXbY"));
         assert!(!glob_match("ollama.service", "ollama.services"));
+    }
+
+    #[test]
+    fn resolve_keeps_the_same_first_matches() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..70 {
+            std::fs::create_dir_all(
+                dir.path()
+                    .join(format!("system.slice/docker-{i:02}.scope/sub")),
+            )
+            .unwrap();
+        }
+        std::fs::create_dir_all(dir.path().join("system.slice/cron.service")).unwrap();
+        std::fs::write(dir.path().join("system.slice/docker-xx.scope"), "a file").unwrap();
+        let got = resolve(dir.path(), &components("system.slice/docker-*.scope"));
+        let want: Vec<String> = (0..MAX_MATCHES)
+            .map(|i| format!("system.slice/docker-{i:02}.scope"))
+            .collect();
+        assert_eq!(got, want);
+        assert_eq!(
+            resolve(dir.path(), &components("*/cron.service")),
+            vec!["system.slice/cron.service"]
+        );
+        assert!(resolve(dir.path(), &components("*/nope.service")).is_empty());
     }
 
     #[test]
