@@ -41,6 +41,7 @@ seeds_for() {
         ollama_json) echo "*ollama* *.json" ;;
         config_toml) echo "*.toml" ;;
         mounts) echo "*/proc/[0-9]*/mounts */proc/self/mounts" ;;
+        cgroup) echo "*/cgroup/mountinfo-*" ;;
         amdgpu_uevent) echo "*/device/uevent" ;;
         power_thermal) echo "*/thermal_zone*/temp */thermal_zone*/trip_point_*_type */powercap/*/energy_uj */power_supply/*/status */proc/cpuinfo" ;;
         *) echo "" ;;
@@ -62,6 +63,7 @@ seed() {
         meminfo) cp /proc/meminfo "$dir/seed-host-meminfo" 2>/dev/null || true ;;
         snmp_tcp) cp /proc/net/snmp "$dir/seed-host-snmp" 2>/dev/null || true ;;
         mounts) cp /proc/self/mounts "$dir/seed-host-mounts" 2>/dev/null || true ;;
+        cgroup) cp /proc/self/mountinfo "$dir/seed-host-mountinfo" 2>/dev/null || true ;;
         # Inputs no file on this host holds, written as the other side sends them.
         activity_push)
             printf '{"service":"ollama","kind":"inference","count":3}' >"$dir/seed-full"

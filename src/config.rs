@@ -201,6 +201,12 @@ pub struct ServiceConfig {
     pub ports: Vec<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid_file: Option<PathBuf>,
+    /// A systemd unit (`ollama.service`): the service is its cgroup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub systemd_unit: Option<String>,
+    /// A cgroup path below the hierarchy's root, `*` and `?` globs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
 }
 
 fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
@@ -356,6 +362,8 @@ pub fn builtin_services() -> Vec<ServiceConfig> {
         port,
         ports: Vec::new(),
         pid_file: None,
+        systemd_unit: None,
+        cgroup: None,
     };
     vec![
         svc("management", &["python", "python3"], Some(8766)),
@@ -1299,16 +1307,43 @@ fn validate(l: &Loaded) -> Result<(), ConfigError> {
         if s.pid_file.as_ref().is_some_and(|p| has_nul(p)) {
             return Err(err(&key("pid_file"), NUL_PATH.into()));
         }
-        if s.process.is_empty()
-            && s.cmdline.is_none()
-            && s.port.is_none()
-            && s.ports.is_empty()
-            && s.pid_file.is_none()
+        let tree_matchers = !s.process.is_empty()
+            || s.cmdline.is_some()
+            || s.port.is_some()
+            || !s.ports.is_empty()
+            || s.pid_file.is_some();
+        if let Some(u) = &s.systemd_unit {
+            if let Some(why) = crate::sources::cgroup::check_unit(u) {
+                return Err(err(&key("systemd_unit"), why));
+            }
+            if s.cgroup.is_some() {
+                return Err(err(
+                    &key("systemd_unit"),
+                    "give systemd_unit or cgroup, not both".into(),
+                ));
+            }
+        }
+        if let Some(c) = &s.cgroup
+            && let Some(why) = crate::sources::cgroup::check_cgroup_pattern(c)
         {
+            return Err(err(&key("cgroup"), why));
+        }
+        if let Some(k) = [("systemd_unit", &s.systemd_unit), ("cgroup", &s.cgroup)]
+            .iter()
+            .find_map(|(k, v)| v.is_some().then_some(*k))
+            && tree_matchers
+        {
+            return Err(err(
+                &key(k),
+                "a cgroup service is its cgroup alone: drop process, cmdline, port, ports and pid_file"
+                    .into(),
+            ));
+        }
+        if !tree_matchers && s.systemd_unit.is_none() && s.cgroup.is_none() {
             return Err(err(
                 &key("name"),
                 format!(
-                    "service {:?} has no matcher: give process, cmdline, port, ports or pid_file",
+                    "service {:?} has no matcher: give process, cmdline, port, ports, pid_file, systemd_unit or cgroup",
                     s.name
                 ),
             ));

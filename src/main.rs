@@ -258,11 +258,27 @@ fn services_table(loaded: &Loaded, window: Duration) -> String {
         if let Some(f) = &cfg.pid_file {
             how.push(format!("pid in {}", f.display()));
         }
+        if let Some(u) = &cfg.systemd_unit {
+            how.push(format!("systemd unit {u}"));
+        }
+        if let Some(c) = &cfg.cgroup {
+            how.push(format!("cgroup {c}"));
+        }
+        let by_cgroup = cfg.systemd_unit.is_some() || cfg.cgroup.is_some();
         out.push_str(&format!("{}: {}\n", s.name, how.join(" and ")));
         if s.up() {
             let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
             let pids: Vec<String> = s.pids.iter().map(u32::to_string).collect();
-            out.push_str(&format!("  up: matched {}\n", s.matched.join(", ")));
+            if by_cgroup {
+                // Which cgroup, hierarchy, counter and memory formula.
+                let mut lines = s.matched.iter();
+                out.push_str(&format!("  up: {}\n", lines.next().map_or("", |l| l)));
+                for l in lines {
+                    out.push_str(&format!("  {l}\n"));
+                }
+            } else {
+                out.push_str(&format!("  up: matched {}\n", s.matched.join(", ")));
+            }
             out.push_str(&format!(
                 "  processes: {} ({})\n",
                 s.pids.len(),
@@ -287,7 +303,9 @@ fn services_table(loaded: &Loaded, window: Duration) -> String {
     }
     out.push_str(
         "\nAll matchers of a service must hold; a service is its matching processes and all their \
-         descendants; a process two services match belongs to the first.\n",
+         descendants; a process two services match belongs to the first. A systemd_unit or cgroup \
+         service is every process in its cgroup (and the cgroups below), measured by the cgroup's \
+         own counters.\n",
     );
     out
 }

@@ -284,7 +284,7 @@ pub static SERVICE_PROCESSES: Metric = Metric {
     name: "unamentis.server.service.processes",
     instrument: Instrument::Gauge,
     unit: "1",
-    brief: "Number of processes in the service's tree (matched processes and their descendants), as a count.",
+    brief: "Number of processes in the service's tree (matched processes and their descendants), or in its cgroup and the cgroups below, as a count.",
     attributes: &[attr::UNAMENTIS_SERVICE],
 };
 

@@ -62,6 +62,8 @@ fn service(name: &str, port: u16) -> ServiceConfig {
         port: Some(port),
         ports: vec![],
         pid_file: None,
+        systemd_unit: None,
+        cgroup: None,
     }
 }
 

@@ -386,6 +386,47 @@ fn hostile_values_are_refused_naming_the_key() {
             "service[0].pid_file",
             "NUL byte",
         ),
+        // Cgroup services: a unit name, a path below the root, alone.
+        (
+            &svc("systemd_unit = \"ollama\""),
+            "service[0].systemd_unit",
+            "\"ollama\" must name a unit with its type",
+        ),
+        (
+            &svc("systemd_unit = \"system.slice/ollama.service\""),
+            "service[0].systemd_unit",
+            "is not a unit name",
+        ),
+        (
+            &svc("cgroup = \"/\""),
+            "service[0].cgroup",
+            "the root cgroup",
+        ),
+        (
+            &svc("cgroup = \"system.slice/../x.service\""),
+            "service[0].cgroup",
+            "\"system.slice/../x.service\" must be a path below the cgroup root",
+        ),
+        (
+            &svc("cgroup = \"a\\u0000b\""),
+            "service[0].cgroup",
+            "NUL byte",
+        ),
+        (
+            &svc("cgroup = \"system.slice/x.service\"\nsystemd_unit = \"x.service\""),
+            "service[0].systemd_unit",
+            "not both",
+        ),
+        (
+            &svc("systemd_unit = \"x.service\"\nprocess = \"x\""),
+            "service[0].systemd_unit",
+            "its cgroup alone",
+        ),
+        (
+            &svc("cgroup = \"system.slice/x.service\"\nport = 80"),
+            "service[0].cgroup",
+            "its cgroup alone",
+        ),
         (
             "[server]\nlisten = \"127.0.0.1:8767\\u0000\"\n",
             "server.listen",
@@ -879,4 +920,37 @@ fn a_non_loopback_server_needs_a_token_or_an_explicit_allowance() {
         &[],
     );
     assert!(with_token.is_ok());
+}
+
+#[test]
+fn a_bad_cgroup_matcher_exits_2_naming_key_and_value() {
+    let f = write("[[service]]\nname = \"llm\"\nsystemd_unit = \"ollama\"\n");
+    let out = support::agent::command()
+        .args(["--config", &f.path().display().to_string(), "check-config"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("key service[0].systemd_unit: \"ollama\" must name a unit with its type"),
+        "{err}"
+    );
+    // Valid ones load, and compile to a cgroup matcher.
+    let f = write(
+        "[[service]]\nname = \"llm\"\nsystemd_unit = \"ollama.service\"\n[[service]]\nname = \"pods\"\ncgroup = \"/system.slice/docker-*.scope\"\n",
+    );
+    let l = load(Some(f.path()), &[], &[]).unwrap();
+    let svcs = l.config.effective_services();
+    let specs: Vec<_> = svcs
+        .iter()
+        .filter_map(|s| Matcher::from_config(s).cgroup)
+        .map(|c| (c.display, c.patterns.len()))
+        .collect();
+    assert_eq!(
+        specs,
+        vec![
+            ("systemd unit ollama.service".to_owned(), 3),
+            ("cgroup /system.slice/docker-*.scope".to_owned(), 1)
+        ]
+    );
 }

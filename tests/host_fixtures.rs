@@ -317,6 +317,8 @@ fn the_proc_listing_waits_for_a_new_pid() {
         port: None,
         ports: vec![],
         pid_file: None,
+        systemd_unit: None,
+        cgroup: None,
     });
     let mut src = ServiceSource::new(&cfg);
     let late_pids = |src: &mut ServiceSource| {

@@ -8,6 +8,10 @@ use proptest::prelude::*;
 use unamentis_agent::activity::Kind;
 use unamentis_agent::activity::connections::{TcpCounters, parse_netstat, parse_snmp_tcp};
 use unamentis_agent::server::{MAX_COUNT, PushEvent, parse_push};
+use unamentis_agent::sources::cgroup::{
+    glob_match, parse_cgroup_mounts, parse_cpu_stat_usage_usec, parse_cpuacct_usage,
+    parse_memory_v1, parse_memory_v2, parse_procs,
+};
 use unamentis_agent::sources::cpu::{
     CpuTimes, parse_cpu_list, parse_loadavg, parse_per_cpu, parse_stat,
 };
@@ -117,6 +121,13 @@ proptest! {
         let _ = parse_snmp_tcp(&text);
         let _ = parse_netstat(&text);
         let _ = parse_mounts(&text);
+        let _ = parse_cgroup_mounts(&text);
+        let _ = parse_cpu_stat_usage_usec(&text);
+        let _ = parse_cpuacct_usage(&text);
+        let _ = parse_memory_v1(&text);
+        let _ = parse_memory_v2(&text);
+        let _ = parse_procs(&text);
+        let _ = glob_match(&text, &text.chars().rev().collect::<String>());
         let _ = amdgpu::uevent_value(&text, "PCI_SLOT_NAME");
         let _ = smi::parse_query_gpu(&text);
         let _ = smi::parse_query_compute_apps(&text);
@@ -442,5 +453,72 @@ proptest! {
             want.push(Mount { device: dev.clone(), mountpoint: mp.clone(), fstype: t.clone() });
         }
         prop_assert_eq!(parse_mounts(&text), want);
+    }
+
+    #[test]
+    fn cgroup_mountinfo_round_trips_escaped_points(mounts in prop::collection::vec(
+        ("/[^\\x00]{0,20}", "/[^\\x00]{0,20}", prop::bool::ANY, prop::collection::vec("[a-z_=]{1,8}", 0..4)),
+        0..8)
+    ) {
+        // proc(5): id parent maj:min root point options [optional fields] - fstype source super.
+        let text: String = mounts
+            .iter()
+            .enumerate()
+            .map(|(i, (root, mp, v2, opts))| {
+                let fstype = if *v2 { "cgroup2" } else { "cgroup" };
+                let optional = if i % 2 == 0 { " shared:9 master:1" } else { "" };
+                let sup: Vec<&str> = std::iter::once("rw").chain(opts.iter().map(String::as_str)).collect();
+                format!(
+                    "{} 1 0:{i} {} {} rw,relatime{optional} - {fstype} {fstype} {}\n",
+                    20 + i,
+                    mangle(root),
+                    mangle(mp),
+                    sup.join(",")
+                )
+            })
+            .collect();
+        let got = parse_cgroup_mounts(&text);
+        prop_assert_eq!(got.len(), mounts.len());
+        for (g, (root, mp, v2, opts)) in got.iter().zip(&mounts) {
+            prop_assert_eq!(&g.root, root);
+            prop_assert_eq!(g.mount_point.to_str().unwrap(), mp.as_str());
+            prop_assert_eq!(g.v2, *v2);
+            prop_assert_eq!(&g.options[1..], &opts[..]);
+        }
+    }
+
+    #[test]
+    fn cgroup_counters_round_trip(usec in any::<u64>(), ns in any::<u64>(), anon in 0u64..1 << 50, mapped in 0u64..1 << 50) {
+        let cpu = format!("usage_usec {usec}\nuser_usec 1\nsystem_usec 2\n");
+        prop_assert_eq!(parse_cpu_stat_usage_usec(&cpu), Some(usec));
+        prop_assert_eq!(parse_cpuacct_usage(&format!("{ns}\n")), Some(ns));
+        let v2 = format!("anon {anon}\nfile 9\nshmem 7\nfile_mapped {mapped}\nanon_thp 0\n");
+        prop_assert_eq!(parse_memory_v2(&v2), Some(anon + mapped));
+        let v1 = format!("rss 5\nmapped_file 6\ntotal_rss {anon}\ntotal_shmem 3\ntotal_mapped_file {mapped}\n");
+        prop_assert_eq!(parse_memory_v1(&v1), Some(anon + mapped));
+    }
+
+    #[test]
+    fn globs_match_what_they_were_made_from(
+        name in "[a-z0-9@.\\-]{0,24}",
+        cuts in prop::collection::vec((0usize..24, 0usize..6, prop::bool::ANY), 0..3),
+    ) {
+        // Replace runs of the name by `*` or single characters by `?`.
+        let mut pattern: Vec<char> = name.chars().collect();
+        for (at, len, star) in cuts {
+            if at >= pattern.len() {
+                continue;
+            }
+            let end = (at + len.max(1)).min(pattern.len());
+            if star {
+                pattern.splice(at..end, ['*']);
+            } else if pattern[at] != '*' {
+                pattern[at] = '?';
+            }
+        }
+        let pattern: String = pattern.into_iter().collect();
+        prop_assert!(glob_match(&pattern, &name), "{} vs {}", pattern, name);
+        let slashed = format!("{pattern}/");
+        prop_assert!(!glob_match(&slashed, &name));
     }
 }

@@ -159,6 +159,8 @@ fn service(name: &str, cmdline: Option<&str>, port: Option<u16>) -> ServiceConfi
         port,
         ports: vec![],
         pid_file: None,
+        systemd_unit: None,
+        cgroup: None,
     }
 }
 

@@ -8,6 +8,7 @@ use std::io;
 use crate::host::ReadError;
 use crate::snapshot::Snapshot;
 
+pub mod cgroup;
 pub mod command;
 pub mod cpu;
 pub mod energy;

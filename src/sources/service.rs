@@ -4,7 +4,9 @@
 //! A service's matchers must all hold for a process to be one of its roots
 //! (`process` name, `cmdline` regex, listening `port`s, `pid_file`); the
 //! service is every root plus all descendants. A process two services
-//! match goes to the one listed first.
+//! match goes to the one listed first. A `systemd_unit` or `cgroup`
+//! service is its cgroup's processes instead (`super::cgroup`), its own
+//! whatever the order.
 //!
 //! Cost: each cycle lists the proc directory once (no file reads) and reads
 //! `stat` of new processes and of the services' processes only; the owners
@@ -90,6 +92,8 @@ pub struct Matcher {
     pub cmdline: Option<regex::Regex>,
     pub ports: Vec<u16>,
     pub pid_file: Option<std::path::PathBuf>,
+    /// `systemd_unit` or `cgroup`: the service is that cgroup, alone.
+    pub cgroup: Option<crate::sources::cgroup::CgroupSpec>,
 }
 
 /// The longest `cmdline` pattern, and the most memory its compiled program
@@ -129,6 +133,15 @@ impl Matcher {
             cmdline: c.cmdline.as_deref().and_then(|r| cmdline_regex(r).ok()),
             ports: c.port.iter().chain(&c.ports).copied().collect(),
             pid_file: c.pid_file.clone(),
+            cgroup: c
+                .systemd_unit
+                .as_deref()
+                .map(crate::sources::cgroup::CgroupSpec::systemd_unit)
+                .or_else(|| {
+                    c.cgroup
+                        .as_deref()
+                        .map(crate::sources::cgroup::CgroupSpec::path)
+                }),
         }
     }
 
@@ -238,6 +251,7 @@ mod tests {
             cmdline: None,
             ports: vec![],
             pid_file: None,
+            cgroup: None,
         }
     }
 

@@ -7,6 +7,7 @@ use super::{Growth, Matcher, Plan, ProcessSample, ServiceSample, ServicesSample}
 use crate::config::Config;
 use crate::host::HostPaths;
 use crate::snapshot::Snapshot;
+use crate::sources::cgroup::{self, CgroupServices};
 use crate::sources::cpu::parse_last_pid;
 use crate::sources::net_tcp::{TCP_LISTEN, tcp_sockets};
 use crate::sources::process::{
@@ -56,6 +57,8 @@ pub struct ServiceSource {
     growth: Vec<Growth>,
     ticks_per_s: f64,
     page: u64,
+    /// The `systemd_unit` and `cgroup` services' hierarchies and counters.
+    cgroups: CgroupServices,
 }
 
 impl ServiceSource {
@@ -67,6 +70,10 @@ impl ServiceSource {
             growth,
             top_n,
         } = Plan::from_config(cfg);
+        let cgroups = CgroupServices::new(
+            &cfg.host_paths(),
+            matchers.iter().map(|m| m.cgroup.clone()).collect(),
+        );
         let mut s = ServiceSource {
             paths: cfg.host_paths(),
             need_cmdline: matchers
@@ -89,6 +96,7 @@ impl ServiceSource {
             started: Instant::now(),
             ticks_per_s: clock_ticks_per_second() as f64,
             page: page_size(),
+            cgroups,
         };
         let _ = s.collect();
         s
@@ -216,15 +224,20 @@ impl ServiceSource {
     }
 
     /// Each service's processes: its roots and all their descendants, a
-    /// process going to the first service that reaches it.
-    fn assign(&self) -> Vec<(Vec<u32>, Vec<u32>)> {
+    /// process going to the first service that reaches it. `claimed`
+    /// processes (the cgroup services') go to none.
+    fn assign(&self, claimed: &HashSet<u32>) -> Vec<(Vec<u32>, Vec<u32>)> {
         let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
         for (&pid, p) in &self.procs {
             children.entry(p.ppid).or_default().push(pid);
         }
-        let mut owned: HashSet<u32> = HashSet::new();
+        let mut owned: HashSet<u32> = claimed.clone();
         let mut out = Vec::with_capacity(self.matchers.len());
         for m in &self.matchers {
+            if m.cgroup.is_some() {
+                out.push((Vec::new(), Vec::new()));
+                continue;
+            }
             let pid_file = m.pid_file.as_ref().map(|_| self.pid_from_file(m));
             let mut roots: Vec<u32> = self
                 .procs
@@ -317,10 +330,27 @@ impl ServiceSource {
         let mib = 1024.0 * 1024.0;
         let mut next_prev = HashMap::new();
         let mut out = ServicesSample::default();
-        let assigned = self.assign();
-        let mut owned = HashSet::new();
+        // A cgroup service's processes are its own whatever the order.
+        let mut by_cgroup = self.cgroups.sample(&self.paths);
+        let mut owned: HashSet<u32> = by_cgroup
+            .iter()
+            .flatten()
+            .flat_map(|c| c.pids.iter().copied())
+            .collect();
+        let assigned = self.assign(&owned);
         for (i, (roots, members)) in assigned.into_iter().enumerate() {
             let m = &self.matchers[i];
+            if let Some(cg) = by_cgroup[i].take() {
+                let mut s = cgroup::service_sample(&m.name, cg, &self.paths, wall, self.page);
+                if let Some(b) = s.rss_bytes {
+                    self.growth[i].push(t_secs, b as f64 / mib);
+                    s.growth_mib_per_hour = self.growth[i].mib_per_hour();
+                } else {
+                    self.growth[i].clear();
+                }
+                out.services.push(s);
+                continue;
+            }
             let mut s = ServiceSample {
                 name: m.name.clone(),
                 ..Default::default()

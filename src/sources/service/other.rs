@@ -98,6 +98,15 @@ impl ServiceSource {
         let mut owned: HashSet<Pid> = HashSet::new();
         let mut out = ServicesSample::default();
         for (i, m) in self.matchers.iter().enumerate() {
+            if let Some(cg) = &m.cgroup {
+                self.growth[i].clear();
+                out.services.push(ServiceSample {
+                    name: m.name.clone(),
+                    note: Some(format!("{}: cgroups exist on Linux only", cg.display)),
+                    ..Default::default()
+                });
+                continue;
+            }
             let pid_file = m.pid_file.as_ref().map(|f| {
                 std::fs::read_to_string(f)
                     .ok()
