@@ -302,7 +302,10 @@ fn a_parents_children_are_aggregated() {
         (got - want).abs() <= 5.0,
         "agent {got:.1} % vs the tree's own {want:.1} %"
     );
-    assert!(want > 30.0, "two 50 % burners ran: {want:.1} %");
+    // The burners ran, so the comparison above is not 0 against 0. How
+    // much they got depends on the machine's load (two 50 % burners get
+    // ~100 % on an idle host, far less on a busy shared one).
+    assert!(want > 5.0, "the two burners ran: {want:.1} %");
 }
 
 #[test]
