@@ -134,16 +134,18 @@ proptest! {
         comm in "[^\\x00\\n]{0,15}",
         ppid in 0u32..4_194_304,
         utime in any::<u32>(), stime in any::<u32>(),
+        cutime in any::<u32>(), cstime in any::<u32>(),
         threads in 1u32..100_000, start in any::<u64>(), rss in 0i64..i64::MAX,
     ) {
         let line = format!(
-            "{pid} ({comm}) S {ppid} 1 1 0 -1 4194560 100 0 0 0 {utime} {stime} 0 0 20 0 {threads} 0 {start} 1000 {rss} 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n"
+            "{pid} ({comm}) S {ppid} 1 1 0 -1 4194560 100 0 0 0 {utime} {stime} {cutime} {cstime} 20 0 {threads} 0 {start} 1000 {rss} 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n"
         );
         let s = parse_pid_stat(&line).unwrap();
         prop_assert_eq!(s.pid, pid);
         prop_assert_eq!(&s.comm, &comm);
         prop_assert_eq!(s.ppid, ppid);
         prop_assert_eq!(s.cpu_ticks(), u64::from(utime) + u64::from(stime));
+        prop_assert_eq!(s.child_ticks(), u64::from(cutime) + u64::from(cstime));
         prop_assert_eq!(s.num_threads, threads);
         prop_assert_eq!(s.starttime, start);
         prop_assert_eq!(s.rss_pages, rss as u64);

@@ -17,6 +17,11 @@ pub struct PidStat {
     /// User and system CPU time in clock ticks (USER_HZ).
     pub utime: u64,
     pub stime: u64,
+    /// User and system time of the children this process has waited for
+    /// (each child's own time plus its reaped children's), in ticks: a
+    /// child's whole total is added when it is reaped, not while it runs.
+    pub cutime: u64,
+    pub cstime: u64,
     pub num_threads: u32,
     /// Start time in clock ticks after boot: with the pid, it identifies a
     /// process across pid reuse.
@@ -28,6 +33,11 @@ pub struct PidStat {
 impl PidStat {
     pub fn cpu_ticks(&self) -> u64 {
         self.utime + self.stime
+    }
+
+    /// CPU ticks of the reaped children (`cutime` + `cstime`).
+    pub fn child_ticks(&self) -> u64 {
+        self.cutime + self.cstime
     }
 }
 
@@ -60,11 +70,15 @@ pub fn parse_pid_stat(text: &str) -> Result<PidStat, ParseError> {
         f.parse()
             .map_err(|_| ParseError(format!("field {n} is not a number: {f:?}")))
     };
+    // cutime, cstime and rss are signed longs (proc(5) `%ld`); never
+    // negative in practice, clamped anyway.
+    let signed = |n: usize| -> Result<u64, ParseError> {
+        let f = field(n)?;
+        f.parse::<i64>()
+            .map(|v| v.max(0) as u64)
+            .map_err(|_| ParseError(format!("field {n} is not a number: {f:?}")))
+    };
     let state = field(3)?.chars().next().unwrap_or('?');
-    // rss is a signed long; never negative in practice, clamp anyway.
-    let rss: i64 = field(24)?
-        .parse()
-        .map_err(|_| ParseError(format!("field 24 (rss) is not a number: {:?}", field(24))))?;
     Ok(PidStat {
         pid,
         comm,
@@ -72,9 +86,11 @@ pub fn parse_pid_stat(text: &str) -> Result<PidStat, ParseError> {
         ppid: u32::try_from(num(4)?).map_err(|_| ParseError("ppid out of range".into()))?,
         utime: num(14)?,
         stime: num(15)?,
+        cutime: signed(16)?,
+        cstime: signed(17)?,
         num_threads: u32::try_from(num(20)?).unwrap_or(u32::MAX),
         starttime: num(22)?,
-        rss_pages: rss.max(0) as u64,
+        rss_pages: signed(24)?,
     })
 }
 
@@ -164,7 +180,7 @@ mod linux {
 mod tests {
     use super::*;
 
-    const STAT: &str = "30630 (cat) R 30626 30626 1075 0 -1 4194304 100 0 1 0 7 3 0 0 20 0 1 0 143719 3133440 380 18446744073709551615 94249184325632 94249184345513 140720537187264 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n";
+    const STAT: &str = "30630 (cat) R 30626 30626 1075 0 -1 4194304 100 0 1 0 7 3 5 2 20 0 1 0 143719 3133440 380 18446744073709551615 94249184325632 94249184345513 140720537187264 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n";
 
     #[test]
     fn stat_fields() {
@@ -174,6 +190,8 @@ mod tests {
         assert_eq!(s.state, 'R');
         assert_eq!(s.ppid, 30626);
         assert_eq!((s.utime, s.stime), (7, 3));
+        assert_eq!((s.cutime, s.cstime), (5, 2));
+        assert_eq!((s.cpu_ticks(), s.child_ticks()), (10, 7));
         assert_eq!(s.num_threads, 1);
         assert_eq!(s.starttime, 143719);
         assert_eq!(s.rss_pages, 380);
