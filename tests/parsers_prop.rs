@@ -17,7 +17,7 @@ use unamentis_agent::sources::http_get::parse_response;
 use unamentis_agent::sources::memory::{parse_meminfo, parse_meminfo_states};
 use unamentis_agent::sources::net_tcp::parse_net_tcp;
 use unamentis_agent::sources::ollama::{LoadedModel, parse_ps};
-use unamentis_agent::sources::process::{parse_cmdline, parse_pid_stat};
+use unamentis_agent::sources::process::{parse_cmdline, parse_container_identity, parse_pid_stat};
 use unamentis_agent::sources::sysfs;
 
 /// The kernel prints each 32-bit word of the address as it sits in memory,
@@ -106,6 +106,7 @@ proptest! {
     #[test]
     fn parsers_never_panic(text in "\\PC{0,400}") {
         let _ = parse_pid_stat(&text);
+        let _ = parse_container_identity(&text);
         let _ = parse_net_tcp(&text);
         let _ = parse_stat(&text);
         let _ = parse_meminfo(&text);

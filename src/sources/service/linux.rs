@@ -10,8 +10,8 @@ use crate::snapshot::Snapshot;
 use crate::sources::cpu::parse_last_pid;
 use crate::sources::net_tcp::{TCP_LISTEN, tcp_sockets};
 use crate::sources::process::{
-    PidStat, clock_ticks_per_second, count_fds, list_pids, page_size, read_cmdline, read_stat,
-    socket_inodes,
+    ContainerIdentity, PidStat, clock_ticks_per_second, count_fds, list_pids, page_size,
+    read_cmdline, read_container_identity, read_stat, socket_inodes,
 };
 use crate::sources::{Source, SourceError};
 
@@ -27,6 +27,9 @@ struct ProcInfo {
     /// The cycle whose listing first showed this process: one that appeared
     /// since the previous cycle spent all its CPU time inside the window.
     first_seen: u64,
+    /// From `cgroup`, read the first time a service or the top list needs
+    /// it: a process does not change containers.
+    identity: Option<ContainerIdentity>,
 }
 
 /// A process across pid reuse: (pid, starttime).
@@ -194,6 +197,7 @@ impl ServiceSource {
             };
             let same = known.filter(|k| k.starttime == stat.starttime);
             let first_seen = same.map_or(self.cycle, |k| k.first_seen);
+            let identity = same.and_then(|k| k.identity.clone());
             appeared |= same.is_none();
             let cmdline = if self.need_cmdline {
                 read_cmdline(&self.paths, pid).unwrap_or_default()
@@ -208,6 +212,7 @@ impl ServiceSource {
                     cmdline,
                     starttime: stat.starttime,
                     first_seen,
+                    identity,
                 },
             );
         }
@@ -323,6 +328,17 @@ impl ServiceSource {
                 .is_some_and(|p| p.first_seen == self.cycle && p.starttime == key.1)
     }
 
+    /// The container and pod of a process, read once per process.
+    fn identity(&mut self, (pid, start): Key) -> ContainerIdentity {
+        let read = |paths: &HostPaths| read_container_identity(paths, pid).unwrap_or_default();
+        match self.procs.get_mut(&pid) {
+            Some(p) if p.starttime == start => {
+                p.identity.get_or_insert_with(|| read(&self.paths)).clone()
+            }
+            _ => read(&self.paths),
+        }
+    }
+
     /// CPU ticks of another process since the previous sample: the delta
     /// when it was measured then, all of them when it started since,
     /// nothing (a new baseline) otherwise — never negative, never a spike.
@@ -392,13 +408,13 @@ impl ServiceSource {
         let mut readings: Vec<Reading> = Vec::new();
         let mut spans = Vec::with_capacity(assigned.len());
         for (i, (roots, members)) in assigned.into_iter().enumerate() {
-            let m = &self.matchers[i];
             let mut s = ServiceSample {
-                name: m.name.clone(),
+                name: self.matchers[i].name.clone(),
                 ..Default::default()
             };
             let (mut rss, mut threads) = (0u64, 0u64);
             let mut fds = Some(0u64);
+            let mut shared: Option<ContainerIdentity> = None;
             let start = readings.len();
             for pid in members {
                 // Gone since the listing: nothing to count, nothing negative.
@@ -416,6 +432,16 @@ impl ServiceSource {
                     },
                     new: self.is_new(key),
                 });
+                let id = self.identity(key);
+                shared = Some(match shared {
+                    None => id,
+                    Some(s) => ContainerIdentity {
+                        container_id: s
+                            .container_id
+                            .filter(|c| id.container_id.as_ref() == Some(c)),
+                        pod_uid: s.pod_uid.filter(|u| id.pod_uid.as_ref() == Some(u)),
+                    },
+                });
                 rss += st.rss_pages * self.page;
                 threads += u64::from(st.num_threads);
                 fds = fds.and_then(|n| Some(n + count_fds(&self.paths, pid)?));
@@ -427,6 +453,7 @@ impl ServiceSource {
                 .filter_map(|r| Some(format!("{r} ({})", self.procs.get(r)?.comm)))
                 .collect();
             if s.up() {
+                s.container = shared.unwrap_or_default();
                 s.rss_bytes = Some(rss);
                 s.threads = Some(threads);
                 s.open_files = fds;
@@ -434,7 +461,7 @@ impl ServiceSource {
                 s.growth_mib_per_hour = self.growth[i].mib_per_hour();
             } else {
                 self.growth[i].clear();
-                s.note = self.down_note(m);
+                s.note = self.down_note(&self.matchers[i]);
             }
             spans.push(start..readings.len());
             out.services.push(s);
@@ -466,21 +493,27 @@ impl ServiceSource {
                 let d = self.other_delta(&st);
                 next_other.insert((pid, st.starttime), st.cpu_ticks());
                 if let (Some(d), Some(w)) = (d, wall) {
-                    top.push(ProcessSample {
+                    let p = ProcessSample {
                         pid,
                         name: st.comm,
                         cpu_percent: d as f64 / self.ticks_per_s / w * 100.0,
                         rss_bytes: st.rss_pages * self.page,
-                    });
+                        container: ContainerIdentity::default(),
+                    };
+                    top.push((p, st.starttime));
                 }
             }
-            top.sort_by(|a, b| {
+            top.sort_by(|(a, _), (b, _)| {
                 b.cpu_percent
                     .total_cmp(&a.cpu_percent)
                     .then(b.rss_bytes.cmp(&a.rss_bytes))
             });
             top.truncate(self.top_n);
-            out.top = top;
+            // Only the listed few have their cgroup read.
+            for (mut p, start) in top {
+                p.container = self.identity((p.pid, start));
+                out.top.push(p);
+            }
             self.prev_other = next_other;
         }
         self.prev = readings.iter().map(|r| (r.key, r.seen)).collect();
