@@ -50,6 +50,10 @@ pub mod attr {
     pub const PROCESS_EXECUTABLE_NAME: &str = "process.executable.name";
     /// Process identifier in the host PID namespace.
     pub const PROCESS_PID: &str = "process.pid";
+    /// Container the process runs in (Docker, containerd/CRI, CRI-O, Podman), the runtime's 64-hex id from the process's cgroup path in /proc/<pid>/cgroup; on a service point only when all its processes share that container.
+    pub const CONTAINER_ID: &str = "container.id";
+    /// UID of the Kubernetes pod the process runs in, from its kubepods cgroup slice; on a service point only when all its processes share that pod. A point attribute: the resource's k8s.pod.uid, when set, is the agent's own pod.
+    pub const K8S_POD_UID: &str = "k8s.pod.uid";
     /// Name of a model loaded in Ollama, as reported by /api/ps (name:tag).
     pub const MODEL: &str = "model";
     /// Activity probe that observed the activity: push (reported by the service to the agent's /v1/activity), connections (TCP connections on the service's ports), or ollama (Ollama's /api/ps).
@@ -253,7 +257,7 @@ pub static SERVICE_CPU_PERCENT: Metric = Metric {
     instrument: Instrument::Gauge,
     unit: "%",
     brief: "CPU used by the service's whole process tree over the last collection interval, as a percentage of one core like ps (100 = one full core; can exceed 100).",
-    attributes: &[attr::UNAMENTIS_SERVICE],
+    attributes: &[attr::UNAMENTIS_SERVICE, attr::CONTAINER_ID, attr::K8S_POD_UID],
 };
 
 pub static SERVICE_MEMORY_MB: Metric = Metric {
@@ -261,7 +265,7 @@ pub static SERVICE_MEMORY_MB: Metric = Metric {
     instrument: Instrument::Gauge,
     unit: "MiBy",
     brief: "Resident set size (RSS) of the service's whole process tree, in mebibytes.",
-    attributes: &[attr::UNAMENTIS_SERVICE],
+    attributes: &[attr::UNAMENTIS_SERVICE, attr::CONTAINER_ID, attr::K8S_POD_UID],
 };
 
 pub static SERVICE_THREADS: Metric = Metric {
@@ -269,7 +273,7 @@ pub static SERVICE_THREADS: Metric = Metric {
     instrument: Instrument::Gauge,
     unit: "1",
     brief: "Number of threads in the service's whole process tree (sum of num_threads), as a count.",
-    attributes: &[attr::UNAMENTIS_SERVICE],
+    attributes: &[attr::UNAMENTIS_SERVICE, attr::CONTAINER_ID, attr::K8S_POD_UID],
 };
 
 pub static SERVICE_OPEN_FILES: Metric = Metric {
@@ -277,7 +281,7 @@ pub static SERVICE_OPEN_FILES: Metric = Metric {
     instrument: Instrument::Gauge,
     unit: "1",
     brief: "Number of open file descriptors (files, sockets, pipes) in the service's whole process tree, as a count.",
-    attributes: &[attr::UNAMENTIS_SERVICE],
+    attributes: &[attr::UNAMENTIS_SERVICE, attr::CONTAINER_ID, attr::K8S_POD_UID],
 };
 
 pub static SERVICE_PROCESSES: Metric = Metric {
@@ -285,7 +289,7 @@ pub static SERVICE_PROCESSES: Metric = Metric {
     instrument: Instrument::Gauge,
     unit: "1",
     brief: "Number of processes in the service's tree (matched processes and their descendants), or in its cgroup and the cgroups below, as a count.",
-    attributes: &[attr::UNAMENTIS_SERVICE],
+    attributes: &[attr::UNAMENTIS_SERVICE, attr::CONTAINER_ID, attr::K8S_POD_UID],
 };
 
 pub static SERVICE_UP: Metric = Metric {
@@ -301,7 +305,7 @@ pub static SERVICE_MEMORY_GROWTH_MB_PER_HOUR: Metric = Metric {
     instrument: Instrument::Gauge,
     unit: "MiBy/h",
     brief: "Growth rate of the service's tree RSS, the least-squares slope of service.memory_mb over a sliding window, in mebibytes per hour; for leak alerts.",
-    attributes: &[attr::UNAMENTIS_SERVICE],
+    attributes: &[attr::UNAMENTIS_SERVICE, attr::CONTAINER_ID, attr::K8S_POD_UID],
 };
 
 pub static SERVICE_VRAM_MB: Metric = Metric {
@@ -309,7 +313,7 @@ pub static SERVICE_VRAM_MB: Metric = Metric {
     instrument: Instrument::Gauge,
     unit: "MiBy",
     brief: "GPU memory used by the service's process tree on all GPUs, from NVML per-process memory, in mebibytes.",
-    attributes: &[attr::UNAMENTIS_SERVICE],
+    attributes: &[attr::UNAMENTIS_SERVICE, attr::CONTAINER_ID, attr::K8S_POD_UID],
 };
 
 pub static SERVICE_POWER_WATTS: Metric = Metric {
@@ -341,7 +345,7 @@ pub static PROCESS_CPU_PERCENT: Metric = Metric {
     instrument: Instrument::Gauge,
     unit: "%",
     brief: "CPU used by one of the top-N busiest processes not matched by any service over the last collection interval, as a percentage of one core like ps.",
-    attributes: &[attr::PROCESS_EXECUTABLE_NAME, attr::PROCESS_PID],
+    attributes: &[attr::PROCESS_EXECUTABLE_NAME, attr::PROCESS_PID, attr::CONTAINER_ID, attr::K8S_POD_UID],
 };
 
 pub static PROCESS_MEMORY_MB: Metric = Metric {
@@ -349,7 +353,7 @@ pub static PROCESS_MEMORY_MB: Metric = Metric {
     instrument: Instrument::Gauge,
     unit: "MiBy",
     brief: "Resident set size of one of the top-N busiest processes not matched by any service, in mebibytes.",
-    attributes: &[attr::PROCESS_EXECUTABLE_NAME, attr::PROCESS_PID],
+    attributes: &[attr::PROCESS_EXECUTABLE_NAME, attr::PROCESS_PID, attr::CONTAINER_ID, attr::K8S_POD_UID],
 };
 
 pub static MODEL_LOADED: Metric = Metric {

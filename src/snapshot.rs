@@ -19,7 +19,7 @@ use crate::sources::macos::MacosStats;
 use crate::sources::memory::MemoryStats;
 use crate::sources::ollama::OllamaStats;
 use crate::sources::power::PowerStats;
-use crate::sources::service::ServicesSample;
+use crate::sources::service::{ContainerIdentity, ServicesSample};
 use crate::sources::thermal::ThermalStats;
 use crate::sources::{Source, SourceError};
 
@@ -252,19 +252,32 @@ fn service_points(svc: &ServicesSample, gpu: Option<&GpuStats>, out: &mut Vec<Po
         ];
         for (metric, v) in values {
             if let Some(v) = v {
-                out.push(Point::new(metric, v).with(attr::UNAMENTIS_SERVICE, name));
+                let point = Point::new(metric, v).with(attr::UNAMENTIS_SERVICE, name);
+                out.push(with_container(point, &s.container));
             }
         }
     }
     for p in &svc.top {
         let point = |m, v| {
-            Point::new(m, v)
+            let point = Point::new(m, v)
                 .with(attr::PROCESS_EXECUTABLE_NAME, p.name.as_str())
-                .with(attr::PROCESS_PID, AttrValue::Int(i64::from(p.pid)))
+                .with(attr::PROCESS_PID, AttrValue::Int(i64::from(p.pid)));
+            with_container(point, &p.container)
         };
         out.push(point(&semconv::PROCESS_CPU_PERCENT, p.cpu_percent));
         out.push(point(&semconv::PROCESS_MEMORY_MB, p.rss_bytes as f64 / MIB));
     }
+}
+
+/// `container.id` and `k8s.pod.uid` where the cgroup path gave them.
+fn with_container(mut point: Point, c: &ContainerIdentity) -> Point {
+    if let Some(id) = &c.container_id {
+        point = point.with(attr::CONTAINER_ID, id.as_str());
+    }
+    if let Some(uid) = &c.pod_uid {
+        point = point.with(attr::K8S_POD_UID, uid.as_str());
+    }
+    point
 }
 
 /// GPU memory of a service's processes, from the GPU source's process list.
@@ -842,6 +855,7 @@ mod tests {
                     name: "yes".into(),
                     cpu_percent: 99.0,
                     rss_bytes: 1 << 20,
+                    container: Default::default(),
                 }],
             }),
             sources: vec![SourceStatus {

@@ -350,3 +350,103 @@ fn the_proc_listing_waits_for_a_new_pid() {
     std::fs::remove_dir_all(proc.join("5001")).unwrap();
     assert_eq!(late_pids(&mut src), Vec::<u32>::new());
 }
+
+/// Container and pod identity from each process's `cgroup` file on a
+/// synthetic tree: a service whose processes share one container carries
+/// its id, one whose processes share only a pod carries the pod's UID, one
+/// on the host carries neither, and a top process carries its own. The
+/// file is read once per process: rewriting it later changes nothing.
+#[test]
+fn container_identity_on_service_and_top_process_points() {
+    use support::synthetic_host::{stat_line, write_host};
+    use unamentis_agent::sources::Source;
+    use unamentis_agent::sources::service::ServiceSource;
+
+    const CID: &str = "3f5b7c9d1e2a4b6c8d0e1f2a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e";
+    const CID2: &str = "9e8d7c6b5a493827161504f3e2d1c0b9a8978675645342312f1e0d0c0b0a0908";
+    const CID3: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    const POD: &str = "0c2f4a2e-5b7d-4d0e-9c1a-3f6b2e8d9a10";
+    const POD2: &str = "7d1c3b5a-2e4f-4a6b-8c9d-0e1f2a3b4c5d";
+    let dir = tempfile::tempdir().unwrap();
+    write_host(dir.path(), 60);
+    let cgroup = |pid: u32, text: String| {
+        std::fs::write(dir.path().join(format!("proc/{pid}/cgroup")), text).unwrap();
+    };
+    // ollama: server and runner in one Docker container (cgroup v1).
+    for pid in [100, 101] {
+        cgroup(
+            pid,
+            format!("4:memory:/docker/{CID}\n1:name=systemd:/docker/{CID}\n0::/\n"),
+        );
+    }
+    // management: two containers of one pod (containerd, systemd driver).
+    let pod_ = POD.replace('-', "_");
+    for (pid, cid) in [(200, CID2), (201, CID3)] {
+        cgroup(
+            pid,
+            format!(
+                "0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{pod_}.slice/cri-containerd-{cid}.scope\n"
+            ),
+        );
+    }
+    // A busy unclaimed worker in another pod (cgroupfs driver).
+    cgroup(1005, format!("0::/kubepods/besteffort/pod{POD2}/{CID}\n"));
+    let mut cfg = Config::for_host(&HostPaths::under(dir.path()));
+    cfg.top_processes = 1;
+    let mut src = ServiceSource::new(&cfg);
+    std::fs::write(
+        dir.path().join("proc/1005/stat"),
+        stat_line(1005, "worker", 1, 1005 + 500, 100),
+    )
+    .unwrap();
+    // Read once per process: a later rewrite is not seen.
+    cgroup(100, "0::/\n".into());
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let mut snap = Snapshot::default();
+    src.sample(&mut snap).unwrap();
+    let points = snap.points();
+    let attrs_of =
+        |metric: &semconv::Metric, key: &str, value: AttrValue| -> Vec<(String, String)> {
+            let p = points
+                .iter()
+                .find(|p| {
+                    std::ptr::eq(p.metric, metric)
+                        && p.attrs.iter().any(|(k, v)| *k == key && *v == value)
+                })
+                .unwrap_or_else(|| panic!("no {} point with {key}={value}", metric.name));
+            p.attrs
+                .iter()
+                .filter(|(k, _)| *k == "container.id" || *k == "k8s.pod.uid")
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+    let service = |name: &str| AttrValue::from(name);
+    let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+    for metric in [&semconv::SERVICE_CPU_PERCENT, &semconv::SERVICE_MEMORY_MB] {
+        assert_eq!(
+            attrs_of(metric, "unamentis.service", service("ollama")),
+            vec![pair("container.id", CID)]
+        );
+        assert_eq!(
+            attrs_of(metric, "unamentis.service", service("management")),
+            vec![pair("k8s.pod.uid", POD)],
+            "two containers: the pod only"
+        );
+        assert_eq!(
+            attrs_of(metric, "unamentis.service", service("nextjs")),
+            vec![],
+            "on the host"
+        );
+    }
+    for metric in [&semconv::PROCESS_CPU_PERCENT, &semconv::PROCESS_MEMORY_MB] {
+        assert_eq!(
+            attrs_of(metric, "process.pid", AttrValue::Int(1005)),
+            vec![pair("container.id", CID), pair("k8s.pod.uid", POD2)]
+        );
+    }
+    let up = points
+        .iter()
+        .find(|p| std::ptr::eq(p.metric, &semconv::SERVICE_UP))
+        .unwrap();
+    assert_eq!(up.attrs.len(), 1, "service.up keeps one series per service");
+}

@@ -21,7 +21,7 @@ use unamentis_agent::sources::http_get::parse_response;
 use unamentis_agent::sources::memory::{parse_meminfo, parse_meminfo_states};
 use unamentis_agent::sources::net_tcp::parse_net_tcp;
 use unamentis_agent::sources::ollama::{LoadedModel, parse_ps};
-use unamentis_agent::sources::process::{parse_cmdline, parse_pid_stat};
+use unamentis_agent::sources::process::{parse_cmdline, parse_container_identity, parse_pid_stat};
 use unamentis_agent::sources::sysfs;
 
 /// The kernel prints each 32-bit word of the address as it sits in memory,
@@ -110,6 +110,7 @@ proptest! {
     #[test]
     fn parsers_never_panic(text in "\\PC{0,400}") {
         let _ = parse_pid_stat(&text);
+        let _ = parse_container_identity(&text);
         let _ = parse_net_tcp(&text);
         let _ = parse_stat(&text);
         let _ = parse_meminfo(&text);
@@ -145,16 +146,18 @@ proptest! {
         comm in "[^\\x00\\n]{0,15}",
         ppid in 0u32..4_194_304,
         utime in any::<u32>(), stime in any::<u32>(),
+        cutime in any::<u32>(), cstime in any::<u32>(),
         threads in 1u32..100_000, start in any::<u64>(), rss in 0i64..i64::MAX,
     ) {
         let line = format!(
-            "{pid} ({comm}) S {ppid} 1 1 0 -1 4194560 100 0 0 0 {utime} {stime} 0 0 20 0 {threads} 0 {start} 1000 {rss} 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n"
+            "{pid} ({comm}) S {ppid} 1 1 0 -1 4194560 100 0 0 0 {utime} {stime} {cutime} {cstime} 20 0 {threads} 0 {start} 1000 {rss} 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n"
         );
         let s = parse_pid_stat(&line).unwrap();
         prop_assert_eq!(s.pid, pid);
         prop_assert_eq!(&s.comm, &comm);
         prop_assert_eq!(s.ppid, ppid);
         prop_assert_eq!(s.cpu_ticks(), u64::from(utime) + u64::from(stime));
+        prop_assert_eq!(s.child_ticks(), u64::from(cutime) + u64::from(cstime));
         prop_assert_eq!(s.num_threads, threads);
         prop_assert_eq!(s.starttime, start);
         prop_assert_eq!(s.rss_pages, rss as u64);

@@ -29,6 +29,7 @@ fn role() {
         "parent" => parent(),
         "listener" => listener(),
         "churner" => churn(),
+        "forker" => fork_workers(),
         other => panic!("unknown role {other}"),
     }
 }
@@ -83,6 +84,46 @@ fn churn() {
     loop {
         let _ = Command::new("true").status();
     }
+}
+
+/// A service made of short-lived workers: every 100 ms it forks a worker
+/// that burns 40 ms of CPU and exits, and waits for it, like a server
+/// running a CLI per request.
+fn fork_workers() {
+    println!("READY");
+    loop {
+        let started = Instant::now();
+        // SAFETY: the child only reads its CPU clock and _exits: nothing
+        // that needs another thread or a lock the fork may have copied held.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let end = cpu_time() + Duration::from_millis(40);
+            while cpu_time() < end {
+                std::hint::black_box(0u64.wrapping_add(1));
+            }
+            // SAFETY: ends the child without running the parent's atexit
+            // handlers or flushing its copied buffers.
+            unsafe { libc::_exit(0) };
+        }
+        assert!(pid > 0, "fork failed");
+        if let Some(rest) = Duration::from_millis(100).checked_sub(started.elapsed()) {
+            std::thread::sleep(rest);
+        }
+        let mut status = 0;
+        // SAFETY: waits for the child forked above.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+    }
+}
+
+/// CPU time this process has used (CLOCK_PROCESS_CPUTIME_ID).
+fn cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid timespec to write.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 struct Proc(Child);
@@ -202,6 +243,15 @@ fn ticks(pid: u32) -> u64 {
     f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
 }
 
+/// utime + stime + cutime + cstime: the process's own CPU ticks and those
+/// of the children it has waited for.
+fn ticks_with_reaped(pid: u32) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = &text[text.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    f[11..15].iter().map(|v| v.parse::<u64>().unwrap()).sum()
+}
+
 fn clk_tck() -> f64 {
     // SAFETY: sysconf has no preconditions.
     (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as f64
@@ -247,6 +297,45 @@ fn burner_cpu_matches_its_own_proc_figures() {
     assert_eq!(s.pids, vec![pid]);
     assert!(s.threads.unwrap() >= 1);
     assert!(s.open_files.unwrap() >= 3, "stdin, stdout, stderr at least");
+}
+
+/// Workers that start and exit between two samples count through their
+/// parent's reaped-children counters, and one that was measured at a sample
+/// before being reaped is not counted twice: sampled every 125 ms (most
+/// samples see a worker alive, and counting its time again at its reap
+/// would add about 20 points), the time-weighted mean over the window
+/// matches the service's own utime + stime + cutime + cstime.
+#[test]
+fn a_forking_service_counts_its_reaped_workers() {
+    let tag = tag();
+    let (f, _) = spawn_role("forker", &tag);
+    let f = Proc(f);
+    let pid = f.0.id();
+    let mut src = source(vec![service("forker", Some(&tag), None)]);
+    const SAMPLES: usize = 20;
+    let (t0, g0) = (Instant::now(), ticks_with_reaped(pid));
+    let (mut last, mut weighted, mut with_worker) = (t0, 0.0, 0);
+    for _ in 0..SAMPLES {
+        std::thread::sleep(Duration::from_millis(125));
+        let s = sample(&mut src, "forker");
+        let t = Instant::now();
+        let cpu = s.cpu_percent.expect("cpu point");
+        assert!(cpu >= 0.0, "{s:?}");
+        assert!(s.pids.contains(&pid), "{s:?}");
+        with_worker += usize::from(s.pids.len() > 1);
+        weighted += cpu * (t - last).as_secs_f64();
+        last = t;
+    }
+    let (t1, g1) = (Instant::now(), ticks_with_reaped(pid));
+    let want = truth(g0, g1, t1 - t0);
+    let got = weighted / (last - t0).as_secs_f64();
+    let seen = format!("{with_worker} of {SAMPLES} samples saw a worker");
+    eprintln!("forker: agent {got:.1} % vs its own {want:.1} %, {seen}");
+    assert!(
+        (got - want).abs() <= 5.0,
+        "agent {got:.1} % vs the forker's own {want:.1} % ({seen})"
+    );
+    assert!(want > 5.0, "the workers ran: {want:.1} %");
 }
 
 #[test]
@@ -473,6 +562,61 @@ async fn burner_through_the_binary_and_otlp() {
         )
         .is_some()
     );
+    agent.signal("TERM");
+    assert!(agent.wait(limit).success(), "{}", agent.log_text());
+}
+
+/// The forking service through the real binary and OTLP: each export's
+/// service.cpu_percent against the forker's own utime + stime + cutime +
+/// cstime between the arrivals of that export and the one before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forking_service_through_the_binary_and_otlp() {
+    use support::otlp_receiver::{Receiver, find_value};
+    let tag = tag();
+    let (f, _) = spawn_role("forker", &tag);
+    let f = Proc(f);
+    let pid = f.0.id();
+    let cfg = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        cfg.path(),
+        format!(
+            "default_services = false\n[[service]]\nname = \"forker\"\ncmdline = \"{}\"\n",
+            regex_escape(&tag)
+        ),
+    )
+    .unwrap();
+    let rx = Receiver::grpc().await;
+    let mut agent = support::agent::Agent::spawn(
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &rx.endpoint()),
+            ("UNAMENTIS_AGENT_INTERVAL", "2s"),
+        ],
+        &["--config", &cfg.path().display().to_string(), "run"],
+    );
+    let limit = Duration::from_secs(30);
+    let mut marks = Vec::new();
+    for n in 1..=3 {
+        let got = rx.wait_for(n, limit).await;
+        marks.push((got[n - 1].at, ticks_with_reaped(pid)));
+    }
+    let got = rx.received();
+    for n in 1..3 {
+        let (t0, g0) = marks[n - 1];
+        let (t1, g1) = marks[n];
+        let want = truth(g0, g1, t1 - t0);
+        let value = find_value(
+            &got[n],
+            "unamentis.server.service.cpu_percent",
+            Some(("unamentis.service", "forker")),
+        )
+        .expect("service.cpu_percent for the forker");
+        eprintln!("export {n}: agent {value:.1} % vs the forker's own {want:.1} %");
+        assert!(
+            (value - want).abs() <= 5.0,
+            "export {n}: agent {value:.1} % vs the forker's own {want:.1} %"
+        );
+        assert!(want > 5.0, "the workers ran: {want:.1} %");
+    }
     agent.signal("TERM");
     assert!(agent.wait(limit).success(), "{}", agent.log_text());
 }

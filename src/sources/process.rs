@@ -17,6 +17,11 @@ pub struct PidStat {
     /// User and system CPU time in clock ticks (USER_HZ).
     pub utime: u64,
     pub stime: u64,
+    /// User and system time of the children this process has waited for
+    /// (each child's own time plus its reaped children's), in ticks: a
+    /// child's whole total is added when it is reaped, not while it runs.
+    pub cutime: u64,
+    pub cstime: u64,
     pub num_threads: u32,
     /// Start time in clock ticks after boot: with the pid, it identifies a
     /// process across pid reuse.
@@ -28,6 +33,11 @@ pub struct PidStat {
 impl PidStat {
     pub fn cpu_ticks(&self) -> u64 {
         self.utime + self.stime
+    }
+
+    /// CPU ticks of the reaped children (`cutime` + `cstime`).
+    pub fn child_ticks(&self) -> u64 {
+        self.cutime + self.cstime
     }
 }
 
@@ -60,11 +70,15 @@ pub fn parse_pid_stat(text: &str) -> Result<PidStat, ParseError> {
         f.parse()
             .map_err(|_| ParseError(format!("field {n} is not a number: {f:?}")))
     };
+    // cutime, cstime and rss are signed longs (proc(5) `%ld`); never
+    // negative in practice, clamped anyway.
+    let signed = |n: usize| -> Result<u64, ParseError> {
+        let f = field(n)?;
+        f.parse::<i64>()
+            .map(|v| v.max(0) as u64)
+            .map_err(|_| ParseError(format!("field {n} is not a number: {f:?}")))
+    };
     let state = field(3)?.chars().next().unwrap_or('?');
-    // rss is a signed long; never negative in practice, clamp anyway.
-    let rss: i64 = field(24)?
-        .parse()
-        .map_err(|_| ParseError(format!("field 24 (rss) is not a number: {:?}", field(24))))?;
     Ok(PidStat {
         pid,
         comm,
@@ -72,9 +86,11 @@ pub fn parse_pid_stat(text: &str) -> Result<PidStat, ParseError> {
         ppid: u32::try_from(num(4)?).map_err(|_| ParseError("ppid out of range".into()))?,
         utime: num(14)?,
         stime: num(15)?,
+        cutime: signed(16)?,
+        cstime: signed(17)?,
         num_threads: u32::try_from(num(20)?).unwrap_or(u32::MAX),
         starttime: num(22)?,
-        rss_pages: rss.max(0) as u64,
+        rss_pages: signed(24)?,
     })
 }
 
@@ -87,6 +103,111 @@ pub fn parse_cmdline(bytes: &[u8]) -> String {
         .map(|a| String::from_utf8_lossy(a).into_owned())
         .collect();
     args.join(" ")
+}
+
+/// The container and Kubernetes pod a process runs in, as its cgroup path
+/// names them; each absent when the path does not say.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerIdentity {
+    /// The runtime's 64-hex container id (Docker, containerd/CRI, CRI-O,
+    /// Podman).
+    pub container_id: Option<String>,
+    /// The pod's UID, with dashes (`k8s.pod.uid`).
+    pub pod_uid: Option<String>,
+}
+
+impl ContainerIdentity {
+    pub fn is_empty(&self) -> bool {
+        self.container_id.is_none() && self.pod_uid.is_none()
+    }
+}
+
+/// `/proc/<pid>/cgroup` (cgroups(7)): `hierarchy:controllers:path` lines,
+/// one per v1 hierarchy and `0::path` for v2. The first line whose path
+/// names a container (or a pod) gives it: in hybrid mode the v2 line may
+/// be `/` while the v1 lines hold `/docker/<id>`. Shapes:
+///
+/// - systemd driver: `.../docker-<id>.scope`, `cri-containerd-<id>.scope`,
+///   `crio-<id>.scope`, `libpod-<id>.scope` (Podman may add `/container`
+///   below it), under `kubepods[-<qos>]-pod<uid with _>.slice` for a pod;
+/// - cgroupfs driver: `/docker/<id>`, `/kubepods[/<qos>]/pod<uid>/<id>`,
+///   `/libpod_parent/libpod-<id>`.
+///
+/// The deepest match of a path wins (a container inside a container).
+/// Paths are relative to the reader's cgroup namespace (`/../..` prefixes
+/// for an agent in a pod of its own), which changes nothing here. The
+/// runtimes' monitor scopes (`crio-conmon-<id>`, `libpod-conmon-<id>`)
+/// are no container.
+pub fn parse_container_identity(text: &str) -> ContainerIdentity {
+    let mut out = ContainerIdentity::default();
+    for line in text.lines() {
+        let Some(path) = line.splitn(3, ':').nth(2) else {
+            continue;
+        };
+        let found = path_identity(path);
+        if out.container_id.is_none() {
+            out.container_id = found.container_id;
+        }
+        if out.pod_uid.is_none() {
+            out.pod_uid = found.pod_uid;
+        }
+    }
+    out
+}
+
+fn path_identity(path: &str) -> ContainerIdentity {
+    let mut out = ContainerIdentity::default();
+    let mut parent = "";
+    for part in path.split('/') {
+        if let Some(uid) = pod_uid(part) {
+            out.pod_uid = Some(uid);
+        } else if let Some(id) = scoped_container_id(part) {
+            out.container_id = Some(id.to_owned());
+        } else if (parent == "docker" || pod_uid(parent).is_some()) && is_container_id(part) {
+            out.container_id = Some(part.to_owned());
+        }
+        parent = part;
+    }
+    out
+}
+
+/// `docker-<id>.scope` and the like; `libpod-<id>` and `crio-<id>` also
+/// without the suffix (cgroupfs driver).
+fn scoped_container_id(part: &str) -> Option<&str> {
+    let name = part.strip_suffix(".scope").unwrap_or(part);
+    ["docker-", "cri-containerd-", "crio-", "libpod-"]
+        .iter()
+        .find_map(|p| name.strip_prefix(p))
+        .filter(|id| is_container_id(id))
+}
+
+fn is_container_id(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// `pod<uid>` (cgroupfs) or `kubepods[-<qos>]-pod<uid, _ for ->.slice`
+/// (systemd, which reserves `-` for nesting).
+fn pod_uid(part: &str) -> Option<String> {
+    let uid = match part.strip_suffix(".slice") {
+        Some(slice) if slice.starts_with("kubepods") => slice
+            .rsplit('-')
+            .next()?
+            .strip_prefix("pod")?
+            .replace('_', "-"),
+        Some(_) => return None,
+        None => part.strip_prefix("pod")?.to_owned(),
+    };
+    is_uuid(&uid).then_some(uid)
+}
+
+fn is_uuid(s: &str) -> bool {
+    s.len() == 36
+        && s.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
 }
 
 /// `socket:[12345]` → 12345, the target of a `/proc/<pid>/fd/N` link.
@@ -120,6 +241,11 @@ mod linux {
     pub fn read_stat(paths: &HostPaths, pid: u32) -> Option<PidStat> {
         let text = paths.read_proc(format!("{pid}/stat")).ok()?;
         parse_pid_stat(&text).ok()
+    }
+
+    pub fn read_container_identity(paths: &HostPaths, pid: u32) -> Option<ContainerIdentity> {
+        let text = paths.read_proc(format!("{pid}/cgroup")).ok()?;
+        Some(parse_container_identity(&text))
     }
 
     pub fn read_cmdline(paths: &HostPaths, pid: u32) -> Option<String> {
@@ -164,7 +290,7 @@ mod linux {
 mod tests {
     use super::*;
 
-    const STAT: &str = "30630 (cat) R 30626 30626 1075 0 -1 4194304 100 0 1 0 7 3 0 0 20 0 1 0 143719 3133440 380 18446744073709551615 94249184325632 94249184345513 140720537187264 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n";
+    const STAT: &str = "30630 (cat) R 30626 30626 1075 0 -1 4194304 100 0 1 0 7 3 5 2 20 0 1 0 143719 3133440 380 18446744073709551615 94249184325632 94249184345513 140720537187264 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n";
 
     #[test]
     fn stat_fields() {
@@ -174,6 +300,8 @@ mod tests {
         assert_eq!(s.state, 'R');
         assert_eq!(s.ppid, 30626);
         assert_eq!((s.utime, s.stime), (7, 3));
+        assert_eq!((s.cutime, s.cstime), (5, 2));
+        assert_eq!((s.cpu_ticks(), s.child_ticks()), (10, 7));
         assert_eq!(s.num_threads, 1);
         assert_eq!(s.starttime, 143719);
         assert_eq!(s.rss_pages, 380);
@@ -196,6 +324,116 @@ mod tests {
         assert!(parse_pid_stat("12 (x) R 1 2").is_err());
         assert!(parse_pid_stat(&STAT.replace(" 7 3 ", " x 3 ")).is_err());
         assert!(parse_pid_stat("x (cat) R 1").is_err());
+    }
+
+    const CID: &str = "3f5b7c9d1e2a4b6c8d0e1f2a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e";
+    const CID2: &str = "9e8d7c6b5a493827161504f3e2d1c0b9a8978675645342312f1e0d0c0b0a0908";
+    const POD: &str = "0c2f4a2e-5b7d-4d0e-9c1a-3f6b2e8d9a10";
+    const POD_: &str = "0c2f4a2e_5b7d_4d0e_9c1a_3f6b2e8d9a10";
+
+    fn identity(text: &str) -> (Option<String>, Option<String>) {
+        let id = parse_container_identity(text);
+        (id.container_id, id.pod_uid)
+    }
+
+    fn some(s: &str) -> Option<String> {
+        Some(s.to_owned())
+    }
+
+    #[test]
+    fn docker_container_ids() {
+        // cgroup v1, cgroupfs driver: every hierarchy names the container;
+        // the v2 line of a hybrid host does not.
+        let v1 = format!(
+            "12:pids:/docker/{CID}\n11:memory:/docker/{CID}\n10:cpu,cpuacct:/docker/{CID}\n1:name=systemd:/docker/{CID}\n0::/\n"
+        );
+        assert_eq!(identity(&v1), (some(CID), None));
+        // cgroup v2, systemd driver.
+        let v2 = format!("0::/system.slice/docker-{CID}.scope\n");
+        assert_eq!(identity(&v2), (some(CID), None));
+        // Docker in Docker: the innermost container.
+        let nested = format!("0::/docker/{CID2}/docker/{CID}\n");
+        assert_eq!(identity(&nested), (some(CID), None));
+    }
+
+    #[test]
+    fn kubernetes_pods_on_either_cgroup_driver() {
+        // containerd, systemd driver, cgroup v2 (the host's view).
+        let containerd = format!(
+            "0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{POD_}.slice/cri-containerd-{CID}.scope\n"
+        );
+        assert_eq!(identity(&containerd), (some(CID), some(POD)));
+        // The same seen from an agent in a pod of its own cgroup namespace.
+        let relative = format!(
+            "0::/../../kubepods-besteffort.slice/kubepods-besteffort-pod{POD_}.slice/cri-containerd-{CID}.scope\n"
+        );
+        assert_eq!(identity(&relative), (some(CID), some(POD)));
+        // A Guaranteed pod has no QoS level in its slice name.
+        let guaranteed =
+            format!("0::/kubepods.slice/kubepods-pod{POD_}.slice/cri-containerd-{CID}.scope\n");
+        assert_eq!(identity(&guaranteed), (some(CID), some(POD)));
+        // cgroupfs driver, cgroup v1: the container is the bare id below
+        // the pod.
+        let cgroupfs = format!(
+            "11:memory:/kubepods/burstable/pod{POD}/{CID}\n4:cpu,cpuacct:/kubepods/burstable/pod{POD}/{CID}\n1:name=systemd:/kubepods/burstable/pod{POD}/{CID}\n"
+        );
+        assert_eq!(identity(&cgroupfs), (some(CID), some(POD)));
+        let cgroupfs_guaranteed = format!("0::/kubepods/pod{POD}/{CID}\n");
+        assert_eq!(identity(&cgroupfs_guaranteed), (some(CID), some(POD)));
+        // Docker as the runtime (dockershim, cri-dockerd).
+        let dockershim = format!(
+            "0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{POD_}.slice/docker-{CID}.scope\n"
+        );
+        assert_eq!(identity(&dockershim), (some(CID), some(POD)));
+    }
+
+    #[test]
+    fn cri_o_and_its_monitor() {
+        let crio = format!(
+            "0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{POD_}.slice/crio-{CID}.scope\n"
+        );
+        assert_eq!(identity(&crio), (some(CID), some(POD)));
+        // conmon watches the container from the pod, outside it.
+        let conmon = format!(
+            "0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{POD_}.slice/crio-conmon-{CID}.scope\n"
+        );
+        assert_eq!(identity(&conmon), (None, some(POD)));
+        let cgroupfs = format!("6:memory:/kubepods/besteffort/pod{POD}/crio-{CID}\n");
+        assert_eq!(identity(&cgroupfs), (some(CID), some(POD)));
+    }
+
+    #[test]
+    fn podman_rootful_rootless_and_cgroupfs() {
+        let rootful = format!("0::/machine.slice/libpod-{CID}.scope/container\n");
+        assert_eq!(identity(&rootful), (some(CID), None));
+        let rootless = format!(
+            "0::/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{CID}.scope\n"
+        );
+        assert_eq!(identity(&rootless), (some(CID), None));
+        let cgroupfs = format!("5:memory:/libpod_parent/libpod-{CID}\n");
+        assert_eq!(identity(&cgroupfs), (some(CID), None));
+        let conmon = format!("0::/machine.slice/libpod-conmon-{CID}.scope\n");
+        assert_eq!(identity(&conmon), (None, None));
+    }
+
+    #[test]
+    fn host_processes_have_no_identity() {
+        // Captured on this machine (v1 controllers, v2 at unified).
+        let here = "9:name=systemd:/\n8:pids:/\n4:memory:/process_api/13bf091ebb2e7e172d2cdf7e93c436c1\n3:cpuset:/\n1:cpu:/\n0::/\n";
+        assert_eq!(identity(here), (None, None));
+        for text in [
+            "0::/user.slice/user-1000.slice/session-2.scope\n",
+            "0::/system.slice/docker.service\n",
+            "0::/system.slice/containerd.service\n",
+            // Too short to be a container id, or not hex.
+            "0::/system.slice/docker-3f5b7c9d.scope\n",
+            "0::/docker/zzzz\n",
+            "0::/podnot-a-uid/x\n",
+            "",
+            "garbage without colons\n",
+        ] {
+            assert_eq!(identity(text), (None, None), "{text:?}");
+        }
     }
 
     #[test]

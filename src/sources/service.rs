@@ -9,7 +9,8 @@
 //! whatever the order.
 //!
 //! Cost: each cycle lists the proc directory once (no file reads) and reads
-//! `stat` of new processes and of the services' processes only; the owners
+//! `stat` of new processes and of the services' processes only (`cgroup`
+//! once per process a service or the top list holds); the owners
 //! of listening ports are looked up (a readlink per open fd) only when the
 //! set of listening sockets changes. Every `RESCAN_EVERY` cycles all
 //! processes' `stat` is re-read, to see a process that exec'd into a match.
@@ -17,6 +18,7 @@
 use std::collections::VecDeque;
 
 use crate::config::ServiceConfig;
+pub use crate::sources::process::ContainerIdentity;
 
 /// One service's sample.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -33,6 +35,9 @@ pub struct ServiceSample {
     pub threads: Option<u64>,
     pub open_files: Option<u64>,
     pub growth_mib_per_hour: Option<f64>,
+    /// What all its processes share of their container and pod (a field
+    /// is set only when every process has the same value).
+    pub container: ContainerIdentity,
 }
 
 impl ServiceSample {
@@ -48,6 +53,7 @@ pub struct ProcessSample {
     pub name: String,
     pub cpu_percent: f64,
     pub rss_bytes: u64,
+    pub container: ContainerIdentity,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

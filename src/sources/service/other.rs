@@ -172,6 +172,7 @@ impl ServiceSource {
                     name: p.name().to_string_lossy().into_owned(),
                     cpu_percent: f64::from(p.cpu_usage()),
                     rss_bytes: p.memory(),
+                    container: Default::default(),
                 })
                 .collect();
             top.sort_by(|a, b| {
