@@ -1,11 +1,12 @@
 //! The local HTTP server, on the agent's current-thread runtime (no thread
-//! of its own): `GET /healthz`, `GET /readyz`, `GET /v1/snapshot` and
-//! `POST /v1/activity` (the push probe).
+//! of its own): `GET /healthz`, `GET /readyz`, `GET /v1/snapshot`,
+//! `GET /metrics` (Prometheus) and `POST /v1/activity` (the push probe).
 //!
-//! With `server.token` set, `/v1/snapshot` and `/v1/activity` need
-//! `Authorization: Bearer <token>`; the health endpoints stay open for
+//! With `server.token` set, `/v1/snapshot`, `/metrics` and `/v1/activity`
+//! need `Authorization: Bearer <token>`; the health endpoints stay open for
 //! probes. Handlers only take short locks: the snapshot is the one the
-//! last cycle stored, never a new sample.
+//! last cycle stored, never a new sample, and `/metrics` renders the points
+//! the export read from it, once per scrape.
 //!
 //! The accept loop is the server's own (see [`Limits`]): idle, slow or
 //! stuck clients can neither take all of the agent's file descriptors nor
@@ -35,6 +36,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
 use crate::activity::{Activity, Kind, Probe};
+use crate::prometheus::{self, Format};
 use crate::snapshot::{AttrValue, CycleSampler, Point};
 
 /// Connections accepted from this host's loopback: each is an active and a
@@ -98,6 +100,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/v1/snapshot", get(snapshot))
+        .route("/metrics", get(metrics))
         .route("/v1/activity", post(activity))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
@@ -292,6 +295,18 @@ async fn snapshot(State(st): State<Arc<ServerState>>, headers: HeaderMap) -> Res
     };
     let metrics: Vec<_> = snap.points().iter().map(point_json).collect();
     axum::Json(json!({ "resource": st.resource, "metrics": metrics })).into_response()
+}
+
+async fn metrics(State(st): State<Arc<ServerState>>, headers: HeaderMap) -> Response {
+    if let Some(denied) = check_token(&st, &headers) {
+        return denied;
+    }
+    let Some(points) = st.cycle.latest_points() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "no sample yet\n").into_response();
+    };
+    let format = Format::from_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+    let body = prometheus::render(&points, &st.resource, crate::telemetry::AGENT_NAME, format);
+    ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
 }
 
 #[derive(Deserialize)]

@@ -609,7 +609,7 @@ struct CycleState {
     /// The generation each reader last read; a reader that already read
     /// the current generation is the first of a new cycle.
     seen: Vec<u64>,
-    points: Vec<Point>,
+    points: Arc<Vec<Point>>,
     compat: CompatConfig,
 }
 
@@ -620,9 +620,12 @@ struct CycleState {
 pub struct CycleSampler {
     state: Arc<Mutex<CycleState>>,
     /// Apart from `state`, so the local server never waits for a cycle
-    /// that is sampling.
-    latest: Arc<Mutex<Option<Arc<Snapshot>>>>,
+    /// that is sampling: the last sample and the points the export read
+    /// from it.
+    latest: Arc<Mutex<Option<Latest>>>,
 }
+
+type Latest = (Arc<Snapshot>, Arc<Vec<Point>>);
 
 impl CycleSampler {
     pub fn new(sampler: Sampler, readers: usize) -> Self {
@@ -631,7 +634,7 @@ impl CycleSampler {
                 sampler,
                 generation: 0,
                 seen: vec![0; readers],
-                points: Vec::new(),
+                points: Arc::new(Vec::new()),
                 compat: CompatConfig::default(),
             })),
             latest: Arc::new(Mutex::new(None)),
@@ -666,8 +669,9 @@ impl CycleSampler {
 
     fn take(&self, st: &mut CycleState) {
         let snap = st.sampler.sample();
-        st.points = snap.points_with(st.compat);
-        *self.latest.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(snap));
+        st.points = Arc::new(snap.points_with(st.compat));
+        *self.latest.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some((Arc::new(snap), st.points.clone()));
         st.generation += 1;
     }
 
@@ -683,7 +687,18 @@ impl CycleSampler {
         self.latest
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+            .as_ref()
+            .map(|(s, _)| s.clone())
+    }
+
+    /// The points of the most recent sample, exactly those the export read
+    /// (`[compat]` names included): `/metrics` renders them as they are.
+    pub fn latest_points(&self) -> Option<Arc<Vec<Point>>> {
+        self.latest
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|(_, p)| p.clone())
     }
 }
 
