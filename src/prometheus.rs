@@ -37,7 +37,9 @@ impl Format {
 
     /// OpenMetrics when the `Accept` header ranks `application/openmetrics-text`
     /// (version 1.0.0 or 0.0.1, the ones Prometheus asks for) at least as high
-    /// as anything else it accepts; the text format otherwise.
+    /// as the text format (`text/plain`, `text/*`, `*/*`); the text format
+    /// otherwise. Types neither can answer (Prometheus 3 ranks protobuf
+    /// first) do not count.
     pub fn from_accept(accept: Option<&str>) -> Format {
         let Some(accept) = accept else {
             return Format::Text;
@@ -56,12 +58,14 @@ impl Format {
                     }
                 }
             }
-            if media == "application/openmetrics-text" {
-                if matches!(version.as_deref(), None | Some("1.0.0" | "0.0.1")) {
+            match media.as_str() {
+                "application/openmetrics-text"
+                    if matches!(version.as_deref(), None | Some("1.0.0" | "0.0.1")) =>
+                {
                     om = om.max(q);
                 }
-            } else {
-                other = other.max(q);
+                "text/plain" | "text/*" | "*/*" => other = other.max(q),
+                _ => {}
             }
         }
         if om > 0.0 && om >= other {
@@ -552,11 +556,14 @@ mod tests {
     #[test]
     fn accept_header() {
         let prom2 = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        let prom3 = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.5,application/openmetrics-text;version=1.0.0;escaping=underscores;q=0.4,application/openmetrics-text;version=0.0.1;q=0.3,text/plain;version=1.0.0;escaping=underscores;q=0.2,text/plain;version=0.0.4;q=0.1,*/*;q=0.09";
         let cases = [
             (None, Format::Text),
             (Some("*/*"), Format::Text),
             (Some("text/plain"), Format::Text),
             (Some(prom2), Format::OpenMetrics),
+            (Some(prom3), Format::OpenMetrics),
+            (Some("application/json"), Format::Text),
             (Some("application/openmetrics-text"), Format::OpenMetrics),
             (
                 Some("Application/OpenMetrics-Text; version=1.0.0"),
