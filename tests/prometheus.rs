@@ -212,7 +212,11 @@ fn metrics_endpoint_passes_promtool_and_needs_the_token() {
         let v = snap["resource"][key].as_str().unwrap();
         assert!(target.contains(&format!("{label}=\"{v}\"")), "{target}");
     }
-    assert!(!text.contains("host_name=\"") || text.matches("host_name=\"").count() == 1);
+    assert_eq!(
+        text.matches("host_name=\"").count(),
+        1,
+        "only on target_info"
+    );
 
     // OpenMetrics when asked for.
     let r = get(
