@@ -196,7 +196,17 @@ fn metrics_endpoint_passes_promtool_and_needs_the_token() {
     for compat in ["system_cpu_time_seconds_total", "system_memory_usage_bytes"] {
         assert!(names.contains(compat), "{compat} (compat on)");
     }
-    let snap: serde_json::Value = get(&format!("{base}/v1/snapshot"), &auth).json().unwrap();
+    // A metric may come or go between cycles: compare the snapshot with
+    // the /metrics answers just before and after it, once those agree.
+    let start = Instant::now();
+    let (snap, names): (serde_json::Value, _) = loop {
+        let before = sample_names(&get(&url, &auth).text().unwrap());
+        let snap = get(&format!("{base}/v1/snapshot"), &auth).json().unwrap();
+        if sample_names(&get(&url, &auth).text().unwrap()) == before {
+            break (snap, before);
+        }
+        assert!(start.elapsed() < LIMIT, "metric set never stable");
+    };
     for m in snap["metrics"].as_array().unwrap() {
         let name = m["name"].as_str().unwrap();
         let metric = semconv::ALL.iter().find(|r| r.name == name).unwrap();
