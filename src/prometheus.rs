@@ -420,6 +420,21 @@ mod tests {
         // (otlptranslator metric_namer_test, the spec's examples), then this
         // registry's tricky ones.
         let cases = [
+            ("requests", "", Counter, "requests_total"),
+            ("cpu_usage", "1", Gauge, "cpu_usage_ratio"),
+            ("items", "1", Counter, "items_total"),
+            ("response_time", "ms", Gauge, "response_time_milliseconds"),
+            ("memory_usage", "By", Gauge, "memory_usage_bytes"),
+            ("requests", "1/s", Gauge, "requests_per_second"),
+            ("throughput", "By/s", Gauge, "throughput_bytes_per_second"),
+            ("custom_metric", "custom_unit", Gauge, "custom_metric_custom_unit"),
+            ("custom_metric", "{custom}", Gauge, "custom_metric"),
+            ("custom_metric", "By/{custom}", Gauge, "custom_metric_bytes"),
+            ("cpu_usage_ratio", "1", Gauge, "cpu_usage_ratio"),
+            ("response_time_seconds", "s", Gauge, "response_time_seconds"),
+            ("cpu_seconds_total", "s", Counter, "cpu_seconds_total"),
+            ("metric__with__multiple__underscores", "unit__multiple__underscores", Gauge, "metric_with_multiple_underscores_unit_multiple_underscores"),
+            ("custom_metric", "unit@with#special/chars", Gauge, "custom_metric_unit_with_special_per_chars"),
             ("system.filesystem.usage", "By", Gauge, "system_filesystem_usage_bytes"),
             ("active_directory.ds.replication.network.io", "By", Counter, "active_directory_ds_replication_network_io_bytes_total"),
             ("system.network.dropped", "{packets}", Counter, "system_network_dropped_total"),
@@ -464,6 +479,7 @@ mod tests {
                 "{name} [{unit}] {inst:?}"
             );
         }
+        assert_eq!(metric_name("@#$%", "", Gauge), None);
         assert_eq!(metric_name("...", "", Gauge), None);
         assert_eq!(metric_name("", "", Gauge), None);
     }
@@ -511,6 +527,13 @@ mod tests {
             ("__reserved__", Some("__reserved__")),
             ("__res..erved__", Some("__res_erved__")),
             ("a__b", Some("a_b")),
+            (".foo", Some("_foo")),
+            ("ようこそ", None),
+            ("label__with__double__underscores", Some("label_with_double_underscores")),
+            ("label.name__with&&special##chars", Some("label_name_with_special_chars")),
+            ("__reserved__label__name__", Some("__reserved_label_name__")),
+            ("trailing_underscores___", Some("trailing_underscores_")),
+            ("__", None),
             ("", None),
             ("___", None),
             ("...", None),
