@@ -24,7 +24,7 @@ if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
-prometheus --version 2>&1 | head -n 1
+prometheus --version 2>&1 | sed -n 1p
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
