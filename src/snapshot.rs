@@ -743,6 +743,26 @@ mod tests {
     }
 
     #[test]
+    fn latest_points_are_the_ones_the_readers_got() {
+        let n = Arc::new(AtomicU32::new(0));
+        let c = CycleSampler::new(Sampler::new(vec![Box::new(Counting(n, None))]), 1);
+        assert!(c.latest_points().is_none());
+        for cycle in 1..=2 {
+            let mut read = Vec::new();
+            c.read(0, &semconv::MEMORY_TOTAL_MB, |p| read.push(p.value));
+            let latest: Vec<f64> = c
+                .latest_points()
+                .unwrap()
+                .iter()
+                .filter(|p| std::ptr::eq(p.metric, &semconv::MEMORY_TOTAL_MB))
+                .map(|p| p.value)
+                .collect();
+            assert_eq!(read, vec![f64::from(cycle)]);
+            assert_eq!(latest, read, "cycle {cycle}");
+        }
+    }
+
+    #[test]
     fn failed_source_reports_down_and_keeps_what_it_read() {
         let n = Arc::new(AtomicU32::new(0));
         let mut s = Sampler::new(vec![Box::new(Counting(
