@@ -16,6 +16,16 @@ if ! rustup target list --installed | grep -qx aarch64-apple-darwin; then
     rustup target add aarch64-apple-darwin
 fi
 
+step "prometheus (promtool and the server, for the /metrics and alert-rule tests)"
+# tests/prometheus.rs and tests/e2e_prometheus.rs run Debian's promtool and
+# prometheus; under CI=true they fail rather than skip without them.
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+    as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+prometheus --version 2>&1 | sed -n 1p
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -64,9 +64,16 @@ else
     echo "SKIP kustomize render: no kubectl with kustomize here (each manifest was validated above)"
 fi
 
-step "promtool: alert rules and their unit tests"
+step "promtool: alert rules and their unit tests, the example Prometheus config"
 promtool check rules otel-collector/prometheus/unamentis-alerts.rules.yml
 (cd otel-collector/prometheus && promtool test rules unamentis-alerts.test.yml)
+# The whole check (rule files included) needs the token file to exist.
+tmp=$(mktemp -d)
+cp otel-collector/prometheus/*.yml "$tmp/"
+echo example-token > "$tmp/token"
+sed -i "s#credentials_file: .*#credentials_file: $tmp/token#" "$tmp/prometheus.example.yml"
+promtool check config "$tmp/prometheus.example.yml"
+rm -rf "$tmp"
 
 step "systemd-analyze verify / security"
 # The image is built from the release binary (a no-op when it is up to date).

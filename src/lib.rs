@@ -15,6 +15,7 @@ pub mod host;
 pub mod instruments;
 #[rustfmt::skip]
 pub mod semconv;
+pub mod prometheus;
 pub mod server;
 pub mod snapshot;
 pub mod sources;

@@ -1,6 +1,6 @@
 //! The local HTTP server, on the agent's current-thread runtime (no thread
-//! of its own): `GET /healthz`, `GET /readyz`, `GET /v1/snapshot` and
-//! `POST /v1/activity` (the push probe).
+//! of its own): `GET /healthz`, `GET /readyz`, `GET /v1/snapshot`,
+//! `GET /metrics` (Prometheus) and `POST /v1/activity` (the push probe).
 //!
 //! With `server.token` set, every request except `GET /healthz` and
 //! `GET /readyz` needs `Authorization: Bearer <token>`, unknown paths
@@ -8,7 +8,9 @@
 //! endpoints answer nothing about the host, so the kubelet's probes need no
 //! secret. The token is read from the header only, never from the query
 //! string (URLs end up in proxy and shell logs). Handlers only take short
-//! locks: the snapshot is the one the last cycle stored, never a new sample.
+//! locks: the snapshot is the one the last cycle stored, never a new
+//! sample, and `/metrics` renders the points the export read from it, once
+//! per scrape.
 //!
 //! The accept loop is the server's own (see [`Limits`]): idle, slow or
 //! stuck clients can neither take all of the agent's file descriptors nor
@@ -38,6 +40,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
 use crate::activity::{Activity, Kind, Probe};
+use crate::prometheus::{self, Format};
 use crate::snapshot::{AttrValue, CycleSampler, Point};
 
 /// Connections accepted from this host's loopback: each is an active and a
@@ -105,6 +108,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/v1/snapshot", get(snapshot))
+        .route("/metrics", get(metrics))
         .route("/v1/activity", post(activity))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
         // Added after the routes and the fallback so that it wraps them all,
@@ -322,11 +326,22 @@ async fn readyz(State(st): State<Arc<ServerState>>) -> Response {
 }
 
 async fn snapshot(State(st): State<Arc<ServerState>>) -> Response {
-    let Some(snap) = st.cycle.latest() else {
+    // The points the export read, `[compat]` names included: the same
+    // as `snapshot --json` and `/metrics`.
+    let Some(points) = st.cycle.latest_points() else {
         return error(StatusCode::SERVICE_UNAVAILABLE, "no sample yet");
     };
-    let metrics: Vec<_> = snap.points().iter().map(point_json).collect();
+    let metrics: Vec<_> = points.iter().map(point_json).collect();
     axum::Json(json!({ "resource": st.resource, "metrics": metrics })).into_response()
+}
+
+async fn metrics(State(st): State<Arc<ServerState>>, headers: HeaderMap) -> Response {
+    let Some(points) = st.cycle.latest_points() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "no sample yet\n").into_response();
+    };
+    let format = Format::from_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+    let body = prometheus::render(&points, &st.resource, crate::telemetry::AGENT_NAME, format);
+    ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
 }
 
 #[derive(Deserialize)]

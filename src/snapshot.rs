@@ -659,7 +659,7 @@ struct CycleState {
     /// The generation each reader last read; a reader that already read
     /// the current generation is the first of a new cycle.
     seen: Vec<u64>,
-    points: Vec<Point>,
+    points: Arc<Vec<Point>>,
     compat: CompatConfig,
 }
 
@@ -670,9 +670,12 @@ struct CycleState {
 pub struct CycleSampler {
     state: Arc<Mutex<CycleState>>,
     /// Apart from `state`, so the local server never waits for a cycle
-    /// that is sampling.
-    latest: Arc<Mutex<Option<Arc<Snapshot>>>>,
+    /// that is sampling: the last sample and the points the export read
+    /// from it.
+    latest: Arc<Mutex<Option<Latest>>>,
 }
+
+type Latest = (Arc<Snapshot>, Arc<Vec<Point>>);
 
 impl CycleSampler {
     pub fn new(sampler: Sampler, readers: usize) -> Self {
@@ -681,7 +684,7 @@ impl CycleSampler {
                 sampler,
                 generation: 0,
                 seen: vec![0; readers],
-                points: Vec::new(),
+                points: Arc::new(Vec::new()),
                 compat: CompatConfig::default(),
             })),
             latest: Arc::new(Mutex::new(None)),
@@ -716,8 +719,9 @@ impl CycleSampler {
 
     fn take(&self, st: &mut CycleState) {
         let snap = st.sampler.sample();
-        st.points = snap.points_with(st.compat);
-        *self.latest.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(snap));
+        st.points = Arc::new(snap.points_with(st.compat));
+        *self.latest.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some((Arc::new(snap), st.points.clone()));
         st.generation += 1;
     }
 
@@ -733,7 +737,18 @@ impl CycleSampler {
         self.latest
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+            .as_ref()
+            .map(|(s, _)| s.clone())
+    }
+
+    /// The points of the most recent sample, exactly those the export read
+    /// (`[compat]` names included): `/metrics` renders them as they are.
+    pub fn latest_points(&self) -> Option<Arc<Vec<Point>>> {
+        self.latest
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|(_, p)| p.clone())
     }
 }
 
@@ -775,6 +790,26 @@ mod tests {
             }
         }
         assert_eq!(n.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn latest_points_are_the_ones_the_readers_got() {
+        let n = Arc::new(AtomicU32::new(0));
+        let c = CycleSampler::new(Sampler::new(vec![Box::new(Counting(n, None))]), 1);
+        assert!(c.latest_points().is_none());
+        for cycle in 1..=2 {
+            let mut read = Vec::new();
+            c.read(0, &semconv::MEMORY_TOTAL_MB, |p| read.push(p.value));
+            let latest: Vec<f64> = c
+                .latest_points()
+                .unwrap()
+                .iter()
+                .filter(|p| std::ptr::eq(p.metric, &semconv::MEMORY_TOTAL_MB))
+                .map(|p| p.value)
+                .collect();
+            assert_eq!(read, vec![f64::from(cycle)]);
+            assert_eq!(latest, read, "cycle {cycle}");
+        }
     }
 
     #[test]

@@ -185,8 +185,7 @@ fn dashboard_uses_registry_metrics_and_has_every_panel() {
     );
 }
 
-/// `unamentis_server_x_y`-style names in PromQL: the registry name with
-/// dots as underscores.
+/// `unamentis_server_x_y`-style names in PromQL.
 fn promql_metrics(expr: &str) -> Vec<String> {
     expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
         .filter(|t| t.starts_with("unamentis_server_"))
@@ -194,8 +193,9 @@ fn promql_metrics(expr: &str) -> Vec<String> {
         .collect()
 }
 
-fn prom_name(registry_name: &str) -> String {
-    registry_name.replace('.', "_")
+/// The name a registry metric has in Prometheus, by every route.
+fn prom_name(m: &semconv::Metric) -> String {
+    unamentis_agent::prometheus::metric_name(m.name, m.unit, m.instrument).unwrap()
 }
 
 #[derive(Debug)]
@@ -222,10 +222,8 @@ fn prometheus_rules() -> Vec<Rule> {
 
 #[test]
 fn prometheus_rules_use_registry_metrics_and_the_plan_thresholds() {
-    let by_prom: BTreeMap<String, &semconv::Metric> = semconv::ALL
-        .iter()
-        .map(|m| (prom_name(m.name), *m))
-        .collect();
+    let by_prom: BTreeMap<String, &semconv::Metric> =
+        semconv::ALL.iter().map(|m| (prom_name(m), *m)).collect();
     let rules = prometheus_rules();
     for r in &rules {
         let names = promql_metrics(&r.expr);
@@ -265,7 +263,7 @@ fn prometheus_rules_use_registry_metrics_and_the_plan_thresholds() {
         assert!(expr.contains(needle), "{alert}: {expr}");
         if alert.starts_with("UnamentisIdle") {
             assert!(
-                expr.ends_with("and on(host_name) unamentis_server_idle_state == 1"),
+                expr.ends_with("and on(job, instance) unamentis_server_idle_state_ratio == 1"),
                 "{alert} only while idle: {expr}"
             );
         }
@@ -416,6 +414,17 @@ fn collector_configs_name_only_contrib_components() {
 
     let debug = yaml_file("otel-collector/config.debug.yaml");
     assert_eq!(check_collector("config.debug.yaml", &debug), vec!["debug"]);
+
+    // The Prometheus route keeps the exporter's defaults: the translated
+    // names the rules use (suffixes on), resource attributes on
+    // target_info rather than on every series.
+    let prom = yaml_file("otel-collector/config.prometheus.yaml");
+    assert_eq!(
+        check_collector("config.prometheus.yaml", &prom),
+        vec!["prometheus"]
+    );
+    let exporter = &prom["exporters"]["prometheus"];
+    assert_eq!(keys(exporter), vec!["endpoint"], "defaults only");
 
     let cm = yaml_file("otel-collector/k8s/collector-configmap.yaml");
     let k8s: Yaml = serde_norway::from_str(cm["data"]["config.yaml"].as_str().unwrap()).unwrap();

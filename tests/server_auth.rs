@@ -19,6 +19,7 @@ const LIMIT: Duration = Duration::from_secs(30);
 /// status it gives a client holding the token.
 const ROUTES: &[(&str, &str, &str, u16)] = &[
     ("GET", "/v1/snapshot", "", 200),
+    ("GET", "/metrics", "", 200),
     ("POST", "/v1/activity", r#"{"service":"ollama"}"#, 202),
     // A wrong method and an unknown path: without the token they must not
     // tell a prober which routes exist.

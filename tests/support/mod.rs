@@ -9,6 +9,7 @@ pub mod fake_ollama;
 pub mod fixtures;
 pub mod http;
 pub mod otlp_receiver;
+pub mod prom;
 pub mod snapshot_json;
 pub mod synthetic_host;
 pub mod tcp;
