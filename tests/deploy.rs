@@ -232,7 +232,17 @@ fn prometheus_rules_use_registry_metrics_and_the_plan_thresholds() {
             let m = by_prom
                 .get(&n)
                 .unwrap_or_else(|| panic!("{}: {n} is not in the registry", r.alert));
-            assert_eq!(m.instrument, Instrument::Gauge, "{}: {n}", r.alert);
+            // A counter only makes sense as a rate or an increase.
+            match m.instrument {
+                Instrument::Gauge => {}
+                Instrument::Counter => assert!(
+                    r.expr.contains(&format!("rate({n}"))
+                        || r.expr.contains(&format!("increase({n}")),
+                    "{}: counter {n} read raw",
+                    r.alert
+                ),
+                Instrument::UpDownCounter => panic!("{}: {n}", r.alert),
+            }
         }
     }
     // The product plan's thresholds, warning then critical.
@@ -257,6 +267,7 @@ fn prometheus_rules_use_registry_metrics_and_the_plan_thresholds() {
         ("UnamentisServiceMemoryGrowthCritical", "critical", "> 500"),
         ("UnamentisThermalPressureFair", "warning", "== 1"),
         ("UnamentisThermalPressureSerious", "critical", "> 1"),
+        ("UnamentisServiceIdleGpuPower", "warning", "> 20"),
     ] {
         let (sev, expr) = threshold(alert);
         assert_eq!(sev, severity, "{alert}");

@@ -21,7 +21,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::agent::Agent;
+use support::agent::{Agent, command};
+use support::fake_nvml;
 use support::fixtures::{host_copy, set};
 use support::prom::tool;
 
@@ -132,13 +133,25 @@ fn prometheus_scrapes_the_agent_and_the_idle_power_warning_fires() {
     let dir = tempfile::tempdir().unwrap();
 
     // The one watched service: a real process, idle.
-    let _sleeper = Reaped(
+    let sleeper = Reaped(
         Command::new("sleep")
             .arg(SLEEP_ARG)
             .stdin(Stdio::null())
             .spawn()
             .unwrap(),
     );
+    // It holds 1 GiB on a (fake NVML) 40 W GPU, so its idle GPU energy
+    // grows and the GPU rule's selector has a series.
+    let lib = fake_nvml::build(dir.path(), &[]);
+    let scenario = dir.path().join("nvml-scenario");
+    std::fs::write(
+        &scenario,
+        format!(
+            "power 0 40000\nnoenergy 0\nproc 0 {} 1024 0\n",
+            sleeper.0.id()
+        ),
+    )
+    .unwrap();
 
     // The package draws 7.5 W: energy_uj follows the wall clock.
     let stop = Arc::new(AtomicBool::new(false));
@@ -168,7 +181,7 @@ fn prometheus_scrapes_the_agent_and_the_idle_power_warning_fires() {
             "interval = \"1s\"\ndefault_services = false\n\
              [server]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\n\
              [export]\nenabled = false\n\
-             [gpu]\nenabled = false\n\
+             [gpu]\nnvml_library = {lib:?}\nnvidia_smi = \"/nonexistent/nvidia-smi\"\n\
              [ollama]\nenabled = false\n\
              [activity]\nidle_after = \"1s\"\n\
              [[service]]\nname = \"sleeper\"\nprocess = \"sleep\"\ncmdline = \"^sleep {SLEEP_ARG}$\"\n"
@@ -176,16 +189,16 @@ fn prometheus_scrapes_the_agent_and_the_idle_power_warning_fires() {
     )
     .unwrap();
     let sys = root.join("sys");
-    let agent = Agent::spawn(
-        &[],
-        &[
-            "--config",
-            config.to_str().unwrap(),
-            "--host-sys",
-            sys.to_str().unwrap(),
-            "run",
-        ],
-    );
+    let mut cmd = command();
+    cmd.args([
+        "--config",
+        config.to_str().unwrap(),
+        "--host-sys",
+        sys.to_str().unwrap(),
+        "run",
+    ])
+    .env("FAKE_NVML_SCENARIO", &scenario);
+    let agent = Agent::start(cmd);
     let target = agent.server_addr(LIMIT);
 
     let port = free_port();

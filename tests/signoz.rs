@@ -1270,12 +1270,16 @@ const PLAN: &[(&str, &str, &str, f64, &[&str])] = &[
     // Pressure levels: 1 fair; 2 serious and 3 critical are above 1.
     ("UnamentisThermalPressureFair", "warning", "equal", 1.0, &[PRESSURE]),
     ("UnamentisThermalPressureSerious", "critical", "above", 1.0, &[PRESSURE]),
+    // A service idle by its own clock holding GPU watts (the threshold is
+    // the user's: what their cards draw at rest).
+    ("UnamentisServiceIdleGpuPower", "warning", "above", 20.0, &[IDLE_ENERGY]),
 ];
 const POWER: &str = semconv::POWER_PACKAGE_WATTS.name;
 const IDLE: &str = semconv::IDLE_STATE.name;
 const IDLE_CPU: &str = semconv::SERVICE_IDLE_CPU_SECONDS.name;
 const GROWTH: &str = semconv::SERVICE_MEMORY_GROWTH_MB_PER_HOUR.name;
 const PRESSURE: &str = semconv::THERMAL_PRESSURE.name;
+const IDLE_ENERGY: &str = semconv::SERVICE_IDLE_ENERGY_JOULES.name;
 
 fn literal(forms: &[(&'static str, &[&str])], v: &Json) -> &'static str {
     let v = valuer(v).unwrap_or_default();
