@@ -11,8 +11,10 @@
 //! A service receives the shares of its processes; `other` receives the
 //! rest, so the services plus `other` equal the GPU's power exactly, per
 //! GPU and summed over GPUs. A backend that lists no processes (amdgpu
-//! sysfs, Apple's IOAccelerator) gives every watt to `other` and no
-//! service a GPU figure.
+//! sysfs; the Apple GPU when powermetrics' `tasks` sampler did not run)
+//! gives every watt to `other` and no service a GPU figure. The Apple GPU
+//! with the `tasks` sampler splits by each task's GPU time, which stands
+//! in for SM utilization (it has no per-process memory figure).
 
 use std::collections::HashMap;
 
@@ -51,6 +53,40 @@ pub fn process_shares(procs: &[&GpuProcess]) -> (Basis, Vec<(u32, f64)>) {
         return (Basis::Memory, shares);
     }
     (Basis::Nobody, Vec::new())
+}
+
+/// The Apple GPU over one interval as a GPU split can take it: its
+/// powermetrics watts, the interval's energy, and, when the `tasks`
+/// sampler ran, each task's GPU time as its weight (µs of GPU per s).
+/// `None` without an Apple GPU reading.
+pub fn apple_gpu(m: &crate::sources::macos::MacosStats, joules: Option<f64>) -> Option<GpuStats> {
+    let watts = m.gpu_watts?;
+    let (backend, processes) = match &m.gpu_tasks {
+        Some(tasks) => (
+            "powermetrics-tasks",
+            tasks
+                .iter()
+                .map(|&(pid, ms_per_s)| GpuProcess {
+                    pid,
+                    gpu_index: 0,
+                    used_bytes: 0,
+                    sm_util: Some((ms_per_s * 1000.0).round() as u64),
+                })
+                .collect(),
+        ),
+        None => ("powermetrics", Vec::new()),
+    };
+    Some(GpuStats {
+        backend,
+        devices: Vec::new(),
+        processes,
+        energy_joules: None,
+        intervals: vec![crate::sources::gpu::GpuInterval {
+            gpu_index: 0,
+            watts: Some(watts),
+            joules,
+        }],
+    })
 }
 
 /// One interval's GPU power and energy by service, in the order of the

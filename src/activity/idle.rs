@@ -193,18 +193,21 @@ impl IdleSource {
         stats: &mut ActivityStats,
         deltas: &[(&'static str, f64)],
     ) -> IntervalEnergy {
-        // The Apple GPU (powermetrics) lists no processes: all of its power
-        // is other's.
-        let apple_watts = snap.macos.as_ref().and_then(|m| m.gpu_watts);
-        if let (None, Some(w)) = (&snap.gpu, apple_watts) {
-            stats.other_gpu_power_watts = Some(w);
-            let j = deltas.iter().find(|(d, _)| *d == "gpu").map(|(_, j)| *j);
-            *self.other_gpu_energy.get_or_insert(0.0) += j.unwrap_or(0.0);
-            return Vec::new();
-        }
-        let (Some(gpu), Some(services)) = (&snap.gpu, &snap.services) else {
-            return Vec::new();
+        let apple;
+        let gpu = match (&snap.gpu, &snap.macos) {
+            (Some(g), _) => g,
+            (None, Some(m)) => {
+                let joules = deltas.iter().find(|(d, _)| *d == "gpu").map(|(_, j)| *j);
+                let Some(g) = gpu_split::apple_gpu(m, joules) else {
+                    return Vec::new();
+                };
+                apple = g;
+                &apple
+            }
+            (None, None) => return Vec::new(),
         };
+        let empty = crate::sources::service::ServicesSample::default();
+        let services = snap.services.as_ref().unwrap_or(&empty);
         let pids: Vec<Option<&[u32]>> = services
             .services
             .iter()
@@ -562,6 +565,32 @@ mod tests {
         let st = s2.activity.as_ref().unwrap();
         assert_eq!(st.other_gpu_energy_joules, Some(7.0));
         assert_eq!(get(st, "a").gpu_energy_joules, None);
+    }
+
+    #[test]
+    fn the_apple_gpu_splits_by_task_gpu_time_when_powermetrics_lists_tasks() {
+        use crate::sources::macos::MacosStats;
+        let clock = ManualClock::default();
+        let mut src = source(&["a", "b"], &clock);
+        let mut s = snap(10.0, 8, (5.0, 0.0), &[("a", Some(10.0)), ("b", Some(1.0))]);
+        if let Some(svc) = &mut s.services {
+            svc.services[0].pids = vec![412];
+            svc.services[1].pids = vec![977, 978];
+        }
+        s.macos = Some(MacosStats {
+            gpu_watts: Some(8.0),
+            // 600 + 200 ms/s by the services, 200 by a task no service holds.
+            gpu_tasks: Some(vec![(412, 600.0), (978, 200.0), (33, 200.0), (0, 0.0)]),
+            ..Default::default()
+        });
+        clock.advance(Duration::from_secs(1));
+        src.sample(&mut s).unwrap();
+        let st = s.activity.as_ref().unwrap();
+        assert_eq!(get(st, "a").gpu_power_watts, Some(8.0 * 0.6));
+        assert_eq!(get(st, "b").gpu_power_watts, Some(8.0 * 0.2));
+        // Other is what the services left (8 − 4.8 − 1.6, to rounding).
+        let other = st.other_gpu_power_watts.unwrap();
+        assert!((other - 1.6).abs() < 1e-9, "{other}");
     }
 
     proptest::proptest! {

@@ -94,7 +94,7 @@ impl GpuStats {
     /// amdgpu sysfs does not), so that a process absent from the list
     /// truly uses none.
     pub fn lists_processes(&self) -> bool {
-        matches!(self.backend, "nvml" | "nvidia-smi")
+        matches!(self.backend, "nvml" | "nvidia-smi" | "powermetrics-tasks")
     }
 }
 

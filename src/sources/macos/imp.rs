@@ -64,7 +64,7 @@ impl PowermetricsSource {
         }
         let ms = interval.as_millis().max(100).to_string();
         let args: ArgsFor = Box::new(move |samplers| {
-            ["--samplers", samplers, "-i", &ms, "-f", "plist"]
+            super::powermetrics::sampler_args(samplers, &ms)
                 .into_iter()
                 .map(OsString::from)
                 .collect()

@@ -43,6 +43,9 @@ pub struct MacosStats {
     /// as its vram_total (the registry's choice: unified memory has no
     /// VRAM total).
     pub unified_memory_bytes: Option<u64>,
+    /// Per-task GPU time (pid, ms per s) from powermetrics' `tasks`
+    /// sampler, when it ran.
+    pub gpu_tasks: Option<Vec<(u32, f64)>>,
 }
 
 impl MacosStats {
@@ -56,6 +59,7 @@ impl MacosStats {
         self.cpu_temperature = s.cpu_die_celsius;
         self.fan_rpm = s.fan_rpm;
         self.gpu_busy_percent = s.gpu_busy_percent;
+        self.gpu_tasks = s.gpu_tasks.clone();
         if s.pressure.is_some() {
             self.pressure = s.pressure;
         }

@@ -105,6 +105,30 @@ pub struct PowermetricsSample {
     pub fan_rpm: Option<f64>,
     /// `thermal_pressure` on the registry's 0–3 scale.
     pub pressure: Option<u8>,
+    /// Per-task GPU time, (pid, ms of GPU per s), from the `tasks` sampler
+    /// run with `--show-process-gpu`; `None` when the document has no task
+    /// with a GPU figure (the sampler was not run).
+    pub gpu_tasks: Option<Vec<(u32, f64)>>,
+}
+
+/// The `tasks` array's GPU time per pid (`gputime_ms_per_s`). Tasks
+/// without the key, or with a pid or value that is not a number, are
+/// skipped; `None` when no task has it.
+fn gpu_tasks(root: &Dict) -> Option<Vec<(u32, f64)>> {
+    let tasks = root.get("tasks")?.as_array()?;
+    let mut out = Vec::new();
+    let mut any = false;
+    for t in tasks.iter().filter_map(plist::Value::as_dictionary) {
+        let Some(ms) = nonneg(t, "gputime_ms_per_s") else {
+            continue;
+        };
+        any = true;
+        let Some(pid) = number(t, "pid").filter(|p| *p >= 0.0 && *p <= f64::from(u32::MAX)) else {
+            continue;
+        };
+        out.push((pid as u32, ms));
+    }
+    any.then_some(out)
 }
 
 /// The registry's thermal.pressure mapping of the OSThermalPressureLevel
@@ -270,6 +294,7 @@ pub fn parse_document(doc: &[u8]) -> Result<PowermetricsSample, ParseError> {
         cpu_die_celsius,
         fan_rpm,
         pressure,
+        gpu_tasks: gpu_tasks(root),
     })
 }
 
@@ -385,13 +410,28 @@ impl Backoff {
 
 /// Sampler lists to try, most complete first. An unknown sampler name makes
 /// powermetrics abort: `smc` exists only on Intel Macs,
-/// `ane_power` only on Apple Silicon with a recent macOS.
-pub const SAMPLER_SETS: [&str; 4] = [
+/// `ane_power` only on Apple Silicon with a recent macOS. The first set adds
+/// `tasks` (run with `--show-process-gpu`, see [`sampler_args`]) for the
+/// per-task GPU time that divides the Apple GPU's power among services.
+pub const SAMPLER_SETS: [&str; 5] = [
+    "tasks,cpu_power,gpu_power,ane_power,thermal",
     "cpu_power,gpu_power,ane_power,thermal,smc",
     "cpu_power,gpu_power,ane_power,thermal",
     "cpu_power,gpu_power,thermal,smc",
     "cpu_power,gpu_power,thermal",
 ];
+
+/// powermetrics' arguments for a sampler set, one sample every `ms`.
+pub fn sampler_args(samplers: &str, ms: &str) -> Vec<String> {
+    let mut args: Vec<String> = ["--samplers", samplers, "-i", ms, "-f", "plist"]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    if samplers.split(',').any(|s| s == "tasks") {
+        args.push("--show-process-gpu".into());
+    }
+    args
+}
 
 /// Which sampler set to run: moves to the next set when a child exits
 /// before delivering a single document, stays once one delivered.
@@ -545,6 +585,55 @@ mod tests {
         assert_eq!(s, PowermetricsSample::default());
     }
 
+    /// The shape `powermetrics --samplers tasks,gpu_power --show-process-gpu
+    /// -f plist` prints: one dict per task with its pid and, with the flag,
+    /// `gputime_ms_per_s` (kernel_task and idle tasks carry 0).
+    const TASKS: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
+<plist version="1.0"><dict>
+<key>elapsed_ns</key><integer>5002131000</integer>
+<key>tasks</key><array>
+<dict><key>pid</key><integer>412</integer><key>name</key><string>ollama</string><key>cputime_ms_per_s</key><real>12.5</real><key>gputime_ms_per_s</key><real>600.0</real></dict>
+<dict><key>pid</key><integer>977</integer><key>name</key><string>python3.11</string><key>gputime_ms_per_s</key><real>200.0</real></dict>
+<dict><key>pid</key><integer>0</integer><key>name</key><string>kernel_task</string><key>gputime_ms_per_s</key><real>0</real></dict>
+<dict><key>pid</key><integer>501</integer><key>name</key><string>no-gpu-key</string></dict>
+<dict><key>pid</key><string>x</string><key>gputime_ms_per_s</key><real>9</real></dict>
+</array>
+<key>gpu</key><dict><key>gpu_power</key><real>4000</real><key>idle_ratio</key><real>0.2</real></dict>
+</dict></plist>"#;
+
+    #[test]
+    fn tasks_give_each_pids_gpu_time() {
+        let s = parse_document(TASKS.as_bytes()).unwrap();
+        assert_eq!(
+            s.gpu_tasks,
+            Some(vec![(412, 600.0), (977, 200.0), (0, 0.0)])
+        );
+        assert!(s.apple_gpu);
+        assert_eq!(s.gpu.watts, Some(4.0));
+        // Without the tasks sampler (or without --show-process-gpu): none.
+        assert_eq!(parse_document(APPLE).unwrap().gpu_tasks, None);
+        let no_flag = TASKS.replace("gputime_ms_per_s", "cputime_ms_per_s");
+        assert_eq!(parse_document(no_flag.as_bytes()).unwrap().gpu_tasks, None);
+    }
+
+    #[test]
+    fn the_tasks_set_asks_for_per_process_gpu_time() {
+        assert_eq!(
+            sampler_args(SAMPLER_SETS[0], "5000"),
+            [
+                "--samplers",
+                "tasks,cpu_power,gpu_power,ane_power,thermal",
+                "-i",
+                "5000",
+                "-f",
+                "plist",
+                "--show-process-gpu"
+            ]
+        );
+        assert!(!sampler_args(SAMPLER_SETS[1], "5000").contains(&"--show-process-gpu".to_owned()));
+    }
+
     #[test]
     fn garbage_documents_are_errors_not_panics() {
         assert!(parse_document(b"not a plist").is_err());
@@ -617,6 +706,8 @@ mod tests {
     #[test]
     fn sampler_plan_drops_samplers_until_a_run_delivers() {
         let mut p = SamplerPlan::default();
+        assert_eq!(p.current(), "tasks,cpu_power,gpu_power,ane_power,thermal");
+        p.run_ended(0);
         assert_eq!(p.current(), "cpu_power,gpu_power,ane_power,thermal,smc");
         p.run_ended(0);
         assert_eq!(p.current(), "cpu_power,gpu_power,ane_power,thermal");
