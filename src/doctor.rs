@@ -83,7 +83,19 @@ pub fn check(cfg: &Config, window: Duration) -> Report {
     std::thread::sleep(window);
     let snap = sampler.sample();
     let rows = snap.sources.iter().map(Row::from_status).collect();
-    let notes = snap.gpu.iter().map(gpu_split_note).collect();
+    let apple = snap
+        .macos
+        .as_ref()
+        .filter(|m| m.gpu_watts.is_some())
+        .map(|m| match m.gpu_tasks {
+            Some(_) => "per-service GPU power (Apple GPU): by each task's GPU time \
+                        (powermetrics tasks sampler)"
+                .to_owned(),
+            None => "per-service GPU power (Apple GPU): not split, powermetrics' tasks \
+                     sampler did not run here, so all of it goes to other"
+                .to_owned(),
+        });
+    let notes = snap.gpu.iter().map(gpu_split_note).chain(apple).collect();
     let virtual_machine = cfg
         .host_paths()
         .read_proc("cpuinfo")
