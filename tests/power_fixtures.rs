@@ -13,101 +13,14 @@
 mod support;
 
 use std::path::Path;
-use std::time::Instant;
 
 use support::fixtures::{host_copy, set};
-use unamentis_agent::config::Config;
-use unamentis_agent::host::HostPaths;
-use unamentis_agent::semconv::{self, Metric};
-use unamentis_agent::snapshot::{AttrValue, Point, Sampler, Snapshot, SourceStatus};
-use unamentis_agent::sources;
+use support::host_run::{Run, assert_watts, get, joules, status};
+use unamentis_agent::semconv;
+use unamentis_agent::snapshot::Point;
 
 const PKG: &str = "sys/class/powercap/intel-rapl:0/energy_uj";
 const CORE: &str = "sys/class/powercap/intel-rapl:0:0/energy_uj";
-
-/// A sampler over a private copy of a fixture, with the instants that
-/// bracket each read.
-struct Run {
-    dir: tempfile::TempDir,
-    sampler: Sampler,
-    prev: (Instant, Instant),
-}
-
-impl Run {
-    fn start(name: &str) -> Run {
-        let dir = host_copy(name);
-        Self::at(dir)
-    }
-
-    fn at(dir: tempfile::TempDir) -> Run {
-        let paths = HostPaths::under(dir.path());
-        let before = Instant::now();
-        let sampler = Sampler::new(sources::build(&Config::for_host(&paths)));
-        Run {
-            dir,
-            sampler,
-            prev: (before, Instant::now()),
-        }
-    }
-
-    fn root(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn set(&self, rel: &str, v: impl std::fmt::Display) {
-        set(self.root(), rel, v);
-    }
-
-    /// One cycle; also returns the bounds of Δt since the previous read,
-    /// in seconds (shortest, longest).
-    fn step(&mut self) -> (Snapshot, Vec<Point>, (f64, f64)) {
-        let before = Instant::now();
-        let snap = self.sampler.sample();
-        let after = Instant::now();
-        let dt = (
-            (before - self.prev.1).as_secs_f64(),
-            (after - self.prev.0).as_secs_f64(),
-        );
-        self.prev = (before, after);
-        let points = snap.points();
-        (snap, points, dt)
-    }
-}
-
-fn get(points: &[Point], metric: &Metric, attr: Option<(&str, &str)>) -> Option<f64> {
-    let found: Vec<f64> = points
-        .iter()
-        .filter(|p| {
-            std::ptr::eq(p.metric, metric)
-                && attr.is_none_or(|(k, v)| p.attrs.contains(&(k, AttrValue::from(v))))
-        })
-        .map(|p| p.value)
-        .collect();
-    assert!(found.len() <= 1, "{} has {found:?}", metric.name);
-    found.first().copied()
-}
-
-fn joules(points: &[Point], domain: &str) -> Option<f64> {
-    get(points, &semconv::ENERGY_JOULES, Some(("domain", domain)))
-}
-
-/// `watts` is `delta_uj` over some Δt within `dt`.
-fn assert_watts(watts: Option<f64>, delta_uj: u64, dt: (f64, f64)) {
-    let w = watts.expect("watts point");
-    let j = delta_uj as f64 / 1e6;
-    let (lo, hi) = (j / dt.1, j / dt.0);
-    assert!(
-        w >= lo * (1.0 - 1e-12) && w <= hi * (1.0 + 1e-12),
-        "{w} W not in [{lo}, {hi}] for {j} J over {dt:?} s"
-    );
-}
-
-fn status<'a>(snap: &'a Snapshot, name: &str) -> &'a SourceStatus {
-    snap.sources
-        .iter()
-        .find(|s| s.name == name)
-        .unwrap_or_else(|| panic!("no source {name}"))
-}
 
 #[test]
 fn intel_laptop_package_core_battery_and_thermal() {

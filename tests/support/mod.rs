@@ -7,6 +7,7 @@ pub mod agent;
 pub mod fake_nvml;
 pub mod fake_ollama;
 pub mod fixtures;
+pub mod host_run;
 pub mod http;
 pub mod otlp_receiver;
 pub mod prom;
