@@ -440,14 +440,36 @@ fn collector_configs_name_only_contrib_components() {
     let cm = yaml_file("otel-collector/k8s/collector-configmap.yaml");
     let k8s: Yaml = serde_norway::from_str(cm["data"]["config.yaml"].as_str().unwrap()).unwrap();
     check_collector("k8s collector-configmap", &k8s);
-    let procs = &k8s["service"]["pipelines"]["metrics"]["processors"];
+    let procs: Vec<&str> = k8s["service"]["pipelines"]["metrics"]["processors"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    // A monitored pod's uid leaves the points for a resource of its own
+    // before k8sattributes, which reads resources only, names the pod.
+    let at = |name: &str| procs.iter().position(|p| *p == name);
     assert!(
-        procs
-            .as_sequence()
-            .unwrap()
-            .iter()
-            .any(|p| p.as_str() == Some("k8sattributes"))
+        at("groupbyattrs").unwrap() < at("k8sattributes").unwrap(),
+        "{procs:?}"
     );
+    let keys: Vec<&str> = k8s["processors"]["groupbyattrs"]["keys"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["k8s.pod.uid"]);
+    let assoc = &k8s["processors"]["k8sattributes"]["pod_association"][0]["sources"][0];
+    assert_eq!(assoc["from"].as_str(), Some("resource_attribute"));
+    assert_eq!(assoc["name"].as_str(), Some("k8s.pod.uid"));
+    // The agent's resource carries its pod's uid and nothing k8sattributes
+    // would then leave on each regrouped copy.
+    let docs = k8s_docs();
+    let ds = find(&docs, "DaemonSet", "unamentis-agent");
+    let env = env_of(&ds["spec"]["template"]["spec"]["containers"][0]);
+    let attrs = env["OTEL_RESOURCE_ATTRIBUTES"]["value"].as_str().unwrap();
+    assert_eq!(attrs, "k8s.pod.uid=$(POD_UID)");
 }
 
 fn k8s_docs() -> Vec<(String, Yaml)> {
