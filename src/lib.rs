@@ -9,10 +9,13 @@
 pub mod activity;
 pub mod compat;
 pub mod config;
+pub mod counters;
 pub mod doctor;
 pub mod export;
 pub mod host;
 pub mod instruments;
+pub mod patterns;
+pub mod point;
 #[rustfmt::skip]
 pub mod semconv;
 pub mod prometheus;
@@ -20,3 +23,4 @@ pub mod server;
 pub mod snapshot;
 pub mod sources;
 pub mod telemetry;
+pub mod url;

@@ -6,7 +6,6 @@ use std::fmt;
 use std::io;
 
 use crate::host::ReadError;
-use crate::snapshot::Snapshot;
 
 pub mod cgroup;
 pub mod command;
@@ -23,9 +22,12 @@ pub mod ollama;
 pub mod power;
 pub mod process;
 pub mod service;
+pub mod snapshot;
 pub mod sock_diag;
 pub mod sysfs;
 pub mod thermal;
+
+pub use snapshot::{Snapshot, SourceStatus};
 
 pub trait Source: Send {
     /// Stable short name, used as the `source` attribute of self-metrics.

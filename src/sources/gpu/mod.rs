@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use crate::config::GpuConfig;
 use crate::host::HostPaths;
-use crate::snapshot::Snapshot;
+use crate::sources::Snapshot;
 use crate::sources::energy::{Counter, Trapezoid};
 use crate::sources::{Source, SourceError};
 
