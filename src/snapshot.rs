@@ -49,8 +49,8 @@ pub struct SourceStatus {
     pub name: &'static str,
     pub up: bool,
     pub duration: Duration,
-    /// Why the source is down (`SourceError`'s text).
-    pub error: Option<String>,
+    /// Why the source is down.
+    pub error: Option<SourceError>,
     /// How to fix it ([`Source::hint`]).
     pub hint: Option<&'static str>,
 }
@@ -612,7 +612,7 @@ impl Sampler {
                 name,
                 up: result.is_ok(),
                 duration,
-                error: result.as_ref().err().map(ToString::to_string),
+                error: result.as_ref().err().cloned(),
                 hint: slot.source.hint(),
             });
             slot.report(name, result);
