@@ -539,7 +539,7 @@ impl Sampler {
                 name,
                 up: result.is_ok(),
                 duration,
-                error: result.as_ref().err().map(ToString::to_string),
+                error: result.as_ref().err().cloned(),
                 hint: slot.source.hint(),
             });
             slot.report(name, result);

@@ -42,8 +42,8 @@ pub struct SourceStatus {
     pub name: &'static str,
     pub up: bool,
     pub duration: Duration,
-    /// Why the source is down (`SourceError`'s text).
-    pub error: Option<String>,
+    /// Why the source is down.
+    pub error: Option<super::SourceError>,
     /// How to fix it ([`Source::hint`](super::Source::hint)).
     pub hint: Option<&'static str>,
 }
