@@ -13,6 +13,7 @@ pub mod doctor;
 pub mod export;
 pub mod host;
 pub mod instruments;
+pub mod pipeline;
 #[rustfmt::skip]
 pub mod semconv;
 pub mod prometheus;
