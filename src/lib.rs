@@ -21,3 +21,4 @@ pub mod server;
 pub mod snapshot;
 pub mod sources;
 pub mod telemetry;
+pub mod url;
