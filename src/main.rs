@@ -230,7 +230,7 @@ fn resource_attributes(loaded: &Loaded) -> Vec<(String, String)> {
 /// processes found and what they use, or why nothing matched.
 fn services_table(loaded: &Loaded, window: Duration) -> String {
     use unamentis_agent::sources::Source;
-    use unamentis_agent::sources::service::ServiceSource;
+    use unamentis_agent::sources::service::{Matcher, ServiceSource, Wording};
     let mut source = ServiceSource::new(&loaded.config);
     std::thread::sleep(window);
     let mut snap = unamentis_agent::snapshot::Snapshot::default();
@@ -240,31 +240,7 @@ fn services_table(loaded: &Loaded, window: Duration) -> String {
     let samples = snap.services.map(|s| s.services).unwrap_or_default();
     let mut out = String::new();
     for (cfg, s) in loaded.config.effective_services().iter().zip(&samples) {
-        let mut how = Vec::new();
-        if !cfg.process.is_empty() {
-            how.push(format!("process {}", cfg.process.join("|")));
-        }
-        if let Some(re) = &cfg.cmdline {
-            how.push(format!("cmdline /{re}/"));
-        }
-        let ports: Vec<String> = cfg
-            .port
-            .iter()
-            .chain(&cfg.ports)
-            .map(u16::to_string)
-            .collect();
-        if !ports.is_empty() {
-            how.push(format!("listening on {}", ports.join("|")));
-        }
-        if let Some(f) = &cfg.pid_file {
-            how.push(format!("pid in {}", f.display()));
-        }
-        if let Some(u) = &cfg.systemd_unit {
-            how.push(format!("systemd unit {u}"));
-        }
-        if let Some(c) = &cfg.cgroup {
-            how.push(format!("cgroup {c}"));
-        }
+        let how = Matcher::from_config(cfg).describe(Wording::Config);
         let by_cgroup = cfg.systemd_unit.is_some() || cfg.cgroup.is_some();
         out.push_str(&format!("{}: {}\n", s.name, how.join(" and ")));
         if s.up() {
