@@ -6,30 +6,12 @@
 //! the cycle's own `unamentis.server.*` points.
 
 use crate::config::CompatConfig;
+use crate::point::{AttrValue, Point};
 use crate::semconv::{self, Metric, attr};
-use crate::snapshot::{AttrValue, Point, Snapshot};
-use crate::sources::cpu::CpuTimes;
-use crate::sources::filesystem::FsUsage;
-use crate::sources::memory::MemoryStates;
+use crate::sources::Snapshot;
+pub use crate::sources::snapshot::{CompatStats, PerCpuTimes};
 
 const MIB: f64 = 1024.0 * 1024.0;
-
-/// What only the hostmetrics names need, filled by the sources when
-/// `[compat] hostmetrics` is on.
-#[derive(Debug, Clone, Default)]
-pub struct CompatStats {
-    /// Per-CPU cumulative times from the `cpuN` lines of `/proc/stat`.
-    pub cpu_times: Option<PerCpuTimes>,
-    pub memory: Option<MemoryStates>,
-    pub filesystems: Option<Vec<FsUsage>>,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct PerCpuTimes {
-    /// USER_HZ: the unit of the times.
-    pub ticks_per_second: u64,
-    pub cpus: Vec<(u32, CpuTimes)>,
-}
 
 /// Appends the compatibility points the switches ask for.
 pub fn points(snap: &Snapshot, compat: CompatConfig, out: &mut Vec<Point>) {
@@ -186,7 +168,8 @@ fn hw_points(own: &[Point]) -> Vec<Point> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sources::cpu::CpuStats;
+    use crate::sources::cpu::{CpuStats, CpuTimes};
+    use crate::sources::memory::MemoryStates;
 
     fn find<'a>(pts: &'a [Point], m: &'static Metric, attrs: &[(&str, &str)]) -> Vec<&'a Point> {
         pts.iter()

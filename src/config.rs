@@ -1264,7 +1264,7 @@ fn validate(l: &Loaded) -> Result<(), ConfigError> {
             "must be more than 0 and at most 2s".into(),
         ));
     }
-    if let Err(reason) = crate::sources::http_get::HttpUrl::parse(&c.ollama.url) {
+    if let Err(reason) = crate::url::HttpUrl::parse(&c.ollama.url) {
         return Err(err("ollama.url", reason));
     }
     let idle = c.activity.idle_after.0;
@@ -1302,7 +1302,7 @@ fn validate(l: &Loaded) -> Result<(), ConfigError> {
             ));
         }
         if let Some(re) = &s.cmdline {
-            crate::sources::service::cmdline_regex(re).map_err(|r| err(&key("cmdline"), r))?;
+            crate::patterns::cmdline_regex(re).map_err(|r| err(&key("cmdline"), r))?;
         }
         if s.pid_file.as_ref().is_some_and(|p| has_nul(p)) {
             return Err(err(&key("pid_file"), NUL_PATH.into()));
@@ -1313,7 +1313,7 @@ fn validate(l: &Loaded) -> Result<(), ConfigError> {
             || !s.ports.is_empty()
             || s.pid_file.is_some();
         if let Some(u) = &s.systemd_unit {
-            if let Some(why) = crate::sources::cgroup::check_unit(u) {
+            if let Some(why) = crate::patterns::check_unit(u) {
                 return Err(err(&key("systemd_unit"), why));
             }
             if s.cgroup.is_some() {
@@ -1324,7 +1324,7 @@ fn validate(l: &Loaded) -> Result<(), ConfigError> {
             }
         }
         if let Some(c) = &s.cgroup
-            && let Some(why) = crate::sources::cgroup::check_cgroup_pattern(c)
+            && let Some(why) = crate::patterns::check_cgroup_pattern(c)
         {
             return Err(err(&key("cgroup"), why));
         }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::pipeline::Pipeline;
 use crate::snapshot::{Sampler, SourceStatus};
+use crate::sources::SourceError;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
@@ -20,13 +21,10 @@ pub struct Row {
 
 impl Row {
     fn from_status(s: &SourceStatus) -> Row {
-        let (status, reason) = match s.error.as_deref() {
+        let (status, reason) = match &s.error {
             None => ("available", None),
-            Some(e) => match e.split_once(": ") {
-                Some(("unavailable", why)) => ("unavailable", Some(why.to_owned())),
-                Some(("failed", why)) => ("failed", Some(why.to_owned())),
-                _ => ("failed", Some(e.to_owned())),
-            },
+            Some(SourceError::Unavailable(why)) => ("unavailable", Some(why.clone())),
+            Some(SourceError::Failed(why)) => ("failed", Some(why.clone())),
         };
         Row {
             source: s.name,
@@ -171,23 +169,27 @@ pub fn json(report: &Report) -> serde_json::Value {
 mod tests {
     use super::*;
 
-    fn status(error: Option<&str>, hint: Option<&'static str>) -> SourceStatus {
+    fn status(error: Option<SourceError>, hint: Option<&'static str>) -> SourceStatus {
         SourceStatus {
             name: "rapl",
             up: error.is_none(),
             duration: Duration::ZERO,
-            error: error.map(str::to_owned),
+            error,
             hint,
         }
     }
 
+    fn unavailable(why: &str) -> Option<SourceError> {
+        Some(SourceError::Unavailable(why.into()))
+    }
+
     #[test]
     fn rows_split_kind_and_reason() {
-        let r = Row::from_status(&status(Some("unavailable: no RAPL zones"), Some("load it")));
+        let r = Row::from_status(&status(unavailable("no RAPL zones"), Some("load it")));
         assert_eq!(r.status, "unavailable");
         assert_eq!(r.reason.as_deref(), Some("no RAPL zones"));
         assert_eq!(r.fix, Some("load it"));
-        let r = Row::from_status(&status(Some("failed: x: bad"), None));
+        let r = Row::from_status(&status(Some(SourceError::Failed("x: bad".into())), None));
         assert_eq!((r.status, r.reason.as_deref()), ("failed", Some("x: bad")));
         let r = Row::from_status(&status(None, None));
         assert_eq!((r.status, r.reason.as_deref()), ("available", None));
@@ -195,7 +197,7 @@ mod tests {
             virtual_machine: true,
             rows: vec![
                 r,
-                Row::from_status(&status(Some("unavailable: no"), Some("do it"))),
+                Row::from_status(&status(unavailable("no"), Some("do it"))),
             ],
             notes: vec!["per-service GPU power: x".into()],
         };

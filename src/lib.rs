@@ -9,11 +9,14 @@
 pub mod activity;
 pub mod compat;
 pub mod config;
+pub mod counters;
 pub mod doctor;
 pub mod export;
 pub mod host;
 pub mod instruments;
+pub mod patterns;
 pub mod pipeline;
+pub mod point;
 #[rustfmt::skip]
 pub mod semconv;
 pub mod prometheus;

@@ -43,12 +43,6 @@ use crate::activity::{Activity, Kind, Probe};
 use crate::prometheus::{self, Format};
 use crate::snapshot::{AttrValue, CycleSampler, Point};
 
-/// Connections accepted from this host's loopback: each is an active and a
-/// passive open in `/proc/net/snmp` that the connections probe must not
-/// take for a client of a watched service (a push every few seconds would
-/// otherwise make it dump every socket every cycle).
-pub static LOOPBACK_ACCEPTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
 /// Larger push bodies are refused with 413: a push is a few dozen bytes.
 pub const MAX_BODY: usize = 4096;
 /// The most events one push may report.
@@ -173,7 +167,8 @@ async fn serve(listener: TcpListener, app: Router, limits: Limits) {
         let stream = match listener.accept().await {
             Ok((stream, peer)) => {
                 if crate::activity::connections::canonical(peer.ip()).is_loopback() {
-                    LOOPBACK_ACCEPTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    crate::counters::LOOPBACK_ACCEPTED
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 stream
             }

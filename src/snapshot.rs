@@ -8,8 +8,6 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::activity::ActivityStats;
-use crate::compat::CompatStats;
 use crate::config::CompatConfig;
 use crate::semconv::{self, Metric, attr};
 use crate::sources::cpu::CpuStats;
@@ -20,85 +18,14 @@ use crate::sources::memory::MemoryStats;
 use crate::sources::ollama::OllamaStats;
 use crate::sources::power::PowerStats;
 use crate::sources::service::{ContainerIdentity, ServicesSample};
+use crate::sources::snapshot::{ActivityStats, CompatStats};
 use crate::sources::thermal::ThermalStats;
 use crate::sources::{Source, SourceError};
 
+pub use crate::point::{AttrValue, Point};
+pub use crate::sources::{Snapshot, SourceStatus};
+
 const MIB: f64 = 1024.0 * 1024.0;
-
-#[derive(Debug, Clone, Default)]
-pub struct Snapshot {
-    pub cpu: Option<CpuStats>,
-    pub memory: Option<MemoryStats>,
-    pub services: Option<ServicesSample>,
-    /// macOS power, thermal, battery and Apple GPU (`sources::macos`).
-    pub macos: Option<MacosStats>,
-    pub gpu: Option<GpuStats>,
-    pub ollama: Option<OllamaStats>,
-    pub power: Option<PowerStats>,
-    pub thermal: Option<ThermalStats>,
-    /// Idle clock, activity probes and idle accounting (`activity/`).
-    pub activity: Option<ActivityStats>,
-    /// What only the `[compat] hostmetrics` names need (`src/compat.rs`).
-    pub compat: Option<CompatStats>,
-    pub export_queue: Option<ExportQueueStats>,
-    pub sources: Vec<SourceStatus>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct SourceStatus {
-    pub name: &'static str,
-    pub up: bool,
-    pub duration: Duration,
-    /// Why the source is down (`SourceError`'s text).
-    pub error: Option<String>,
-    /// How to fix it ([`Source::hint`]).
-    pub hint: Option<&'static str>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum AttrValue {
-    Str(String),
-    Int(i64),
-}
-
-impl From<&str> for AttrValue {
-    fn from(s: &str) -> Self {
-        AttrValue::Str(s.to_owned())
-    }
-}
-
-impl std::fmt::Display for AttrValue {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            AttrValue::Str(s) => f.write_str(s),
-            AttrValue::Int(i) => write!(f, "{i}"),
-        }
-    }
-}
-
-/// One data point: a registry metric, its attributes and its value in the
-/// registry's unit.
-#[derive(Debug, Clone)]
-pub struct Point {
-    pub metric: &'static Metric,
-    pub attrs: Vec<(&'static str, AttrValue)>,
-    pub value: f64,
-}
-
-impl Point {
-    pub(crate) fn new(metric: &'static Metric, value: f64) -> Self {
-        Point {
-            metric,
-            attrs: Vec::new(),
-            value,
-        }
-    }
-
-    pub(crate) fn with(mut self, key: &'static str, value: impl Into<AttrValue>) -> Self {
-        self.attrs.push((key, value.into()));
-        self
-    }
-}
 
 impl Snapshot {
     /// Every point this snapshot holds. A value a source could not read has
@@ -612,7 +539,7 @@ impl Sampler {
                 name,
                 up: result.is_ok(),
                 duration,
-                error: result.as_ref().err().map(ToString::to_string),
+                error: result.as_ref().err().cloned(),
                 hint: slot.source.hint(),
             });
             slot.report(name, result);

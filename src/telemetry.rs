@@ -9,9 +9,9 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 
 use crate::config::{Config, ExportConfig};
+use crate::counters::ExportCounters;
 use crate::export::{Client, QueueSettings, QueueingExporter};
 use crate::host::HostIdentity;
-use crate::sources::export_queue::ExportCounters;
 
 pub const AGENT_NAME: &str = "unamentis-agent";
 

@@ -2,6 +2,8 @@
 //! `ollama.url`): scheme, authority (`host`, `host:port`, `[v6]:port`) and
 //! what follows. Pure and crate-free, so the configuration, the exporter,
 //! the Ollama client and the activity probes all read a URL the same way.
+//! [`HttpUrl`] lives here too, so `config` checks `ollama.url` with the
+//! client's own rules without importing `sources`.
 
 use std::fmt;
 
@@ -130,6 +132,45 @@ pub fn split_authority(authority: &str) -> Result<(&str, Option<u16>), UrlError>
         })
         .transpose()?;
     Ok((host, port))
+}
+
+/// `http://host[:port][/base]`, parsed once at start: the plaintext local
+/// API the HTTP client speaks to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpUrl {
+    /// As written in the Host header (`[::1]:11434`).
+    pub authority: String,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    /// Path prefix without a trailing slash (`""` or `/ollama`).
+    pub(crate) base: String,
+}
+
+impl HttpUrl {
+    pub fn parse(url: &str) -> Result<HttpUrl, String> {
+        let http_only = || {
+            format!(
+                "{url:?} must start with http:// (a local plaintext API; https is not supported)"
+            )
+        };
+        let u = parse(url).map_err(|e| match e {
+            UrlError::Scheme => http_only(),
+            e => e.message(url),
+        })?;
+        if u.scheme != Some(Scheme::Http) {
+            return Err(http_only());
+        }
+        if u.rest.contains(['?', '#']) {
+            return Err(format!("{url:?}: a query or fragment is not supported"));
+        }
+        let (host, port) = u.host_port_or_default().map_err(|e| e.message(url))?;
+        Ok(HttpUrl {
+            authority: u.authority.to_owned(),
+            host: host.to_owned(),
+            port: port.unwrap_or(Scheme::Http.default_port()),
+            base: u.rest.trim_end_matches('/').to_owned(),
+        })
+    }
 }
 
 /// Splits a URL (or a bare `host:port`) into scheme, authority and the

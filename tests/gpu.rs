@@ -278,7 +278,9 @@ fn nvidia_smi_failures_give_no_data() {
     );
     let mut b = smi::SmiBackend::new(smi, Duration::from_secs(5));
     let e = b.read().unwrap_err();
-    assert!(e.contains("exited with"), "{e}");
+    // 15: the GPU fell off the bus, a driver that is there and broken.
+    assert!(matches!(e, SourceError::Failed(_)), "{e}");
+    assert!(e.to_string().contains("exited with"), "{e}");
     // Exit 0 with only a message: no GPU.
     let smi = fake_smi(
         dir.path(),
@@ -288,12 +290,29 @@ fn nvidia_smi_failures_give_no_data() {
     );
     let mut b = smi::SmiBackend::new(smi, Duration::from_secs(5));
     let e = b.read().unwrap_err();
-    assert!(e.contains("No devices were found"), "{e}");
+    assert!(matches!(e, SourceError::Unavailable(_)), "{e}");
+    assert!(e.to_string().contains("No devices were found"), "{e}");
+    // Without a driver (exit 9): nothing to read, not broken.
+    let smi = fake_smi(
+        dir.path(),
+        &fixtures().join("nvidia-smi/no-driver.txt"),
+        None,
+        9,
+    );
+    let e = smi::SmiBackend::new(smi, Duration::from_secs(5))
+        .read()
+        .unwrap_err();
+    assert!(matches!(e, SourceError::Unavailable(_)), "{e}");
+    assert!(e.to_string().contains("NVIDIA driver"), "{e}");
     // Not installed: asked once, then no process per cycle. A program
     // that appears later is not picked up (like NVML, loaded once).
     let later = dir.path().join("later/nvidia-smi");
     let mut b = smi::SmiBackend::new(later.clone(), Duration::from_secs(5));
-    assert!(b.read().unwrap_err().contains("cannot run"));
+    let missing = |b: &mut smi::SmiBackend| match b.read() {
+        Err(SourceError::Unavailable(why)) => why.contains("cannot run"),
+        _ => false,
+    };
+    assert!(missing(&mut b));
     std::fs::create_dir(dir.path().join("later")).unwrap();
     fake_smi(
         &dir.path().join("later"),
@@ -302,7 +321,7 @@ fn nvidia_smi_failures_give_no_data() {
         0,
     );
     assert!(later.exists());
-    assert!(b.read().unwrap_err().contains("cannot run"));
+    assert!(missing(&mut b));
     assert_eq!(
         smi::SmiBackend::new(later, Duration::from_secs(5))
             .read()
@@ -326,7 +345,8 @@ fn a_hanging_nvidia_smi_is_killed_and_reaped() {
     );
     let mut b = smi::SmiBackend::new(smi, Duration::from_millis(300));
     let e = b.read().unwrap_err();
-    assert!(e.contains("no answer within 300ms"), "{e}");
+    assert!(matches!(e, SourceError::Failed(_)), "{e}");
+    assert!(e.to_string().contains("no answer within 300ms"), "{e}");
     let pid = std::fs::read_to_string(&pid_file).unwrap();
     let proc_dir = PathBuf::from(format!("/proc/{}", pid.trim()));
     // Killed and reaped: no process, not even a zombie, is left.
@@ -437,6 +457,48 @@ fn the_chain_falls_through_to_amdgpu_and_then_to_nothing() {
     assert_eq!(why, "no GPU found (tried nvml, nvidia-smi, amdgpu)");
     assert!(snap.gpu.is_none());
     assert!(snap.points().is_empty());
+}
+
+/// A GPU stack that is there but broken is reported failed, naming the
+/// backend and why; one that is absent stays unavailable.
+#[test]
+fn a_broken_driver_is_failed_not_unavailable() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = fake_nvml::build(dir.path(), &["FAKE_NVML_VERSION_MISMATCH"]);
+    let smi = fake_smi(
+        dir.path(),
+        &fixtures().join("nvidia-smi/two-gpus.csv"),
+        None,
+        15,
+    );
+    let mut src = GpuSource::new(&config(Some(&lib), &smi), empty_host(dir.path()));
+    let (r, snap) = sample(&mut src);
+    let Err(SourceError::Failed(why)) = r else {
+        panic!("{r:?}")
+    };
+    assert!(
+        why.starts_with(
+            "nvml: cannot load NVML: RM detects a driver/library version mismatch; nvidia-smi: "
+        ),
+        "{why}"
+    );
+    assert!(why.contains("exited with"), "{why}");
+    assert!(
+        !why.contains("amdgpu"),
+        "an absent backend is not a failure: {why}"
+    );
+    assert!(snap.gpu.is_none());
+    // Broken NVML, but nvidia-smi answers: up.
+    let smi = fake_smi(
+        dir.path(),
+        &fixtures().join("nvidia-smi/two-gpus.csv"),
+        None,
+        0,
+    );
+    let mut src = GpuSource::new(&config(Some(&lib), &smi), empty_host(dir.path()));
+    let (r, snap) = sample(&mut src);
+    r.unwrap();
+    assert_eq!(snap.gpu.unwrap().backend, "nvidia-smi");
 }
 
 #[test]

@@ -32,7 +32,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::{Activity, Kind, Probe, ServiceActivity};
 use crate::config::Config;
-use crate::snapshot::Snapshot;
+use crate::sources::Snapshot;
 use crate::sources::{Source, SourceError};
 
 /// One established connection on a service port.
@@ -302,7 +302,7 @@ mod imp {
     /// Ollama probe), of which those to a loopback listener are a passive
     /// open too, and the loopback clients of its server (both at once).
     pub fn own_connects() -> (u64, u64) {
-        use crate::server::LOOPBACK_ACCEPTED;
+        use crate::counters::LOOPBACK_ACCEPTED;
         use crate::sources::http_get::{CONNECTS, LOOPBACK_CONNECTED};
         use std::sync::atomic::Ordering;
         let accepted = LOOPBACK_ACCEPTED.load(Ordering::Relaxed);

@@ -26,7 +26,7 @@ use std::time::Duration;
 use super::gpu_split;
 use super::ollama::OllamaProbe;
 use super::{Activity, ActivityStats};
-use crate::snapshot::Snapshot;
+use crate::sources::Snapshot;
 use crate::sources::{Source, SourceError};
 
 /// Each service's share of package power, and other's: the service's CPU

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
+pub use crate::sources::snapshot::{ActivityStats, Probe, ServiceActivity};
 
 pub mod connections;
 pub mod gpu_split;
@@ -77,14 +78,6 @@ pub enum Kind {
     Connection,
 }
 
-/// Who saw it (the `probe` attribute).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Probe {
-    Push,
-    Connections,
-    Ollama,
-}
-
 impl Probe {
     pub const ALL: [Probe; 3] = [Probe::Push, Probe::Connections, Probe::Ollama];
 
@@ -123,48 +116,6 @@ pub struct Activity {
 /// A push named a service the agent does not watch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnknownService(pub String);
-
-/// One service's activity, read at one instant.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ServiceActivity {
-    pub name: String,
-    /// Since this service's last activity (since the agent's start before any).
-    pub idle: Duration,
-    /// Cumulative counts by probe; only probes that counted something.
-    pub requests: Vec<(Probe, u64)>,
-    pub inferences: Vec<(Probe, u64)>,
-    /// Established connections on the service's ports (connections probe).
-    pub connections: Option<u64>,
-    /// CPU seconds spent while the stack was idle (needs the service's CPU).
-    pub idle_cpu_seconds: Option<f64>,
-    /// Estimate: package power × the service's share of busy CPU.
-    pub power_watts: Option<f64>,
-    pub energy_joules: Option<f64>,
-    /// Estimate: the GPUs' power × the service's share of their processes
-    /// (SM time, else memory held); see [`gpu_split`].
-    pub gpu_power_watts: Option<f64>,
-    pub gpu_energy_joules: Option<f64>,
-    /// Energy attributed to the service (domains `cpu`, `gpu`) while it was
-    /// idle by its own clock.
-    pub idle_energy_joules: Vec<(&'static str, f64)>,
-}
-
-/// Everything the activity probes and the idle accounting give one cycle.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ActivityStats {
-    pub idle_after: Duration,
-    /// Since the last activity on any service (since start before any).
-    pub idle: Duration,
-    pub services: Vec<ServiceActivity>,
-    /// Energy by domain (`package`, `cpu`, …) spent while idle.
-    pub idle_energy_joules: Vec<(&'static str, f64)>,
-    /// The `other` pseudo-service's share of package power and energy.
-    pub other_power_watts: Option<f64>,
-    pub other_energy_joules: Option<f64>,
-    /// And of the GPUs' power and energy.
-    pub other_gpu_power_watts: Option<f64>,
-    pub other_gpu_energy_joules: Option<f64>,
-}
 
 impl ActivityStats {
     pub fn idle_state(&self) -> bool {

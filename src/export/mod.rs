@@ -28,7 +28,7 @@ use tokio::sync::Notify;
 pub use client::{Client, Failure};
 use queue::Queue;
 
-use crate::sources::export_queue::ExportCounters;
+use crate::counters::ExportCounters;
 
 /// Largest request the replay sends at once: well under the 4 MiB a gRPC
 /// server accepts by default, and a few hundred default batches.

@@ -16,6 +16,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use crate::host::HostPaths;
+pub use crate::patterns::{check_cgroup_pattern, check_unit};
 
 /// Cgroups one service may match (a glob like `*.scope`), cgroups below
 /// each that `cgroup.procs` is read from, and directories a glob's
@@ -65,48 +66,6 @@ fn components(p: &str) -> Vec<String> {
         .filter(|c| !c.is_empty())
         .map(str::to_owned)
         .collect()
-}
-
-/// Why a `cgroup` value is refused, in one line; `None` when it is fine.
-pub fn check_cgroup_pattern(p: &str) -> Option<String> {
-    if p.len() > 4096 {
-        return Some(format!("a path of {} bytes is longer than 4096", p.len()));
-    }
-    if p.contains('\0') {
-        return Some("holds a NUL byte: no cgroup has such a name".into());
-    }
-    let parts: Vec<&str> = p.trim_start_matches('/').split('/').collect();
-    if parts.iter().all(|c| c.is_empty()) {
-        return Some(format!(
-            "{p:?} is the root cgroup, the whole host: name a cgroup below it"
-        ));
-    }
-    if parts
-        .iter()
-        .any(|c| c.is_empty() || *c == "." || *c == "..")
-    {
-        return Some(format!(
-            "{p:?} must be a path below the cgroup root without empty, . or .. parts, like system.slice/ollama.service"
-        ));
-    }
-    None
-}
-
-/// Why a `systemd_unit` value is refused, in one line.
-pub fn check_unit(u: &str) -> Option<String> {
-    if u.contains('/') || u.contains('\0') || u.len() > 256 {
-        return Some(format!("{u:?} is not a unit name"));
-    }
-    if ![".service", ".scope", ".slice"]
-        .iter()
-        .any(|s| u.ends_with(s))
-        || u.starts_with('.')
-    {
-        return Some(format!(
-            "{u:?} must name a unit with its type, like ollama.service (.service, .scope or .slice)"
-        ));
-    }
-    None
 }
 
 /// `*` (any run of characters) and `?` (one character) within one path

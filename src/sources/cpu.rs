@@ -311,9 +311,9 @@ pub fn count_cores(topologies: &[CpuTopology]) -> usize {
 #[cfg(target_os = "linux")]
 mod imp {
     use super::*;
-    use crate::compat::PerCpuTimes;
-    use crate::snapshot::Snapshot;
+    use crate::sources::Snapshot;
     use crate::sources::process::clock_ticks_per_second;
+    use crate::sources::snapshot::PerCpuTimes;
     use crate::sources::{Source, SourceError};
 
     pub struct CpuSource {
@@ -459,7 +459,7 @@ mod imp {
 #[cfg(not(target_os = "linux"))]
 mod imp {
     use super::*;
-    use crate::snapshot::Snapshot;
+    use crate::sources::Snapshot;
     use crate::sources::{Source, SourceError};
     use sysinfo::System;
 

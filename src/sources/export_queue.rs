@@ -2,30 +2,9 @@
 //! drop. The exporter (`crate::export`) counts into [`ExportCounters`]; this
 //! source only reads the counter, knowing nothing of OTLP.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use super::{Source, SourceError};
-use crate::snapshot::Snapshot;
-
-/// Counters shared between the exporter (writer) and this source.
-#[derive(Debug, Clone, Default)]
-pub struct ExportCounters {
-    dropped_batches: Arc<AtomicU64>,
-}
-
-impl ExportCounters {
-    pub fn add_dropped(&self, n: u64) {
-        if n > 0 {
-            self.dropped_batches.fetch_add(n, Ordering::Relaxed);
-        }
-    }
-
-    /// Batches dropped since start because the queue was over its caps.
-    pub fn dropped_batches(&self) -> u64 {
-        self.dropped_batches.load(Ordering::Relaxed)
-    }
-}
+pub use crate::counters::ExportCounters;
+use crate::sources::Snapshot;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExportQueueStats {

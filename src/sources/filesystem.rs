@@ -178,7 +178,7 @@ mod imp {
 
     use super::*;
     use crate::host::HostPaths;
-    use crate::snapshot::Snapshot;
+    use crate::sources::Snapshot;
     use crate::sources::{Source, SourceError};
 
     pub struct FilesystemSource {

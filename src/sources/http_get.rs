@@ -8,48 +8,10 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::url::{Scheme, UrlError};
-
 /// Bodies larger than this are refused: `/api/ps` is a few KiB.
 const MAX_RESPONSE: usize = 4 << 20;
 
-/// `http://host[:port][/base]`, parsed once at start.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpUrl {
-    /// As written in the Host header (`[::1]:11434`).
-    pub authority: String,
-    host: String,
-    port: u16,
-    /// Path prefix without a trailing slash (`""` or `/ollama`).
-    base: String,
-}
-
-impl HttpUrl {
-    pub fn parse(url: &str) -> Result<HttpUrl, String> {
-        let http_only = || {
-            format!(
-                "{url:?} must start with http:// (a local plaintext API; https is not supported)"
-            )
-        };
-        let u = crate::url::parse(url).map_err(|e| match e {
-            UrlError::Scheme => http_only(),
-            e => e.message(url),
-        })?;
-        if u.scheme != Some(Scheme::Http) {
-            return Err(http_only());
-        }
-        if u.rest.contains(['?', '#']) {
-            return Err(format!("{url:?}: a query or fragment is not supported"));
-        }
-        let (host, port) = u.host_port_or_default().map_err(|e| e.message(url))?;
-        Ok(HttpUrl {
-            authority: u.authority.to_owned(),
-            host: host.to_owned(),
-            port: port.unwrap_or(Scheme::Http.default_port()),
-            base: u.rest.trim_end_matches('/').to_owned(),
-        })
-    }
-}
+pub use crate::url::HttpUrl;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {

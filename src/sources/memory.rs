@@ -125,7 +125,7 @@ pub fn parse_meminfo_states(text: &str) -> Result<MemoryStates, ParseError> {
 mod imp {
     use super::*;
     use crate::host::HostPaths;
-    use crate::snapshot::Snapshot;
+    use crate::sources::Snapshot;
     use crate::sources::{Source, SourceError};
 
     pub struct MemorySource {
@@ -171,7 +171,7 @@ mod imp {
 mod imp {
     use super::*;
     use crate::host::HostPaths;
-    use crate::snapshot::Snapshot;
+    use crate::sources::Snapshot;
     use crate::sources::{Source, SourceError};
     use sysinfo::System;
 

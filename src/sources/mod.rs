@@ -6,7 +6,6 @@ use std::fmt;
 use std::io;
 
 use crate::host::ReadError;
-use crate::snapshot::Snapshot;
 
 pub mod cgroup;
 pub mod command;
@@ -23,9 +22,12 @@ pub mod ollama;
 pub mod power;
 pub mod process;
 pub mod service;
+pub mod snapshot;
 pub mod sock_diag;
 pub mod sysfs;
 pub mod thermal;
+
+pub use snapshot::{Snapshot, SourceStatus};
 
 pub trait Source: Send {
     /// Stable short name, used as the `source` attribute of self-metrics.
@@ -50,14 +52,30 @@ pub enum SourceError {
     Failed(String),
 }
 
-impl fmt::Display for SourceError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl SourceError {
+    /// `unavailable` or `failed`: the status `doctor` shows.
+    pub fn kind(&self) -> &'static str {
         match self {
-            SourceError::Unavailable(why) => write!(f, "unavailable: {why}"),
-            SourceError::Failed(why) => write!(f, "failed: {why}"),
+            SourceError::Unavailable(_) => "unavailable",
+            SourceError::Failed(_) => "failed",
+        }
+    }
+
+    /// Why, without the kind.
+    pub fn reason(&self) -> &str {
+        match self {
+            SourceError::Unavailable(why) | SourceError::Failed(why) => why,
         }
     }
 }
+
+impl fmt::Display for SourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind(), self.reason())
+    }
+}
+
+impl std::error::Error for SourceError {}
 
 impl From<ReadError> for SourceError {
     fn from(e: ReadError) -> Self {

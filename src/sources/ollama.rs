@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::OllamaConfig;
-use crate::snapshot::Snapshot;
+use crate::sources::Snapshot;
 use crate::sources::http_get::{self, HttpUrl};
 use crate::sources::{Source, SourceError};
 

@@ -18,6 +18,7 @@
 use std::collections::VecDeque;
 
 use crate::config::ServiceConfig;
+pub use crate::patterns::{MAX_CMDLINE_PATTERN, MAX_CMDLINE_PROGRAM, cmdline_regex};
 pub use crate::sources::process::ContainerIdentity;
 
 /// One service's sample.
@@ -100,33 +101,6 @@ pub struct Matcher {
     pub pid_file: Option<std::path::PathBuf>,
     /// `systemd_unit` or `cgroup`: the service is that cgroup, alone.
     pub cgroup: Option<crate::sources::cgroup::CgroupSpec>,
-}
-
-/// The longest `cmdline` pattern, and the most memory its compiled program
-/// may take: it runs on the command line of every new process.
-pub const MAX_CMDLINE_PATTERN: usize = 4096;
-pub const MAX_CMDLINE_PROGRAM: usize = 1 << 20;
-
-/// Compiles a `cmdline` pattern within those bounds; the error is one line.
-pub fn cmdline_regex(pattern: &str) -> Result<regex::Regex, String> {
-    if pattern.len() > MAX_CMDLINE_PATTERN {
-        return Err(format!(
-            "a pattern of {} bytes is longer than {MAX_CMDLINE_PATTERN}",
-            pattern.len()
-        ));
-    }
-    regex::RegexBuilder::new(pattern)
-        .size_limit(MAX_CMDLINE_PROGRAM)
-        .build()
-        .map_err(|e| match e {
-            // The syntax error is drawn over several lines; its last says why.
-            regex::Error::Syntax(s) => format!(
-                "invalid regex: {}",
-                s.lines().last().unwrap_or("").trim_start_matches("error: ")
-            ),
-            regex::Error::CompiledTooBig(n) => format!("the regex compiles to more than {n} bytes"),
-            e => format!("invalid regex: {e}"),
-        })
 }
 
 /// How [`Matcher::describe`] words the matchers.

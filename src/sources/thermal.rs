@@ -233,7 +233,7 @@ mod imp {
 
     use super::*;
     use crate::host::HostPaths;
-    use crate::snapshot::Snapshot;
+    use crate::sources::Snapshot;
     use crate::sources::cpu::{CPUS, CpuTopology, cpu_dirs};
     use crate::sources::sysfs::{self, ValueError};
     use crate::sources::{Source, SourceError};

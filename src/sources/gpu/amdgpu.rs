@@ -9,6 +9,7 @@ use std::path::Path;
 
 use super::{Backend, GpuDevice, GpuReading};
 use crate::host::HostPaths;
+use crate::sources::SourceError;
 
 pub struct AmdgpuBackend {
     paths: HostPaths,
@@ -133,9 +134,19 @@ impl Backend for AmdgpuBackend {
         "amdgpu"
     }
 
-    fn read(&mut self) -> Result<GpuReading, String> {
+    fn read(&mut self) -> Result<GpuReading, SourceError> {
         let drm = self.paths.sys_path("class/drm");
-        let entries = std::fs::read_dir(&drm).map_err(|e| format!("{}: {e}", drm.display()))?;
+        let entries = std::fs::read_dir(&drm).map_err(|e| {
+            let why = format!("{}: {e}", drm.display());
+            match e.kind() {
+                // No DRM at all (a server without graphics, a container
+                // without /sys mounted): no card to read.
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
+                    SourceError::Unavailable(why)
+                }
+                _ => SourceError::Failed(why),
+            }
+        })?;
         let mut cards: Vec<(u32, String)> = entries
             .filter_map(|e| {
                 let name = e.ok()?.file_name().into_string().ok()?;
@@ -151,7 +162,10 @@ impl Backend for AmdgpuBackend {
             }
         }
         if reading.devices.is_empty() {
-            return Err(format!("no amdgpu card under {}", drm.display()));
+            return Err(SourceError::Unavailable(format!(
+                "no amdgpu card under {}",
+                drm.display()
+            )));
         }
         Ok(reading)
     }

@@ -1,14 +1,15 @@
 //! GPUs, as one source named `gpu` that asks its backends in order and
 //! keeps the first that answers: NVML → nvidia-smi → amdgpu sysfs →
-//! nothing (the source is down and every GPU metric is absent). Which
-//! backend answered is in [`GpuStats::backend`] and in the debug log.
+//! nothing (the source is down and every GPU metric is absent: failed when
+//! a backend is there but broken, else unavailable). Which backend
+//! answered is in [`GpuStats::backend`] and in the debug log.
 
 use std::collections::HashMap;
 use std::time::Instant;
 
 use crate::config::GpuConfig;
 use crate::host::HostPaths;
-use crate::snapshot::Snapshot;
+use crate::sources::Snapshot;
 use crate::sources::energy::{Counter, Trapezoid};
 use crate::sources::{Source, SourceError};
 
@@ -98,11 +99,13 @@ impl GpuStats {
     }
 }
 
-/// One way of reading the GPUs. `Err` says why it could not (no driver,
-/// no device, a timeout): the next backend is asked.
+/// One way of reading the GPUs. `Err` says why it could not, and the next
+/// backend is asked: `Unavailable` when its driver, library, program or
+/// device is not there; `Failed` when it is there and broke (a driver
+/// error, a timeout, output it cannot parse).
 pub trait Backend: Send {
     fn name(&self) -> &'static str;
-    fn read(&mut self) -> Result<GpuReading, String>;
+    fn read(&mut self) -> Result<GpuReading, SourceError>;
 }
 
 pub struct GpuSource {
@@ -142,6 +145,7 @@ impl Source for GpuSource {
 
     fn sample(&mut self, snap: &mut Snapshot) -> Result<(), SourceError> {
         let mut why = Vec::new();
+        let mut failed = Vec::new();
         for b in &mut self.backends {
             let name = b.name();
             match b.read() {
@@ -165,7 +169,12 @@ impl Source for GpuSource {
                     return Ok(());
                 }
                 Ok(_) => why.push(format!("{name}: no GPU")),
-                Err(e) => why.push(format!("{name}: {e}")),
+                Err(e) => {
+                    why.push(format!("{name}: {e}"));
+                    if let SourceError::Failed(reason) = e {
+                        failed.push(format!("{name}: {reason}"));
+                    }
+                }
             }
         }
         // Every GPU gone (hot unplug, driver unloaded): the time until one
@@ -176,8 +185,13 @@ impl Source for GpuSource {
             tracing::debug!("no GPU backend answered: {why}");
             self.last_failure = why;
         }
-        // The reasons stay at debug level: a host without a GPU (or with
-        // another vendor's) must not log NVML's absence above it.
+        // A backend that is there but broken makes the source failed (the
+        // sampler warns); absent ones stay at debug level: a host without
+        // a GPU (or with another vendor's) must not log NVML's absence
+        // above it.
+        if !failed.is_empty() {
+            return Err(SourceError::Failed(failed.join("; ")));
+        }
         let tried: Vec<&str> = self.backends.iter().map(|b| b.name()).collect();
         Err(SourceError::Unavailable(format!(
             "no GPU found (tried {})",
@@ -387,12 +401,12 @@ mod tests {
         }
     }
 
-    struct Fixed(&'static str, Result<GpuReading, String>);
+    struct Fixed(&'static str, Result<GpuReading, SourceError>);
     impl Backend for Fixed {
         fn name(&self) -> &'static str {
             self.0
         }
-        fn read(&mut self) -> Result<GpuReading, String> {
+        fn read(&mut self) -> Result<GpuReading, SourceError> {
             self.1.clone()
         }
     }
@@ -407,9 +421,11 @@ mod tests {
             }],
             processes: vec![],
         };
+        let no_driver = || Err(SourceError::Unavailable("no driver".into()));
+        let timed_out = || Err(SourceError::Failed("no answer within 2s".into()));
         let mut src = GpuSource::with_backends(vec![
-            Box::new(Fixed("nvml", Err("no driver".into()))),
-            Box::new(Fixed("nvidia-smi", Ok(GpuReading::default()))),
+            Box::new(Fixed("nvml", no_driver())),
+            Box::new(Fixed("nvidia-smi", timed_out())),
             Box::new(Fixed("amdgpu", Ok(one.clone()))),
         ]);
         let mut snap = Snapshot::default();
@@ -420,7 +436,7 @@ mod tests {
         assert_eq!(g.energy_joules, None);
 
         let mut none = GpuSource::with_backends(vec![
-            Box::new(Fixed("nvml", Err("no driver".into()))),
+            Box::new(Fixed("nvml", no_driver())),
             Box::new(Fixed("nvidia-smi", Ok(GpuReading::default()))),
         ]);
         let mut snap = Snapshot::default();
@@ -428,6 +444,32 @@ mod tests {
             none.sample(&mut snap),
             Err(SourceError::Unavailable(
                 "no GPU found (tried nvml, nvidia-smi)".into()
+            ))
+        );
+        assert!(snap.gpu.is_none());
+    }
+
+    #[test]
+    fn a_broken_backend_with_no_answer_is_failed_and_named() {
+        let mut src = GpuSource::with_backends(vec![
+            Box::new(Fixed(
+                "nvml",
+                Err(SourceError::Unavailable("no driver".into())),
+            )),
+            Box::new(Fixed(
+                "nvidia-smi",
+                Err(SourceError::Failed("no answer within 2s".into())),
+            )),
+            Box::new(Fixed(
+                "amdgpu",
+                Err(SourceError::Failed("cannot parse".into())),
+            )),
+        ]);
+        let mut snap = Snapshot::default();
+        assert_eq!(
+            src.sample(&mut snap),
+            Err(SourceError::Failed(
+                "nvidia-smi: no answer within 2s; amdgpu: cannot parse".into()
             ))
         );
         assert!(snap.gpu.is_none());

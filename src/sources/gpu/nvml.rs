@@ -15,12 +15,13 @@ use nvml_wrapper::error::NvmlError;
 use nvml_wrapper::struct_wrappers::device::ProcessUtilizationSample;
 
 use super::{Backend, GpuDevice, GpuProcess, GpuReading, normalize_pci_bus_id};
+use crate::sources::SourceError;
 
 enum State {
     NotTried,
     // Nvml holds every resolved symbol: about 12 KiB.
     Loaded(Box<Nvml>),
-    Failed(String),
+    Failed(SourceError),
 }
 
 pub struct NvmlBackend {
@@ -42,7 +43,23 @@ impl NvmlBackend {
     }
 }
 
-fn load<'a>(state: &'a mut State, lib_path: Option<&PathBuf>) -> Result<&'a Nvml, String> {
+/// Why NVML could not start: no library, no driver or no permission means
+/// no NVIDIA GPU to read here; anything else (a driver/library version
+/// mismatch, a library without NVML's symbols) is a driver that is there
+/// and broken.
+pub fn init_error(e: &NvmlError) -> SourceError {
+    let why = format!("cannot load NVML: {e}");
+    match e {
+        NvmlError::LibloadingError(_)
+        | NvmlError::LibraryNotFound
+        | NvmlError::DriverNotLoaded
+        | NvmlError::NoPermission
+        | NvmlError::NotFound => SourceError::Unavailable(why),
+        _ => SourceError::Failed(why),
+    }
+}
+
+fn load<'a>(state: &'a mut State, lib_path: Option<&PathBuf>) -> Result<&'a Nvml, SourceError> {
     if let State::NotTried = state {
         let mut b = Nvml::builder();
         if let Some(p) = lib_path {
@@ -51,7 +68,7 @@ fn load<'a>(state: &'a mut State, lib_path: Option<&PathBuf>) -> Result<&'a Nvml
         *state = match b.init() {
             Ok(n) => State::Loaded(Box::new(n)),
             Err(e) => {
-                let why = format!("cannot load NVML: {e}");
+                let why = init_error(&e);
                 tracing::debug!("{why}");
                 State::Failed(why)
             }
@@ -60,7 +77,7 @@ fn load<'a>(state: &'a mut State, lib_path: Option<&PathBuf>) -> Result<&'a Nvml
     match state {
         State::Loaded(n) => Ok(n),
         State::Failed(why) => Err(why.clone()),
-        State::NotTried => Err("NVML not loaded".into()),
+        State::NotTried => Err(SourceError::Unavailable("NVML not loaded".into())),
     }
 }
 
@@ -81,19 +98,26 @@ impl Backend for NvmlBackend {
         "nvml"
     }
 
-    fn read(&mut self) -> Result<GpuReading, String> {
+    fn read(&mut self) -> Result<GpuReading, SourceError> {
         let nvml = load(&mut self.state, self.lib_path.as_ref())?;
+        // Loaded, so the driver is there: its errors are failures.
         let count = nvml
             .device_count()
-            .map_err(|e| format!("device count: {e}"))?;
+            .map_err(|e| SourceError::Failed(format!("device count: {e}")))?;
         let mut reading = GpuReading::default();
         // (gpu, pid) → (bytes, SM weight): a process with both a compute
         // and a graphics context is listed twice with the same memory.
         let mut procs: HashMap<(u32, u32), (u64, Option<u64>)> = HashMap::new();
+        // The first device the driver counts but cannot open.
+        let mut lost = None;
         for index in 0..count {
             // A device that fell off the bus is skipped, the others stay.
-            let Ok(dev) = nvml.device_by_index(index) else {
-                continue;
+            let dev = match nvml.device_by_index(index) {
+                Ok(dev) => dev,
+                Err(e) => {
+                    lost.get_or_insert_with(|| format!("device {index}: {e}"));
+                    continue;
+                }
             };
             let mem = dev.memory_info().ok();
             reading.devices.push(GpuDevice {
@@ -162,7 +186,11 @@ impl Backend for NvmlBackend {
             .collect();
         processes.sort_by_key(|p| (p.gpu_index, p.pid));
         reading.processes = processes;
-        Ok(reading)
+        match lost {
+            // Every GPU it counts is unreachable: broken, not absent.
+            Some(why) if reading.devices.is_empty() => Err(SourceError::Failed(why)),
+            _ => Ok(reading),
+        }
     }
 }
 
@@ -179,6 +207,28 @@ mod tests {
             enc_util: 0,
             dec_util: 0,
         }
+    }
+
+    #[test]
+    fn a_missing_driver_is_unavailable_a_broken_one_failed() {
+        for e in [
+            NvmlError::LibraryNotFound,
+            NvmlError::DriverNotLoaded,
+            NvmlError::NoPermission,
+        ] {
+            assert!(matches!(init_error(&e), SourceError::Unavailable(_)), "{e}");
+        }
+        for e in [
+            NvmlError::LibRmVersionMismatch,
+            NvmlError::FailedToLoadSymbol("nvmlInit_v2".into()),
+            NvmlError::Unknown,
+        ] {
+            assert!(matches!(init_error(&e), SourceError::Failed(_)), "{e}");
+        }
+        assert_eq!(
+            init_error(&NvmlError::DriverNotLoaded).to_string(),
+            "unavailable: cannot load NVML: NVIDIA driver is not loaded"
+        );
     }
 
     #[test]

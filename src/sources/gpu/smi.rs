@@ -7,11 +7,13 @@
 //! separated by ", ". Unreadable values are `[N/A]`, `[Not Supported]` or
 //! `N/A`, which `nounits` leaves in place (docs/FORMATS.md, nvidia-smi).
 
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use super::{Backend, GpuDevice, GpuProcess, GpuReading, normalize_pci_bus_id};
+use crate::sources::SourceError;
 use crate::sources::command::{CommandError, run_with_timeout};
 
 const MIB: u64 = 1024 * 1024;
@@ -91,7 +93,7 @@ pub struct SmiBackend {
     timeout: Duration,
     /// Set when the program does not exist: a host without it is not
     /// asked again (no fork per cycle), like NVML's single load.
-    missing: Option<String>,
+    missing: Option<SourceError>,
 }
 
 impl SmiBackend {
@@ -109,19 +111,31 @@ impl Backend for SmiBackend {
         "nvidia-smi"
     }
 
-    fn read(&mut self) -> Result<GpuReading, String> {
+    fn read(&mut self) -> Result<GpuReading, SourceError> {
         if let Some(why) = &self.missing {
             return Err(why.clone());
         }
-        let text = run(&self.program, &[QUERY_GPU, FORMAT], self.timeout).inspect_err(|e| {
-            if e.starts_with(NOT_FOUND) {
-                self.missing = Some(e.clone());
+        let text = match run_command(&self.program, &[QUERY_GPU, FORMAT], self.timeout) {
+            Ok(text) => text,
+            Err(e) => {
+                let not_installed =
+                    matches!(&e, CommandError::Spawn(io) if io.kind() == ErrorKind::NotFound);
+                let e = command_error(&self.program, e);
+                if not_installed {
+                    self.missing = Some(e.clone());
+                }
+                return Err(e);
             }
-        })?;
+        };
         let devices = parse_query_gpu(&text);
         if devices.is_empty() {
             let first = text.lines().next().unwrap_or("").trim();
-            return Err(format!("no GPU listed ({first:?})"));
+            let why = format!("no GPU listed ({first:?})");
+            return Err(if no_devices(&text) {
+                SourceError::Unavailable(why)
+            } else {
+                SourceError::Failed(why)
+            });
         }
         // Per-process memory is a bonus: without it the devices still count.
         let processes = run(&self.program, &[QUERY_APPS, FORMAT], self.timeout)
@@ -146,20 +160,51 @@ impl Backend for SmiBackend {
     }
 }
 
-const NOT_FOUND: &str = "not found: ";
+/// nvidia-smi's answer on a host whose driver sees no GPU.
+fn no_devices(text: &str) -> bool {
+    text.lines().any(|l| l.trim() == "No devices were found")
+}
 
-/// Runs `program args` and returns its stdout when it exits 0 within
-/// `timeout`; otherwise it is killed and reaped, and the reason returned.
-pub fn run(program: &Path, args: &[&str], timeout: Duration) -> Result<String, String> {
+/// nvidia-smi's exit statuses (its manual, RETURN VALUE) that mean there
+/// is nothing to read here: 4 no permission, 9 driver not loaded, 12 NVML
+/// library not found; 6 (an object not found) with "No devices were
+/// found". The others (15 fallen off the bus, 14 infoROM corrupted, 255
+/// an internal driver error, …) are a driver that is there and broken.
+fn absent(code: Option<i32>, stdout: &[u8]) -> bool {
+    match code {
+        Some(4 | 9 | 12) => true,
+        Some(6) => no_devices(&String::from_utf8_lossy(stdout)),
+        _ => false,
+    }
+}
+
+fn command_error(program: &Path, e: CommandError) -> SourceError {
+    let name = program.display();
+    match e {
+        CommandError::Spawn(e)
+            if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::PermissionDenied) =>
+        {
+            SourceError::Unavailable(format!("cannot run {name}: {e}"))
+        }
+        CommandError::Status(status, out) if absent(status.code(), &out) => {
+            SourceError::Unavailable(format!("{name}: {}", CommandError::Status(status, out)))
+        }
+        e => SourceError::Failed(format!("{name}: {e}")),
+    }
+}
+
+fn run_command(program: &Path, args: &[&str], timeout: Duration) -> Result<String, CommandError> {
     let mut cmd = Command::new(program);
     cmd.args(args);
-    match run_with_timeout(&mut cmd, timeout) {
-        Ok(out) => Ok(String::from_utf8_lossy(&out).into_owned()),
-        Err(CommandError::Spawn(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-            Err(format!("{NOT_FOUND}cannot run {}: {e}", program.display()))
-        }
-        Err(e) => Err(format!("{}: {e}", program.display())),
-    }
+    run_with_timeout(&mut cmd, timeout).map(|out| String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Runs `program args` and returns its stdout when it exits 0 within
+/// `timeout`; otherwise it is killed and reaped, and the reason returned:
+/// `Unavailable` when it is not installed or says there is no driver or
+/// GPU, `Failed` for a timeout or any other error.
+pub fn run(program: &Path, args: &[&str], timeout: Duration) -> Result<String, SourceError> {
+    run_command(program, args, timeout).map_err(|e| command_error(program, e))
 }
 
 #[cfg(test)]
@@ -224,6 +269,24 @@ mod tests {
         assert_eq!((d.index, d.name.as_str()), (3, "Tesla, the one"));
         assert_eq!(d.vram_total_bytes, Some(20 * MIB));
         assert_eq!(d.power_watts, Some(50.5));
+    }
+
+    #[test]
+    fn exit_statuses_without_a_driver_or_gpu_are_absent() {
+        for code in [4, 9, 12] {
+            assert!(absent(Some(code), b""), "{code}");
+        }
+        assert!(absent(Some(6), b"No devices were found\n"));
+        for (code, out) in [
+            (Some(6), &b"Unable to find the GPU\n"[..]),
+            (Some(15), b"GPU has fallen off the bus.\n"),
+            (Some(255), b""),
+            (None, b""),
+        ] {
+            assert!(!absent(code, out), "{code:?}");
+        }
+        assert!(no_devices("No devices were found\n"));
+        assert!(!no_devices("0, x, GPU-a, 0:1:0.0, 1, 2, 3, 4, 5\n"));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use super::MacosStats;
 use super::child::{ArgsFor, Supervisor};
 use super::ioreg::{parse_accelerators, parse_battery_xml};
 use super::powermetrics::{Backoff, pressure_from_os_level};
-use crate::snapshot::Snapshot;
+use crate::sources::Snapshot;
 use crate::sources::command::{CommandError, run_with_timeout};
 use crate::sources::energy::Trapezoid;
 use crate::sources::{Source, SourceError};

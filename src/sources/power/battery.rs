@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use super::{DomainPower, PowerStats};
 use crate::host::HostPaths;
-use crate::snapshot::Snapshot;
+use crate::sources::Snapshot;
 use crate::sources::energy::Trapezoid;
 use crate::sources::sysfs;
 use crate::sources::{Source, SourceError};

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use super::{DomainPower, PowerStats, sum_domain};
 use crate::host::HostPaths;
-use crate::snapshot::Snapshot;
+use crate::sources::Snapshot;
 use crate::sources::energy::{Counter, Trapezoid};
 use crate::sources::sysfs::{self, ValueError};
 use crate::sources::{Source, SourceError};

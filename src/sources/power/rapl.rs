@@ -32,7 +32,7 @@ use std::time::Instant;
 
 use super::{DomainPower, PowerStats, sum_domain};
 use crate::host::HostPaths;
-use crate::snapshot::Snapshot;
+use crate::sources::Snapshot;
 use crate::sources::energy::Counter;
 use crate::sources::sysfs::{self, ValueError};
 use crate::sources::{Source, SourceError};

@@ -6,7 +6,7 @@ use std::time::Instant;
 use super::{Growth, Matcher, Plan, ProcessSample, ServiceSample, ServicesSample, Wording};
 use crate::config::Config;
 use crate::host::HostPaths;
-use crate::snapshot::Snapshot;
+use crate::sources::Snapshot;
 use crate::sources::cgroup::{self, CgroupServices};
 use crate::sources::cpu::parse_last_pid;
 use crate::sources::net_tcp::{TCP_LISTEN, tcp_sockets};

@@ -12,7 +12,7 @@ use super::{
     Growth, Matcher, Plan, ProcessSample, ServiceSample, ServicesSample, parse_lsof_listen,
 };
 use crate::config::Config;
-use crate::snapshot::Snapshot;
+use crate::sources::Snapshot;
 use crate::sources::command::run_with_timeout;
 use crate::sources::{Source, SourceError};
 
