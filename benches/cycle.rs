@@ -6,20 +6,18 @@
 //! process).
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use unamentis_agent::activity::{self, Activity};
+use unamentis_agent::activity::Activity;
 use unamentis_agent::config::Config;
 use unamentis_agent::host::HostPaths;
+use unamentis_agent::pipeline::Pipeline;
 use unamentis_agent::snapshot::Sampler;
-use unamentis_agent::sources;
 
 #[path = "../tests/support/synthetic_host.rs"]
 mod synthetic_host;
 
 fn sampler(cfg: &Config) -> Sampler {
     let activity = Activity::from_config(cfg);
-    let mut srcs = sources::build(cfg);
-    srcs.extend(activity::sources(cfg, &activity));
-    Sampler::new(srcs)
+    Sampler::new(Pipeline::new(cfg).with_activity(&activity).build())
 }
 
 fn cycle(c: &mut Criterion) {

@@ -7,12 +7,13 @@
 use std::collections::BTreeMap;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use unamentis_agent::activity::{self, Activity};
+use unamentis_agent::activity::Activity;
 use unamentis_agent::config::{CompatConfig, Config};
 use unamentis_agent::host::HostPaths;
+use unamentis_agent::pipeline::Pipeline;
 use unamentis_agent::prometheus::{Format, render};
 use unamentis_agent::snapshot::{Point, Sampler};
-use unamentis_agent::{sources, telemetry};
+use unamentis_agent::telemetry;
 
 #[path = "../tests/support/synthetic_host.rs"]
 mod synthetic_host;
@@ -24,9 +25,7 @@ fn points(mut cfg: Config) -> Vec<Point> {
         hw: true,
     };
     let activity = Activity::from_config(&cfg);
-    let mut srcs = sources::build(&cfg);
-    srcs.extend(activity::sources(&cfg, &activity));
-    let mut sampler = Sampler::new(srcs);
+    let mut sampler = Sampler::new(Pipeline::new(&cfg).with_activity(&activity).build());
     sampler.sample();
     std::thread::sleep(std::time::Duration::from_millis(100));
     sampler.sample().points_with(cfg.compat)

@@ -1359,20 +1359,18 @@ fn has_nul(p: &Path) -> bool {
 }
 
 fn check_url(url: &str) -> Result<(), String> {
-    crate::url::check_url_chars(url)?;
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))
-        .ok_or_else(|| format!("{url:?} must start with http:// or https://"))?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    crate::url::split_authority(url, authority)
+    use crate::url::UrlError;
+    crate::url::parse(url)
+        .and_then(|u| match u.scheme {
+            None => Err(UrlError::Scheme),
+            Some(_) => u.host_port(),
+        })
         .map(|_| ())
-        .map_err(|e| {
-            if authority.contains('@') {
-                format!("{e}: send them as a header (export.headers)")
-            } else {
-                e
+        .map_err(|e| match e {
+            UrlError::Credentials => {
+                format!("{}: send them as a header (export.headers)", e.message(url))
             }
+            e => e.message(url),
         })
 }
 

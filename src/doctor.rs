@@ -6,8 +6,9 @@
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::pipeline::Pipeline;
 use crate::snapshot::{Sampler, SourceStatus};
-use crate::sources::{self, SourceError};
+use crate::sources::SourceError;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
@@ -75,7 +76,7 @@ pub fn is_virtual(cpuinfo: &str) -> bool {
 
 /// Samples every source twice, `window` apart; one row per source.
 pub fn check(cfg: &Config, window: Duration) -> Report {
-    let mut sampler = Sampler::new(sources::build(cfg));
+    let mut sampler = Sampler::new(Pipeline::new(cfg).build());
     sampler.sample();
     std::thread::sleep(window);
     let snap = sampler.sample();

@@ -15,6 +15,7 @@ pub mod export;
 pub mod host;
 pub mod instruments;
 pub mod patterns;
+pub mod pipeline;
 pub mod point;
 #[rustfmt::skip]
 pub mod semconv;

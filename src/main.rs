@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use opentelemetry::metrics::MeterProvider as _;
-use unamentis_agent::activity::{self, Activity};
+use unamentis_agent::activity::Activity;
 use unamentis_agent::config::{self, ConfigError, Flags, Loaded, LogFormat};
+use unamentis_agent::pipeline::Pipeline;
 use unamentis_agent::server::{self, point_json};
 use unamentis_agent::snapshot::{CycleSampler, Point, Sampler};
-use unamentis_agent::sources::export_queue::{ExportCounters, ExportQueueSource};
-use unamentis_agent::{doctor, instruments, sources, telemetry};
+use unamentis_agent::sources::export_queue::ExportCounters;
+use unamentis_agent::{doctor, instruments, telemetry};
 
 /// How long after start the first export is forced: long enough for a CPU
 /// percentage over a meaningful window, well inside the 1 s budget.
@@ -229,7 +230,7 @@ fn resource_attributes(loaded: &Loaded) -> Vec<(String, String)> {
 /// processes found and what they use, or why nothing matched.
 fn services_table(loaded: &Loaded, window: Duration) -> String {
     use unamentis_agent::sources::Source;
-    use unamentis_agent::sources::service::ServiceSource;
+    use unamentis_agent::sources::service::{Matcher, ServiceSource, Wording};
     let mut source = ServiceSource::new(&loaded.config);
     std::thread::sleep(window);
     let mut snap = unamentis_agent::snapshot::Snapshot::default();
@@ -239,31 +240,7 @@ fn services_table(loaded: &Loaded, window: Duration) -> String {
     let samples = snap.services.map(|s| s.services).unwrap_or_default();
     let mut out = String::new();
     for (cfg, s) in loaded.config.effective_services().iter().zip(&samples) {
-        let mut how = Vec::new();
-        if !cfg.process.is_empty() {
-            how.push(format!("process {}", cfg.process.join("|")));
-        }
-        if let Some(re) = &cfg.cmdline {
-            how.push(format!("cmdline /{re}/"));
-        }
-        let ports: Vec<String> = cfg
-            .port
-            .iter()
-            .chain(&cfg.ports)
-            .map(u16::to_string)
-            .collect();
-        if !ports.is_empty() {
-            how.push(format!("listening on {}", ports.join("|")));
-        }
-        if let Some(f) = &cfg.pid_file {
-            how.push(format!("pid in {}", f.display()));
-        }
-        if let Some(u) = &cfg.systemd_unit {
-            how.push(format!("systemd unit {u}"));
-        }
-        if let Some(c) = &cfg.cgroup {
-            how.push(format!("cgroup {c}"));
-        }
+        let how = Matcher::from_config(cfg).describe(Wording::Config);
         let by_cgroup = cfg.systemd_unit.is_some() || cfg.cgroup.is_some();
         out.push_str(&format!("{}: {}\n", s.name, how.join(" and ")));
         if s.up() {
@@ -310,16 +287,13 @@ fn services_table(loaded: &Loaded, window: Duration) -> String {
     out
 }
 
-/// Every source, the activity probes and idle accounting last.
-fn all_sources(cfg: &config::Config, activity: &Activity) -> Vec<Box<dyn sources::Source>> {
-    let mut all = sources::build(cfg);
-    all.extend(activity::sources(cfg, activity));
-    all
-}
-
 fn snapshot(loaded: &Loaded, json: bool, window: Duration) -> ExitCode {
     let activity = Activity::from_config(&loaded.config);
-    let mut sampler = Sampler::new(all_sources(&loaded.config, &activity));
+    let mut sampler = Sampler::new(
+        Pipeline::new(&loaded.config)
+            .with_activity(&activity)
+            .build(),
+    );
     std::thread::sleep(window);
     let points = sampler.sample().points_with(loaded.config.compat);
     if json {
@@ -376,13 +350,11 @@ async fn run_async(loaded: &Loaded) -> Result<(), String> {
     let activity = Activity::from_config(cfg);
     let counters = ExportCounters::default();
     // Building the sources primes baselines (CPU times) for the first cycle.
-    let mut srcs = sources::build(cfg);
+    let mut pipeline = Pipeline::new(cfg).with_activity(&activity);
     if cfg.export.enabled {
-        srcs.push(Box::new(ExportQueueSource::new(counters.clone())));
+        pipeline = pipeline.with_export_stats(counters.clone());
     }
-    // The activity sources come last: idle accounting reads the cycle's
-    // power and service CPU.
-    srcs.extend(activity::sources(cfg, &activity));
+    let srcs = pipeline.build();
     let cycle =
         CycleSampler::new(Sampler::new(srcs), instruments::reader_count()).with_compat(cfg.compat);
     let state = server::ServerState {

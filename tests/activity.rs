@@ -14,9 +14,10 @@ use support::fake_ollama::{Answer, FakeOllama};
 use support::http::{post_json, request};
 use support::tcp::holding_listener;
 use unamentis_agent::activity::idle::IdleSource;
-use unamentis_agent::activity::{self, Activity, Kind, ManualClock, Probe};
+use unamentis_agent::activity::{Activity, Kind, ManualClock, Probe};
 use unamentis_agent::config::{Config, ServiceConfig};
 use unamentis_agent::host::HostPaths;
+use unamentis_agent::pipeline::Pipeline;
 use unamentis_agent::semconv::{self, Metric};
 use unamentis_agent::server::{self, ServerState};
 use unamentis_agent::snapshot::{CycleSampler, Sampler, Snapshot};
@@ -77,14 +78,13 @@ fn config(idle_after: f64) -> Config {
     cfg
 }
 
-fn sampler(
-    cfg: &Config,
-    clock: &ManualClock,
-    mut first: Vec<Box<dyn Source>>,
-) -> (Sampler, Activity) {
+fn sampler(cfg: &Config, clock: &ManualClock, first: Vec<Box<dyn Source>>) -> (Sampler, Activity) {
     let activity = Activity::with_clock(cfg, Arc::new(clock.clone()));
-    first.extend(activity::sources(cfg, &activity));
-    (Sampler::new(first), activity)
+    let srcs = Pipeline::new(cfg)
+        .with_readers(first)
+        .with_activity(&activity)
+        .build();
+    (Sampler::new(srcs), activity)
 }
 
 // ---------------------------------------------------------------- push

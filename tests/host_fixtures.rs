@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 
 use unamentis_agent::config::Config;
 use unamentis_agent::host::HostPaths;
+use unamentis_agent::pipeline;
 use unamentis_agent::semconv;
 use unamentis_agent::snapshot::{AttrValue, Point, Sampler, Snapshot};
-use unamentis_agent::sources;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -37,7 +37,7 @@ fn sample(name: &str) -> (Snapshot, HostPaths, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     copy_tree(&fixture(name), dir.path());
     let paths = HostPaths::under(dir.path());
-    let mut sampler = Sampler::new(sources::build(&Config::for_host(&paths)));
+    let mut sampler = Sampler::new(pipeline::readers(&Config::for_host(&paths)));
     let later = dir.path().join("stat.later");
     if later.exists() {
         std::fs::copy(later, dir.path().join("proc/stat")).unwrap();
@@ -204,7 +204,7 @@ fn corrupt_and_missing_files_mark_sources_down_without_values() {
 #[test]
 fn a_missing_host_is_absent_not_zero() {
     let paths = HostPaths::under("/nonexistent/unamentis-host");
-    let snap = Sampler::new(sources::build(&Config::for_host(&paths))).sample();
+    let snap = Sampler::new(pipeline::readers(&Config::for_host(&paths))).sample();
     let p = snap.points();
     assert!(
         p.iter()

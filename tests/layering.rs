@@ -31,6 +31,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     // Steps that read what the readers wrote in the same cycle: idle and
     // activity accounting, the `[compat]` standard names.
     ("derived", &["activity", "compat"]),
+    // The cycle's source list in sampling order: the readers, then the
+    // derived steps over them. Only the CLI and `doctor` build it.
+    ("pipeline", &["pipeline"]),
     // The mapping of a snapshot to points, the sampler, the cycle.
     ("snapshot", &["snapshot"]),
     // What consumes points or the sampler: instruments, the text format,

@@ -8,9 +8,10 @@ use std::time::Duration;
 use support::fake_ollama::{Answer, FakeOllama, ps_body};
 use unamentis_agent::config::{Config, Dur, OllamaConfig};
 use unamentis_agent::host::HostPaths;
+use unamentis_agent::pipeline;
 use unamentis_agent::snapshot::{Sampler, Snapshot};
 use unamentis_agent::sources::ollama::{LoadedModel, OllamaSource, OllamaStats};
-use unamentis_agent::sources::{self, Source, SourceError};
+use unamentis_agent::sources::{Source, SourceError};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -170,7 +171,7 @@ fn ollama_down_touches_nothing_else() {
     let mut cfg = Config::for_host(&HostPaths::under(&fixture));
     cfg.gpu.enabled = false;
     cfg.ollama.url = format!("http://127.0.0.1:{port}");
-    let snap = Sampler::new(sources::build(&cfg)).sample();
+    let snap = Sampler::new(pipeline::readers(&cfg)).sample();
     let up = |name: &str| snap.sources.iter().find(|s| s.name == name).map(|s| s.up);
     assert_eq!(up("ollama"), Some(false));
     assert_eq!(up("memory"), Some(true));

@@ -1,4 +1,4 @@
-//! Fuzzes the local HTTP client's response framing (status line, Content-Length, chunked bodies) and `ollama.url`: any input must give a value or an error, never a
+//! Fuzzes the local HTTP client's response framing (status line, Content-Length, chunked bodies) and the URL parser (`ollama.url`, export endpoints): any input must give a value or an error, never a
 //! panic.
 #![no_main]
 
@@ -12,5 +12,9 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = http_get::HttpUrl::parse(text);
+        // Every URL of the configuration goes through the same parser.
+        if let Ok(u) = unamentis_agent::url::parse(text) {
+            let _ = u.host_port_or_default();
+        }
     }
 });

@@ -224,12 +224,14 @@ impl Gate {
 
 /// The port of `ollama.url` when it names this host.
 fn ollama_local_port(url: &str) -> Option<u16> {
-    let rest = url.strip_prefix("http://")?;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let (host, port) = crate::sources::http_get::split_authority(url, authority).ok()?;
+    let u = crate::url::parse(url).ok()?;
+    if u.scheme != Some(crate::url::Scheme::Http) {
+        return None;
+    }
+    let (host, port) = u.host_port_or_default().ok()?;
     let local = host.eq_ignore_ascii_case("localhost")
         || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    local.then_some(port.unwrap_or(80))
+    port.filter(|_| local)
 }
 
 impl Source for ConnectionsProbe {

@@ -18,7 +18,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
-use crate::sources::Source;
 pub use crate::sources::snapshot::{ActivityStats, Probe, ServiceActivity};
 
 pub mod connections;
@@ -232,24 +231,6 @@ impl Activity {
         let last = st.services.iter().filter_map(|s| s.last).max();
         last.unwrap_or(st.started) + self.idle_after
     }
-}
-
-/// The activity sources for the configuration, in the order they must run:
-/// after every other source (they read the cycle's services, Ollama and
-/// power), the idle source last.
-pub fn sources(cfg: &Config, activity: &Activity) -> Vec<Box<dyn Source>> {
-    let mut out: Vec<Box<dyn Source>> = Vec::new();
-    if cfg.activity.connections {
-        out.push(Box::new(connections::ConnectionsProbe::new(
-            cfg,
-            activity.clone(),
-        )));
-    }
-    let ollama = (cfg.activity.ollama && cfg.ollama.enabled)
-        .then(|| ollama::OllamaProbe::new(cfg, activity.clone()))
-        .flatten();
-    out.push(Box::new(idle::IdleSource::new(activity.clone(), ollama)));
-    out
 }
 
 #[cfg(test)]

@@ -16,13 +16,11 @@ use crate::sources::ollama::OllamaStats;
 /// `ollama.url`'s port, else the one named `ollama`.
 pub fn target_service(cfg: &Config) -> Option<String> {
     let services = cfg.effective_services();
-    let port = cfg
-        .ollama
-        .url
-        .strip_prefix("http://")
-        .and_then(|rest| rest.split(['/', '?', '#']).next())
-        .and_then(|a| crate::sources::http_get::split_authority(&cfg.ollama.url, a).ok())
-        .map(|(_, p)| p.unwrap_or(80));
+    let port = crate::url::parse(&cfg.ollama.url)
+        .ok()
+        .filter(|u| u.scheme == Some(crate::url::Scheme::Http))
+        .and_then(|u| u.host_port_or_default().ok())
+        .and_then(|(_, p)| p);
     services
         .iter()
         .find(|s| port.is_some_and(|p| s.port == Some(p) || s.ports.contains(&p)))

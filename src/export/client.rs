@@ -124,17 +124,21 @@ impl Client {
                     metadata.insert(key, value);
                 }
                 let bad = |e: tonic::transport::Error| format!("export.endpoint {endpoint:?}: {e}");
+                let https = matches!(
+                    crate::url::split_scheme(&endpoint),
+                    Ok((Some(crate::url::Scheme::Https), _))
+                );
                 #[allow(unused_mut)]
                 let mut ep = tonic::transport::Endpoint::from_shared(endpoint.clone())
                     .map_err(bad)?
                     .timeout(timeout)
                     .connect_timeout(timeout);
                 #[cfg(feature = "tls")]
-                if endpoint.starts_with("https://") {
+                if https {
                     ep = ep.tls_config(grpc_tls(cfg)?).map_err(bad)?;
                 }
                 #[cfg(not(feature = "tls"))]
-                if endpoint.starts_with("https://") {
+                if https {
                     return Err(format!(
                         "export.endpoint {endpoint:?}: this build has no TLS (cargo feature `tls`)"
                     ));

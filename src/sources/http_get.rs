@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 /// Bodies larger than this are refused: `/api/ps` is a few KiB.
 const MAX_RESPONSE: usize = 4 << 20;
 
-pub use crate::url::{HttpUrl, check_url_chars, split_authority};
+pub use crate::url::HttpUrl;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {

@@ -106,34 +106,3 @@ impl ParseError {
         SourceError::Failed(format!("{file}: {}", self.0))
     }
 }
-
-/// Every source the configuration asks for, in sampling order. Building
-/// them primes baselines (CPU times) for the first sample.
-pub fn build(cfg: &crate::config::Config) -> Vec<Box<dyn Source>> {
-    let paths = cfg.host_paths();
-    let mut sources: Vec<Box<dyn Source>> = vec![
-        Box::new(cpu::CpuSource::new(paths.clone()).with_per_cpu_times(cfg.compat.hostmetrics)),
-        Box::new(memory::MemorySource::new(paths.clone()).with_states(cfg.compat.hostmetrics)),
-        Box::new(service::ServiceSource::new(cfg)),
-    ];
-    #[cfg(target_os = "linux")]
-    sources.extend([
-        Box::new(power::rapl::RaplSource::new(paths.clone())) as Box<dyn Source>,
-        Box::new(power::hwmon::HwmonPowerSource::new(paths.clone())),
-        Box::new(power::battery::BatterySource::new(paths.clone())),
-        Box::new(thermal::ThermalSource::new(paths.clone())),
-    ]);
-    #[cfg(target_os = "linux")]
-    if cfg.compat.hostmetrics {
-        sources.push(Box::new(filesystem::FilesystemSource::new(paths.clone())));
-    }
-    if cfg.gpu.enabled {
-        sources.push(Box::new(gpu::GpuSource::new(&cfg.gpu, paths)));
-    }
-    if cfg.ollama.enabled {
-        sources.push(Box::new(ollama::OllamaSource::new(&cfg.ollama)));
-    }
-    #[cfg(target_os = "macos")]
-    sources.extend(macos::sources(cfg));
-    sources
-}

@@ -103,7 +103,53 @@ pub struct Matcher {
     pub cgroup: Option<crate::sources::cgroup::CgroupSpec>,
 }
 
+/// How [`Matcher::describe`] words the matchers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wording {
+    /// What the service is, for `services`: `process ollama`, `cmdline
+    /// /re/`, `listening on 11434|11435`, `pid in /run/x.pid`, `systemd
+    /// unit x.service`.
+    Config,
+    /// What was not found, after "no process" in a down note: `named
+    /// ollama`, `with a command line matching /re/`, `with the pid in
+    /// /run/x.pid`. Ports and cgroups have notes of their own.
+    Missing,
+}
+
 impl Matcher {
+    /// The matchers in words, in the order of the configuration keys.
+    pub fn describe(&self, wording: Wording) -> Vec<String> {
+        let config = wording == Wording::Config;
+        let mut out = Vec::new();
+        if !self.process.is_empty() {
+            let names = self.process.join("|");
+            out.push(match wording {
+                Wording::Config => format!("process {names}"),
+                Wording::Missing => format!("named {names}"),
+            });
+        }
+        if let Some(re) = &self.cmdline {
+            out.push(match wording {
+                Wording::Config => format!("cmdline /{re}/"),
+                Wording::Missing => format!("with a command line matching /{re}/"),
+            });
+        }
+        if config && !self.ports.is_empty() {
+            let ports: Vec<String> = self.ports.iter().map(u16::to_string).collect();
+            out.push(format!("listening on {}", ports.join("|")));
+        }
+        if let Some(f) = &self.pid_file {
+            out.push(match wording {
+                Wording::Config => format!("pid in {}", f.display()),
+                Wording::Missing => format!("with the pid in {}", f.display()),
+            });
+        }
+        if let (true, Some(cg)) = (config, &self.cgroup) {
+            out.push(cg.display.clone());
+        }
+        out
+    }
+
     /// Config is validated before this (regexes compile), so a failure here
     /// only drops that matcher's regex.
     pub fn from_config(c: &ServiceConfig) -> Matcher {
@@ -233,6 +279,52 @@ mod tests {
             pid_file: None,
             cgroup: None,
         }
+    }
+
+    #[test]
+    fn a_matcher_in_words_for_services_and_for_a_down_note() {
+        let c = ServiceConfig {
+            name: "tts".into(),
+            process: vec!["python3".into(), "piper".into()],
+            cmdline: Some("piper --port".into()),
+            port: Some(8766),
+            ports: vec![8767],
+            pid_file: Some("/run/tts.pid".into()),
+            systemd_unit: Some("tts.service".into()),
+            cgroup: None,
+        };
+        let m = Matcher::from_config(&c);
+        assert_eq!(
+            m.describe(Wording::Config),
+            [
+                "process python3|piper",
+                "cmdline /piper --port/",
+                "listening on 8766|8767",
+                "pid in /run/tts.pid",
+                "systemd unit tts.service",
+            ]
+        );
+        assert_eq!(
+            m.describe(Wording::Missing),
+            [
+                "named python3|piper",
+                "with a command line matching /piper --port/",
+                "with the pid in /run/tts.pid",
+            ]
+        );
+        let c = ServiceConfig {
+            name: "vm".into(),
+            process: vec![],
+            cmdline: None,
+            port: None,
+            ports: vec![],
+            pid_file: None,
+            systemd_unit: None,
+            cgroup: Some("machine.slice/*".into()),
+        };
+        let m = Matcher::from_config(&c);
+        assert_eq!(m.describe(Wording::Config), ["cgroup machine.slice/*"]);
+        assert!(m.describe(Wording::Missing).is_empty());
     }
 
     #[test]

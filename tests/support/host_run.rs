@@ -10,9 +10,9 @@ use std::time::Instant;
 
 use unamentis_agent::config::Config;
 use unamentis_agent::host::HostPaths;
+use unamentis_agent::pipeline;
 use unamentis_agent::semconv::{self, Metric};
 use unamentis_agent::snapshot::{AttrValue, Point, Sampler, Snapshot, SourceStatus};
-use unamentis_agent::sources;
 
 use super::fixtures::{host_copy, set};
 
@@ -30,7 +30,7 @@ impl Run {
     pub fn at(dir: tempfile::TempDir) -> Run {
         let paths = HostPaths::under(dir.path());
         let before = Instant::now();
-        let sampler = Sampler::new(sources::build(&Config::for_host(&paths)));
+        let sampler = Sampler::new(pipeline::readers(&Config::for_host(&paths)));
         Run {
             dir,
             sampler,

@@ -20,16 +20,6 @@ const IOREG: &str = "/usr/sbin/ioreg";
 const IOREG_TIMEOUT: Duration = Duration::from_secs(5);
 const NEEDS_ROOT: &str = "powermetrics needs root (run the agent as a launchd daemon)";
 
-/// Every macOS source, in sampling order: the GPU first so the
-/// powermetrics GPU power point can carry its name.
-pub fn sources(cfg: &crate::config::Config) -> Vec<Box<dyn Source>> {
-    vec![
-        Box::new(AppleGpuSource::new()),
-        Box::new(PowermetricsSource::new(cfg.interval.0)),
-        Box::new(BatterySource::default()),
-    ]
-}
-
 fn stats(snap: &mut Snapshot) -> &mut MacosStats {
     snap.macos.get_or_insert_with(MacosStats::default)
 }
@@ -230,7 +220,7 @@ pub struct AppleGpuSource {
 }
 
 impl AppleGpuSource {
-    fn new() -> Self {
+    pub fn new() -> Self {
         AppleGpuSource {
             memsize: hw_memsize(),
         }

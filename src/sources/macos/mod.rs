@@ -84,7 +84,7 @@ impl MacosStats {
 mod imp;
 
 #[cfg(target_os = "macos")]
-pub use imp::sources;
+pub use imp::{AppleGpuSource, BatterySource, PowermetricsSource};
 
 #[cfg(test)]
 mod tests {

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Instant;
 
-use super::{Growth, Matcher, Plan, ProcessSample, ServiceSample, ServicesSample};
+use super::{Growth, Matcher, Plan, ProcessSample, ServiceSample, ServicesSample, Wording};
 use crate::config::Config;
 use crate::host::HostPaths;
 use crate::sources::Snapshot;
@@ -372,16 +372,7 @@ impl ServiceSource {
             .filter(|p| self.listening.contains_key(p))
             .collect();
         if m.ports.is_empty() {
-            let mut what = vec![];
-            if !m.process.is_empty() {
-                what.push(format!("named {}", m.process.join("|")));
-            }
-            if let Some(re) = &m.cmdline {
-                what.push(format!("with a command line matching /{re}/"));
-            }
-            if let Some(f) = &m.pid_file {
-                what.push(format!("with the pid in {}", f.display()));
-            }
+            let what = m.describe(Wording::Missing);
             Some(format!("no process {}", what.join(" ")))
         } else if listening.is_empty() {
             Some(format!("nothing listens on port {}", join(&m.ports)))
