@@ -18,6 +18,7 @@ use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use support::agent::Agent;
 use support::otlp_receiver::{Behaviour, Received, Receiver, metrics, points, value};
+use support::tcp::free_port;
 use tonic::Code;
 use unamentis_agent::config::{ExportConfig, Protocol};
 use unamentis_agent::export::QueueingExporter;
@@ -102,14 +103,6 @@ fn cycle_times(reqs: &[Received]) -> Vec<u64> {
         .flat_map(|r| metrics(r).into_iter().filter(|m| m.name == "cycle"))
         .flat_map(|m| points(m).iter().map(|p| p.time_unix_nano))
         .collect()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn wait_cycles(rx: &Receiver, last: u64) -> Vec<u64> {

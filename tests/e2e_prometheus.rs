@@ -25,6 +25,7 @@ use support::agent::{Agent, command};
 use support::fake_nvml;
 use support::fixtures::{host_copy, set};
 use support::prom::tool;
+use support::tcp::free_port;
 
 /// Guards against hangs only.
 const LIMIT: Duration = Duration::from_secs(30);
@@ -45,14 +46,6 @@ impl Drop for Reaped {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn client() -> reqwest::blocking::Client {

@@ -1,4 +1,5 @@
-//! A real listening socket for the connections probe to watch.
+//! Loopback ports for tests: a real listening socket for the connections
+//! probe to watch, and a port nothing listens on.
 
 use std::net::TcpListener;
 
@@ -14,4 +15,13 @@ pub fn holding_listener() -> u16 {
         }
     });
     port
+}
+
+/// A loopback port that was free a moment ago (bound, then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
