@@ -257,13 +257,12 @@ impl EnergyAccumulator {
             } else {
                 Some(power.last_joules().unwrap_or(0.0))
             };
-            if let Some(j) = joules.filter(|j| j.is_finite() && *j > 0.0) {
-                self.total_joules += j;
-            }
+            // Both integrators only ever add finite, non-negative joules.
+            self.total_joules += joules.unwrap_or(0.0);
             self.intervals.push(GpuInterval {
                 gpu_index: d.index,
                 watts: counter_watts.or(d.power_watts),
-                joules: joules.map(|j| if j.is_finite() { j.max(0.0) } else { 0.0 }),
+                joules,
             });
             seen.insert(key, (counter, power));
         }
