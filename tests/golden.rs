@@ -22,7 +22,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
-use support::fixtures::{fixture, host_copy};
+use support::fixtures::{fixture, host_copy, toml_string};
 
 fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
@@ -41,11 +41,6 @@ fn config(root: &Path, compat: bool) -> String {
         q("sys"),
         q("root"),
     )
-}
-
-fn toml_string(p: &Path) -> String {
-    // A JSON string is a valid TOML basic string.
-    serde_json::to_string(&p.display().to_string()).unwrap()
 }
 
 /// The value that stands for a point's measured value when that value

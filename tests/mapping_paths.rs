@@ -13,13 +13,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::agent::{Agent, command};
-use support::fixtures::host_copy;
+use support::fixtures::{host_copy, toml_string};
 use support::http::request;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
 fn config(root: &Path) -> String {
-    let q = |sub: &str| serde_json::to_string(&root.join(sub).display().to_string()).unwrap();
+    let q = |sub: &str| toml_string(&root.join(sub));
     format!(
         "interval = \"200ms\"\n\
          [host]\nproc = {}\nsys = {}\nroot = {}\n\

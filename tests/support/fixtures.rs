@@ -43,3 +43,9 @@ pub fn set(root: &Path, rel: &str, value: impl std::fmt::Display) {
     std::fs::write(&tmp, format!("{value}\n")).unwrap();
     std::fs::rename(&tmp, &path).unwrap();
 }
+
+/// A path as a TOML string, for configurations the tests write.
+pub fn toml_string(p: &Path) -> String {
+    // A JSON string is a valid TOML basic string.
+    serde_json::to_string(&p.display().to_string()).unwrap()
+}
