@@ -7,6 +7,8 @@
 mod support;
 
 use std::net::SocketAddr;
+
+use base64::Engine as _;
 use std::time::{Duration, Instant};
 
 use support::agent::{Agent, command};
@@ -106,7 +108,7 @@ async fn beyond_loopback_only_health_is_open_and_only_a_bearer_header_opens_the_
     let lower = format!("Authorization: bearer {TOKEN}");
     let basic_user = format!(
         "Authorization: Basic {}",
-        base64_encode(format!("agent:{TOKEN}").as_bytes())
+        base64::engine::general_purpose::STANDARD.encode(format!("agent:{TOKEN}"))
     );
     let basic_raw = format!("Authorization: Basic {TOKEN}");
     let token_scheme = format!("Authorization: Token {TOKEN}");
@@ -191,23 +193,4 @@ fn beyond_loopback_without_a_token_the_agent_refuses_to_start() {
             "the error names the key and the variable to set: {err}"
         );
     }
-}
-
-fn base64_encode(bytes: &[u8]) -> String {
-    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, &b)| acc | (u32::from(b) << (16 - 8 * i)));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
