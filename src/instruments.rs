@@ -4,7 +4,7 @@
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::Meter;
 
-use crate::semconv::{self, Instrument};
+use crate::semconv::{self, Instrument, ValueType};
 use crate::snapshot::{AttrValue, CycleSampler, Point};
 
 fn key_values(p: &Point) -> Vec<KeyValue> {
@@ -19,9 +19,7 @@ fn key_values(p: &Point) -> Vec<KeyValue> {
 
 /// Keeps the instruments alive for the life of the meter provider.
 pub struct Registered {
-    _gauges: Vec<opentelemetry::metrics::ObservableGauge<f64>>,
-    _counters: Vec<opentelemetry::metrics::ObservableCounter<f64>>,
-    _updown: Vec<opentelemetry::metrics::ObservableUpDownCounter<f64>>,
+    _instruments: Vec<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 /// The number of readers a [`CycleSampler`] for [`register`] must have.
@@ -30,33 +28,46 @@ pub fn reader_count() -> usize {
 }
 
 pub fn register(meter: &Meter, cycle: &CycleSampler) -> Registered {
-    let mut gauges = Vec::new();
-    let mut counters = Vec::new();
-    let mut updown = Vec::new();
+    let mut instruments: Vec<Box<dyn std::any::Any + Send + Sync>> = Vec::new();
     for (reader, &metric) in semconv::ALL.iter().enumerate() {
         let cycle = cycle.clone();
-        // The three observable builders differ only in their method.
+        // The six observable builders differ only in their method and in
+        // how the f64 value becomes the instrument's type. An `Int`
+        // metric's values are whole numbers (bytes, counts); the cast
+        // rounds nothing away and saturates at the type's range.
         macro_rules! observable {
-            ($builder:ident) => {
-                meter
-                    .$builder(metric.name)
-                    .with_unit(metric.unit)
-                    .with_description(metric.brief)
-                    .with_callback(move |o| {
-                        cycle.read(reader, metric, |p| o.observe(p.value, &key_values(p)))
-                    })
-                    .build()
+            ($builder:ident, $conv:expr) => {
+                Box::new(
+                    meter
+                        .$builder(metric.name)
+                        .with_unit(metric.unit)
+                        .with_description(metric.brief)
+                        .with_callback(move |o| {
+                            cycle.read(reader, metric, |p| {
+                                o.observe($conv(p.value), &key_values(p))
+                            })
+                        })
+                        .build(),
+                )
             };
         }
-        match metric.instrument {
-            Instrument::Gauge => gauges.push(observable!(f64_observable_gauge)),
-            Instrument::Counter => counters.push(observable!(f64_observable_counter)),
-            Instrument::UpDownCounter => updown.push(observable!(f64_observable_up_down_counter)),
-        }
+        let f = |v: f64| v;
+        let i = |v: f64| v.round() as i64;
+        let u = |v: f64| v.round().max(0.0) as u64;
+        instruments.push(match (metric.instrument, metric.value_type) {
+            (Instrument::Gauge, ValueType::Double) => observable!(f64_observable_gauge, f),
+            (Instrument::Gauge, ValueType::Int) => observable!(i64_observable_gauge, i),
+            (Instrument::Counter, ValueType::Double) => observable!(f64_observable_counter, f),
+            (Instrument::Counter, ValueType::Int) => observable!(u64_observable_counter, u),
+            (Instrument::UpDownCounter, ValueType::Double) => {
+                observable!(f64_observable_up_down_counter, f)
+            }
+            (Instrument::UpDownCounter, ValueType::Int) => {
+                observable!(i64_observable_up_down_counter, i)
+            }
+        });
     }
     Registered {
-        _gauges: gauges,
-        _counters: counters,
-        _updown: updown,
+        _instruments: instruments,
     }
 }

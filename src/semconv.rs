@@ -14,11 +14,21 @@ pub enum Instrument {
     UpDownCounter,
 }
 
+/// The value type of a metric's points on the wire. Values are
+/// computed as `f64`; an `Int` metric's are whole numbers, sent as
+/// integers (the hostmetrics receiver's byte and count sums are).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueType {
+    Double,
+    Int,
+}
+
 #[derive(Debug)]
 pub struct Metric {
     pub name: &'static str,
     pub instrument: Instrument,
     pub unit: &'static str,
+    pub value_type: ValueType,
     pub brief: &'static str,
     /// Attribute keys a point of this metric may carry.
     pub attributes: &'static [&'static str],
@@ -80,6 +90,7 @@ pub static CPU_PERCENT: Metric = Metric {
     name: "unamentis.server.cpu.percent",
     instrument: Instrument::Gauge,
     unit: "%",
+    value_type: ValueType::Double,
     brief: "Busy share of all logical CPUs of the host over the last collection interval, as a percentage from 0 to 100.",
     attributes: &[],
 };
@@ -88,6 +99,7 @@ pub static CPU_LOAD_AVERAGE: Metric = Metric {
     name: "unamentis.server.cpu.load_average",
     instrument: Instrument::Gauge,
     unit: "{load}",
+    value_type: ValueType::Double,
     brief: "System load average (runnable plus uninterruptible tasks) over the period given by the period attribute, in tasks.",
     attributes: &[attr::PERIOD],
 };
@@ -96,6 +108,7 @@ pub static CPU_CORES: Metric = Metric {
     name: "unamentis.server.cpu.cores",
     instrument: Instrument::Gauge,
     unit: "{core}",
+    value_type: ValueType::Double,
     brief: "Number of CPU cores of the kind given by the kind attribute: logical CPUs online, physical cores, or cores available = max(1, physical - 1-minute load average).",
     attributes: &[attr::KIND],
 };
@@ -104,6 +117,7 @@ pub static MEMORY_USED_MB: Metric = Metric {
     name: "unamentis.server.memory.used_mb",
     instrument: Instrument::Gauge,
     unit: "MiBy",
+    value_type: ValueType::Double,
     brief: "Host memory in use, computed as MemTotal - MemAvailable, in mebibytes.",
     attributes: &[],
 };
@@ -112,6 +126,7 @@ pub static MEMORY_AVAILABLE_MB: Metric = Metric {
     name: "unamentis.server.memory.available_mb",
     instrument: Instrument::Gauge,
     unit: "MiBy",
+    value_type: ValueType::Double,
     brief: "Host memory available for new workloads without swapping (MemAvailable), in mebibytes.",
     attributes: &[],
 };
@@ -120,6 +135,7 @@ pub static MEMORY_TOTAL_MB: Metric = Metric {
     name: "unamentis.server.memory.total_mb",
     instrument: Instrument::Gauge,
     unit: "MiBy",
+    value_type: ValueType::Double,
     brief: "Total usable host memory (MemTotal), in mebibytes.",
     attributes: &[],
 };
@@ -128,6 +144,7 @@ pub static MEMORY_PERCENT: Metric = Metric {
     name: "unamentis.server.memory.percent",
     instrument: Instrument::Gauge,
     unit: "%",
+    value_type: ValueType::Double,
     brief: "Share of host memory in use, computed as used / total * 100 with used = MemTotal - MemAvailable, as a percentage from 0 to 100.",
     attributes: &[],
 };
@@ -136,6 +153,7 @@ pub static GPU_VRAM_USED_MB: Metric = Metric {
     name: "unamentis.server.gpu.vram_used_mb",
     instrument: Instrument::Gauge,
     unit: "MiBy",
+    value_type: ValueType::Double,
     brief: "GPU memory currently in use on one GPU, in mebibytes.",
     attributes: &[attr::GPU_INDEX, attr::GPU_NAME, attr::GPU_VENDOR, attr::GPU_UUID, attr::GPU_PCI_BUS_ID],
 };
@@ -144,6 +162,7 @@ pub static GPU_VRAM_TOTAL_MB: Metric = Metric {
     name: "unamentis.server.gpu.vram_total_mb",
     instrument: Instrument::Gauge,
     unit: "MiBy",
+    value_type: ValueType::Double,
     brief: "Total GPU memory of one GPU, in mebibytes.",
     attributes: &[attr::GPU_INDEX, attr::GPU_NAME, attr::GPU_VENDOR, attr::GPU_UUID, attr::GPU_PCI_BUS_ID],
 };
@@ -152,6 +171,7 @@ pub static GPU_UTILIZATION_PERCENT: Metric = Metric {
     name: "unamentis.server.gpu.utilization_percent",
     instrument: Instrument::Gauge,
     unit: "%",
+    value_type: ValueType::Double,
     brief: "Busy share of one GPU as reported by its driver, as a percentage from 0 to 100.",
     attributes: &[attr::GPU_INDEX, attr::GPU_NAME, attr::GPU_VENDOR, attr::GPU_UUID, attr::GPU_PCI_BUS_ID],
 };
@@ -160,6 +180,7 @@ pub static GPU_TEMPERATURE: Metric = Metric {
     name: "unamentis.server.gpu.temperature",
     instrument: Instrument::Gauge,
     unit: "Cel",
+    value_type: ValueType::Double,
     brief: "Temperature of one GPU die, in degrees Celsius.",
     attributes: &[attr::GPU_INDEX, attr::GPU_NAME, attr::GPU_VENDOR, attr::GPU_UUID, attr::GPU_PCI_BUS_ID],
 };
@@ -168,6 +189,7 @@ pub static POWER_CPU_WATTS: Metric = Metric {
     name: "unamentis.server.power.cpu_watts",
     instrument: Instrument::Gauge,
     unit: "W",
+    value_type: ValueType::Double,
     brief: "Average power drawn by the CPU cores over the last collection interval, in watts.",
     attributes: &[],
 };
@@ -176,6 +198,7 @@ pub static POWER_GPU_WATTS: Metric = Metric {
     name: "unamentis.server.power.gpu_watts",
     instrument: Instrument::Gauge,
     unit: "W",
+    value_type: ValueType::Double,
     brief: "Average power drawn by a GPU over the last collection interval, in watts; carries the gpu.* attributes where power is read per device.",
     attributes: &[attr::GPU_INDEX, attr::GPU_NAME, attr::GPU_VENDOR, attr::GPU_UUID, attr::GPU_PCI_BUS_ID],
 };
@@ -184,6 +207,7 @@ pub static POWER_PACKAGE_WATTS: Metric = Metric {
     name: "unamentis.server.power.package_watts",
     instrument: Instrument::Gauge,
     unit: "W",
+    value_type: ValueType::Double,
     brief: "Average power drawn by the whole processor package (cores, uncore, integrated GPU) over the last collection interval, in watts.",
     attributes: &[],
 };
@@ -192,6 +216,7 @@ pub static POWER_DRAM_WATTS: Metric = Metric {
     name: "unamentis.server.power.dram_watts",
     instrument: Instrument::Gauge,
     unit: "W",
+    value_type: ValueType::Double,
     brief: "Average power drawn by DRAM over the last collection interval, from the RAPL dram zones, in watts.",
     attributes: &[],
 };
@@ -200,6 +225,7 @@ pub static POWER_ANE_WATTS: Metric = Metric {
     name: "unamentis.server.power.ane_watts",
     instrument: Instrument::Gauge,
     unit: "W",
+    value_type: ValueType::Double,
     brief: "Average power drawn by the Apple Neural Engine over the last collection interval, from powermetrics ane_power, in watts.",
     attributes: &[],
 };
@@ -208,6 +234,7 @@ pub static POWER_BATTERY_WATTS: Metric = Metric {
     name: "unamentis.server.power.battery_watts",
     instrument: Instrument::Gauge,
     unit: "W",
+    value_type: ValueType::Double,
     brief: "Rate at which the system battery is discharging, in watts; 0 while the battery is charging or full.",
     attributes: &[],
 };
@@ -216,6 +243,7 @@ pub static ENERGY_JOULES: Metric = Metric {
     name: "unamentis.server.energy.joules",
     instrument: Instrument::Counter,
     unit: "J",
+    value_type: ValueType::Double,
     brief: "Cumulative energy consumed by a power domain since the agent started, in joules; never goes backwards.",
     attributes: &[attr::DOMAIN],
 };
@@ -224,6 +252,7 @@ pub static THERMAL_TEMPERATURE: Metric = Metric {
     name: "unamentis.server.thermal.temperature",
     instrument: Instrument::Gauge,
     unit: "Cel",
+    value_type: ValueType::Double,
     brief: "Temperature of the hottest CPU die sensor, in degrees Celsius.",
     attributes: &[],
 };
@@ -232,6 +261,7 @@ pub static THERMAL_PRESSURE: Metric = Metric {
     name: "unamentis.server.thermal.pressure",
     instrument: Instrument::Gauge,
     unit: "{level}",
+    value_type: ValueType::Double,
     brief: "Thermal pressure level of the host on a 0-3 scale: 0 nominal, 1 fair, 2 serious, 3 critical.",
     attributes: &[],
 };
@@ -240,6 +270,7 @@ pub static THERMAL_FAN_RPM: Metric = Metric {
     name: "unamentis.server.thermal.fan_rpm",
     instrument: Instrument::Gauge,
     unit: "{rpm}",
+    value_type: ValueType::Double,
     brief: "Speed of one fan, in revolutions per minute; 0 is a real reading (fan stopped).",
     attributes: &[attr::FAN],
 };
@@ -248,6 +279,7 @@ pub static THERMAL_THROTTLE_EVENTS: Metric = Metric {
     name: "unamentis.server.thermal.throttle_events",
     instrument: Instrument::Counter,
     unit: "{event}",
+    value_type: ValueType::Double,
     brief: "Cumulative number of CPU thermal throttling events since boot, from the Linux thermal_throttle counters, in events.",
     attributes: &[],
 };
@@ -256,6 +288,7 @@ pub static SERVICE_CPU_PERCENT: Metric = Metric {
     name: "unamentis.server.service.cpu_percent",
     instrument: Instrument::Gauge,
     unit: "%",
+    value_type: ValueType::Double,
     brief: "CPU used by the service's whole process tree over the last collection interval, as a percentage of one core like ps (100 = one full core; can exceed 100).",
     attributes: &[attr::UNAMENTIS_SERVICE, attr::CONTAINER_ID, attr::K8S_POD_UID],
 };
@@ -264,6 +297,7 @@ pub static SERVICE_MEMORY_MB: Metric = Metric {
     name: "unamentis.server.service.memory_mb",
     instrument: Instrument::Gauge,
     unit: "MiBy",
+    value_type: ValueType::Double,
     brief: "Resident set size (RSS) of the service's whole process tree, in mebibytes.",
     attributes: &[attr::UNAMENTIS_SERVICE, attr::CONTAINER_ID, attr::K8S_POD_UID],
 };
@@ -272,6 +306,7 @@ pub static SERVICE_THREADS: Metric = Metric {
     name: "unamentis.server.service.threads",
     instrument: Instrument::Gauge,
     unit: "1",
+    value_type: ValueType::Double,
     brief: "Number of threads in the service's whole process tree (sum of num_threads), as a count.",
     attributes: &[attr::UNAMENTIS_SERVICE, attr::CONTAINER_ID, attr::K8S_POD_UID],
 };
@@ -280,6 +315,7 @@ pub static SERVICE_OPEN_FILES: Metric = Metric {
     name: "unamentis.server.service.open_files",
     instrument: Instrument::Gauge,
     unit: "1",
+    value_type: ValueType::Double,
     brief: "Number of open file descriptors (files, sockets, pipes) in the service's whole process tree, as a count.",
     attributes: &[attr::UNAMENTIS_SERVICE, attr::CONTAINER_ID, attr::K8S_POD_UID],
 };
@@ -288,6 +324,7 @@ pub static SERVICE_PROCESSES: Metric = Metric {
     name: "unamentis.server.service.processes",
     instrument: Instrument::Gauge,
     unit: "1",
+    value_type: ValueType::Double,
     brief: "Number of processes in the service's tree (matched processes and their descendants), or in its cgroup and the cgroups below, as a count.",
     attributes: &[attr::UNAMENTIS_SERVICE, attr::CONTAINER_ID, attr::K8S_POD_UID],
 };
@@ -296,6 +333,7 @@ pub static SERVICE_UP: Metric = Metric {
     name: "unamentis.server.service.up",
     instrument: Instrument::Gauge,
     unit: "1",
+    value_type: ValueType::Double,
     brief: "1 when at least one process matched the service in this cycle, 0 when none did.",
     attributes: &[attr::UNAMENTIS_SERVICE],
 };
@@ -304,6 +342,7 @@ pub static SERVICE_MEMORY_GROWTH_MB_PER_HOUR: Metric = Metric {
     name: "unamentis.server.service.memory_growth_mb_per_hour",
     instrument: Instrument::Gauge,
     unit: "MiBy/h",
+    value_type: ValueType::Double,
     brief: "Growth rate of the service's tree RSS, the least-squares slope of service.memory_mb over a sliding window, in mebibytes per hour; for leak alerts.",
     attributes: &[attr::UNAMENTIS_SERVICE, attr::CONTAINER_ID, attr::K8S_POD_UID],
 };
@@ -312,6 +351,7 @@ pub static SERVICE_VRAM_MB: Metric = Metric {
     name: "unamentis.server.service.vram_mb",
     instrument: Instrument::Gauge,
     unit: "MiBy",
+    value_type: ValueType::Double,
     brief: "GPU memory used by the service's process tree on all GPUs, from NVML per-process memory, in mebibytes.",
     attributes: &[attr::UNAMENTIS_SERVICE, attr::CONTAINER_ID, attr::K8S_POD_UID],
 };
@@ -320,6 +360,7 @@ pub static SERVICE_POWER_WATTS: Metric = Metric {
     name: "unamentis.server.service.power_watts",
     instrument: Instrument::Gauge,
     unit: "W",
+    value_type: ValueType::Double,
     brief: "ESTIMATE of the power attributable to the service, in watts, per domain: cpu = package power times the service's share of host busy CPU time over the interval; gpu = each GPU's power times the service's share of its processes' SM utilization, else of the GPU memory they hold. The services plus other equal the domain's power.",
     attributes: &[attr::UNAMENTIS_SERVICE, attr::DOMAIN],
 };
@@ -328,6 +369,7 @@ pub static SERVICE_ENERGY_JOULES: Metric = Metric {
     name: "unamentis.server.service.energy.joules",
     instrument: Instrument::Counter,
     unit: "J",
+    value_type: ValueType::Double,
     brief: "Cumulative ESTIMATED energy attributable to the service since the agent started, in joules, per domain (cpu, gpu): each interval's package or GPU energy times the service's share as in service.power_watts; the services plus other equal the domain's energy.",
     attributes: &[attr::UNAMENTIS_SERVICE, attr::DOMAIN],
 };
@@ -336,6 +378,7 @@ pub static SERVICE_IDLE_ENERGY_JOULES: Metric = Metric {
     name: "unamentis.server.service.idle_energy.joules",
     instrument: Instrument::Counter,
     unit: "J",
+    value_type: ValueType::Double,
     brief: "Cumulative ESTIMATED energy attributed to the service (domain cpu or gpu, as service.energy.joules) during the part of each interval in which the service itself was idle (its last activity + idle_after), in joules: which service burned how much while nobody used it.",
     attributes: &[attr::UNAMENTIS_SERVICE, attr::DOMAIN],
 };
@@ -344,6 +387,7 @@ pub static PROCESS_CPU_PERCENT: Metric = Metric {
     name: "unamentis.server.process.cpu_percent",
     instrument: Instrument::Gauge,
     unit: "%",
+    value_type: ValueType::Double,
     brief: "CPU used by one of the top-N busiest processes not matched by any service over the last collection interval, as a percentage of one core like ps.",
     attributes: &[attr::PROCESS_EXECUTABLE_NAME, attr::PROCESS_PID, attr::CONTAINER_ID, attr::K8S_POD_UID],
 };
@@ -352,6 +396,7 @@ pub static PROCESS_MEMORY_MB: Metric = Metric {
     name: "unamentis.server.process.memory_mb",
     instrument: Instrument::Gauge,
     unit: "MiBy",
+    value_type: ValueType::Double,
     brief: "Resident set size of one of the top-N busiest processes not matched by any service, in mebibytes.",
     attributes: &[attr::PROCESS_EXECUTABLE_NAME, attr::PROCESS_PID, attr::CONTAINER_ID, attr::K8S_POD_UID],
 };
@@ -360,6 +405,7 @@ pub static MODEL_LOADED: Metric = Metric {
     name: "unamentis.server.model.loaded",
     instrument: Instrument::Gauge,
     unit: "1",
+    value_type: ValueType::Double,
     brief: "1 for each model currently loaded in Ollama, from GET /api/ps; a model that is not loaded reports no point.",
     attributes: &[attr::MODEL],
 };
@@ -368,6 +414,7 @@ pub static MODEL_VRAM_MB: Metric = Metric {
     name: "unamentis.server.model.vram_mb",
     instrument: Instrument::Gauge,
     unit: "MiBy",
+    value_type: ValueType::Double,
     brief: "GPU memory held by a model loaded in Ollama (size_vram from GET /api/ps), in mebibytes; 0 for a model running on the CPU only.",
     attributes: &[attr::MODEL],
 };
@@ -376,6 +423,7 @@ pub static IDLE_DURATION_SECONDS: Metric = Metric {
     name: "unamentis.server.idle.duration_seconds",
     instrument: Instrument::Gauge,
     unit: "s",
+    value_type: ValueType::Double,
     brief: "Seconds since the last activity seen by any probe; the host-wide point has no attribute, per-service points carry unamentis.service and count since that service's last activity.",
     attributes: &[attr::UNAMENTIS_SERVICE],
 };
@@ -384,6 +432,7 @@ pub static IDLE_STATE: Metric = Metric {
     name: "unamentis.server.idle.state",
     instrument: Instrument::Gauge,
     unit: "1",
+    value_type: ValueType::Double,
     brief: "1 when the host-wide idle.duration_seconds is at least the configured idle_after, else 0.",
     attributes: &[],
 };
@@ -392,6 +441,7 @@ pub static IDLE_ENERGY_JOULES: Metric = Metric {
     name: "unamentis.server.idle.energy.joules",
     instrument: Instrument::Counter,
     unit: "J",
+    value_type: ValueType::Double,
     brief: "Cumulative energy consumed by a power domain while the stack was idle (idle.state = 1) since the agent started, in joules.",
     attributes: &[attr::DOMAIN],
 };
@@ -400,6 +450,7 @@ pub static SERVICE_IDLE_CPU_SECONDS: Metric = Metric {
     name: "unamentis.server.service.idle_cpu_seconds",
     instrument: Instrument::Counter,
     unit: "s",
+    value_type: ValueType::Double,
     brief: "Cumulative CPU time (user + system) used by the service's process tree while the stack was idle (idle.state = 1) since the agent started, in seconds.",
     attributes: &[attr::UNAMENTIS_SERVICE],
 };
@@ -408,6 +459,7 @@ pub static ACTIVITY_REQUESTS: Metric = Metric {
     name: "unamentis.server.activity.requests",
     instrument: Instrument::Counter,
     unit: "{request}",
+    value_type: ValueType::Double,
     brief: "Cumulative number of requests to the service observed by the probe named in probe since the agent started, in requests.",
     attributes: &[attr::UNAMENTIS_SERVICE, attr::PROBE],
 };
@@ -416,6 +468,7 @@ pub static ACTIVITY_INFERENCES: Metric = Metric {
     name: "unamentis.server.activity.inferences",
     instrument: Instrument::Counter,
     unit: "{request}",
+    value_type: ValueType::Double,
     brief: "Cumulative number of model inferences (generations, transcriptions, syntheses) by the service observed by the probe named in probe since the agent started, in requests.",
     attributes: &[attr::UNAMENTIS_SERVICE, attr::PROBE],
 };
@@ -424,6 +477,7 @@ pub static ACTIVITY_CONNECTIONS: Metric = Metric {
     name: "unamentis.server.activity.connections",
     instrument: Instrument::Gauge,
     unit: "{connection}",
+    value_type: ValueType::Double,
     brief: "Number of established TCP connections on the service's listening ports, in connections.",
     attributes: &[attr::UNAMENTIS_SERVICE],
 };
@@ -432,6 +486,7 @@ pub static AGENT_COLLECTION_DURATION: Metric = Metric {
     name: "unamentis.server.agent.collection.duration",
     instrument: Instrument::Gauge,
     unit: "s",
+    value_type: ValueType::Double,
     brief: "Wall-clock time the source took to take its sample in the last collection cycle, in seconds.",
     attributes: &[attr::SOURCE],
 };
@@ -440,6 +495,7 @@ pub static AGENT_SOURCE_UP: Metric = Metric {
     name: "unamentis.server.agent.source.up",
     instrument: Instrument::Gauge,
     unit: "1",
+    value_type: ValueType::Double,
     brief: "1 when the source's last sample succeeded, 0 when it is unavailable (no permission, no hardware) or failed.",
     attributes: &[attr::SOURCE],
 };
@@ -448,6 +504,7 @@ pub static AGENT_EXPORT_DROPPED_BATCHES: Metric = Metric {
     name: "unamentis.server.agent.export.dropped_batches",
     instrument: Instrument::Counter,
     unit: "{batch}",
+    value_type: ValueType::Double,
     brief: "Cumulative number of metric export batches dropped because the bounded export queue was full (collector down or slow) since the agent started, in batches.",
     attributes: &[],
 };
@@ -456,6 +513,7 @@ pub static SYSTEM_CPU_TIME: Metric = Metric {
     name: "system.cpu.time",
     instrument: Instrument::Counter,
     unit: "s",
+    value_type: ValueType::Double,
     brief: "Cumulative time each logical CPU spent in each state since boot, in seconds (hostmetrics compatibility).",
     attributes: &[attr::CPU, attr::STATE],
 };
@@ -464,6 +522,7 @@ pub static SYSTEM_MEMORY_USAGE: Metric = Metric {
     name: "system.memory.usage",
     instrument: Instrument::UpDownCounter,
     unit: "By",
+    value_type: ValueType::Int,
     brief: "Bytes of host memory in each state; the states add up to MemTotal (hostmetrics compatibility).",
     attributes: &[attr::STATE],
 };
@@ -472,6 +531,7 @@ pub static SYSTEM_CPU_LOAD_AVERAGE_1M: Metric = Metric {
     name: "system.cpu.load_average.1m",
     instrument: Instrument::Gauge,
     unit: "{thread}",
+    value_type: ValueType::Double,
     brief: "Average CPU load over 1 minute, the same value as unamentis.server.cpu.load_average{period=1m} (hostmetrics compatibility).",
     attributes: &[],
 };
@@ -480,6 +540,7 @@ pub static SYSTEM_CPU_LOAD_AVERAGE_5M: Metric = Metric {
     name: "system.cpu.load_average.5m",
     instrument: Instrument::Gauge,
     unit: "{thread}",
+    value_type: ValueType::Double,
     brief: "Average CPU load over 5 minutes, the same value as unamentis.server.cpu.load_average{period=5m} (hostmetrics compatibility).",
     attributes: &[],
 };
@@ -488,6 +549,7 @@ pub static SYSTEM_CPU_LOAD_AVERAGE_15M: Metric = Metric {
     name: "system.cpu.load_average.15m",
     instrument: Instrument::Gauge,
     unit: "{thread}",
+    value_type: ValueType::Double,
     brief: "Average CPU load over 15 minutes, the same value as unamentis.server.cpu.load_average{period=15m} (hostmetrics compatibility).",
     attributes: &[],
 };
@@ -496,6 +558,7 @@ pub static SYSTEM_FILESYSTEM_USAGE: Metric = Metric {
     name: "system.filesystem.usage",
     instrument: Instrument::UpDownCounter,
     unit: "By",
+    value_type: ValueType::Int,
     brief: "Bytes of each mounted filesystem in each state: used, free (available to unprivileged users) and reserved (for root) (hostmetrics compatibility).",
     attributes: &[attr::DEVICE, attr::MOUNTPOINT, attr::TYPE, attr::STATE],
 };
@@ -504,6 +567,7 @@ pub static HW_POWER: Metric = Metric {
     name: "hw.power",
     instrument: Instrument::Gauge,
     unit: "W",
+    value_type: ValueType::Double,
     brief: "Average power drawn by a hardware component over the last collection interval, in watts (hw.* compatibility).",
     attributes: &[attr::HW_ID, attr::HW_TYPE],
 };
@@ -512,6 +576,7 @@ pub static HW_ENERGY: Metric = Metric {
     name: "hw.energy",
     instrument: Instrument::Counter,
     unit: "J",
+    value_type: ValueType::Double,
     brief: "Cumulative energy consumed by a hardware component since the agent started, in joules (hw.* compatibility).",
     attributes: &[attr::HW_ID, attr::HW_TYPE],
 };
@@ -520,6 +585,7 @@ pub static HW_TEMPERATURE: Metric = Metric {
     name: "hw.temperature",
     instrument: Instrument::Gauge,
     unit: "Cel",
+    value_type: ValueType::Double,
     brief: "Temperature of a hardware component's sensor, in degrees Celsius (hw.* compatibility).",
     attributes: &[attr::HW_ID, attr::HW_TYPE],
 };
@@ -528,6 +594,7 @@ pub static HW_GPU_MEMORY_USAGE: Metric = Metric {
     name: "hw.gpu.memory.usage",
     instrument: Instrument::UpDownCounter,
     unit: "By",
+    value_type: ValueType::Double,
     brief: "GPU memory in use on one GPU, in bytes (hw.* compatibility).",
     attributes: &[attr::HW_ID, attr::HW_TYPE],
 };
@@ -536,6 +603,7 @@ pub static HW_GPU_MEMORY_LIMIT: Metric = Metric {
     name: "hw.gpu.memory.limit",
     instrument: Instrument::UpDownCounter,
     unit: "By",
+    value_type: ValueType::Double,
     brief: "Total GPU memory of one GPU, in bytes (hw.* compatibility).",
     attributes: &[attr::HW_ID, attr::HW_TYPE],
 };
@@ -544,6 +612,7 @@ pub static HW_GPU_UTILIZATION: Metric = Metric {
     name: "hw.gpu.utilization",
     instrument: Instrument::Gauge,
     unit: "1",
+    value_type: ValueType::Double,
     brief: "Busy share of one GPU as a fraction from 0 to 1 (hw.* compatibility: gpu.utilization_percent / 100).",
     attributes: &[attr::HW_ID, attr::HW_TYPE],
 };

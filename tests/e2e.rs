@@ -5,8 +5,9 @@ mod support;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+use opentelemetry_proto::tonic::metrics::v1::number_data_point;
 use support::agent::Agent;
-use support::otlp_receiver::{Receiver, find_value, metrics, resource_attrs};
+use support::otlp_receiver::{Receiver, find_value, metrics, points, resource_attrs};
 use unamentis_agent::semconv;
 
 /// Guards against hangs only; nothing asserts on elapsed time.
@@ -77,6 +78,15 @@ async fn first_export_is_early_complete_and_sigterm_flushes_the_last() {
                 "{} is a {kind:?} in the registry but arrived as {data:?}",
                 m.name
             ),
+        }
+        for p in points(m) {
+            let int = matches!(p.value, Some(number_data_point::Value::AsInt(_)));
+            assert_eq!(
+                int,
+                def.value_type == semconv::ValueType::Int,
+                "{}: value type on the wire",
+                m.name
+            );
         }
     }
     let pct = find_value(&first, "unamentis.server.cpu.percent", None).expect("cpu.percent");

@@ -30,6 +30,9 @@ struct Group {
     instrument: Option<String>,
     #[serde(default)]
     unit: Option<String>,
+    /// `int` or `double` (the default): the point's value type on the wire.
+    #[serde(default)]
+    value_type: Option<String>,
     #[serde(default)]
     stability: Option<String>,
     #[serde(default)]
@@ -66,6 +69,7 @@ struct MetricDef {
     name: String,
     instrument: String,
     unit: String,
+    value_type: String,
     brief: String,
     attributes: Vec<(String, String)>,
 }
@@ -117,6 +121,11 @@ fn load() -> (Vec<Attr>, Vec<MetricDef>) {
                     "{name}: instrument {instrument:?}"
                 );
                 assert!(g.stability.is_some(), "{name}: no stability");
+                let value_type = g.value_type.unwrap_or_else(|| "double".into());
+                assert!(
+                    matches!(value_type.as_str(), "int" | "double"),
+                    "{name}: value_type {value_type:?}"
+                );
                 let _ = g.note;
                 let attributes = g
                     .attributes
@@ -144,6 +153,7 @@ fn load() -> (Vec<Attr>, Vec<MetricDef>) {
                     name,
                     instrument,
                     unit: g.unit.unwrap_or_else(|| panic!("{}: no unit", g.id)),
+                    value_type,
                     brief: g.brief,
                     attributes,
                 });
@@ -171,8 +181,13 @@ fn render_rust(attrs: &[Attr], metrics: &[MetricDef]) -> String {
          /// are cumulative totals that never go backwards.\n\
          #[derive(Debug, Clone, Copy, PartialEq, Eq)]\n\
          pub enum Instrument {\n    Gauge,\n    Counter,\n    /// A non-monotonic cumulative sum (a level that can go down).\n    UpDownCounter,\n}\n\n\
+         /// The value type of a metric's points on the wire. Values are\n\
+         /// computed as `f64`; an `Int` metric's are whole numbers, sent as\n\
+         /// integers (the hostmetrics receiver's byte and count sums are).\n\
+         #[derive(Debug, Clone, Copy, PartialEq, Eq)]\n\
+         pub enum ValueType {\n    Double,\n    Int,\n}\n\n\
          #[derive(Debug)]\n\
-         pub struct Metric {\n    pub name: &'static str,\n    pub instrument: Instrument,\n    pub unit: &'static str,\n    pub brief: &'static str,\n    /// Attribute keys a point of this metric may carry.\n    pub attributes: &'static [&'static str],\n}\n\n",
+         pub struct Metric {\n    pub name: &'static str,\n    pub instrument: Instrument,\n    pub unit: &'static str,\n    pub value_type: ValueType,\n    pub brief: &'static str,\n    /// Attribute keys a point of this metric may carry.\n    pub attributes: &'static [&'static str],\n}\n\n",
     );
     s.push_str("/// Attribute keys.\npub mod attr {\n");
     for a in attrs {
@@ -186,6 +201,11 @@ fn render_rust(attrs: &[Attr], metrics: &[MetricDef]) -> String {
             "counter" => "Counter",
             _ => "UpDownCounter",
         };
+        let vt = if m.value_type == "int" {
+            "Int"
+        } else {
+            "Double"
+        };
         let keys: Vec<String> = m
             .attributes
             .iter()
@@ -193,7 +213,7 @@ fn render_rust(attrs: &[Attr], metrics: &[MetricDef]) -> String {
             .collect();
         write!(
             s,
-            "\npub static {}: Metric = Metric {{\n    name: {:?},\n    instrument: Instrument::{inst},\n    unit: {:?},\n    brief: {:?},\n    attributes: &[{}],\n}};\n",
+            "\npub static {}: Metric = Metric {{\n    name: {:?},\n    instrument: Instrument::{inst},\n    unit: {:?},\n    value_type: ValueType::{vt},\n    brief: {:?},\n    attributes: &[{}],\n}};\n",
             ident(&m.name),
             m.name,
             m.unit,
@@ -232,7 +252,11 @@ fn render_table(metrics: &[MetricDef]) -> String {
             s,
             "| `{}` | {} | `{}` | {} | {} |",
             m.name,
-            m.instrument,
+            if m.value_type == "int" {
+                format!("{} (int)", m.instrument)
+            } else {
+                m.instrument.clone()
+            },
             m.unit,
             if attrs.is_empty() {
                 "—".to_owned()
