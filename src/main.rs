@@ -147,7 +147,9 @@ fn main() -> ExitCode {
         cli.config.as_deref(),
         &|k| std::env::var(k).ok(),
         &cli.flags(),
-    ) {
+    )
+    .and_then(|l| unamentis_agent::families::check(&l).map(|()| l))
+    {
         Ok(l) => l,
         Err(e) => return config_error(&e),
     };

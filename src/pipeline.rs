@@ -114,6 +114,7 @@ pub fn readers(cfg: &Config) -> Vec<Box<dyn Source>> {
             paths.clone(),
         )));
     }
+    out.extend(crate::families::sources(&paths, &cfg.families));
     if cfg.gpu.enabled {
         out.push(Box::new(gpu::GpuSource::new(&cfg.gpu, paths)));
     }

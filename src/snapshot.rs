@@ -68,6 +68,9 @@ impl Snapshot {
         if let Some(q) = &self.export_queue {
             export_queue_points(q, &mut out);
         }
+        for f in &self.families {
+            f.points(&mut out);
+        }
         self_points(&self.sources, &mut out);
         out
     }
