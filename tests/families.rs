@@ -366,3 +366,57 @@ fn cpu_frequency_is_what_the_kernel_says() {
         );
     }
 }
+
+/// `check-config` on a file holding `text`: (exit code, stderr).
+fn check_config(text: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_unamentis-agent"))
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env_remove("UNAMENTIS_AGENT_CONFIG")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_bad_family_section_exits_2_naming_the_file_and_key() {
+    for (text, key) in [
+        ("[families.dsk]\n", "families.dsk"),
+        ("[families.disk]\nexclude = []\n", "families.disk.exclude"),
+        (
+            "[families.disk]\nexclude_devices = [\"loop*\", \" \"]\n",
+            "families.disk.exclude_devices[1]",
+        ),
+        (
+            "[families.network]\nconnections = \"yes\"\n",
+            "families.network.connections",
+        ),
+        (
+            "[families.pressure]\nenabled = 1\n",
+            "families.pressure.enabled",
+        ),
+    ] {
+        let (code, err) = check_config(text);
+        assert_eq!(code, 2, "{text}: {err}");
+        assert!(
+            err.contains("agent.toml") && err.contains(&format!("key {key}:")),
+            "{text}: {err}"
+        );
+    }
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/unamentis-agent.toml"
+    ))
+    .unwrap();
+    assert_eq!(
+        check_config(&example).0,
+        0,
+        "the example holds every family section"
+    );
+}

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use serde::de::DeserializeOwned;
 use toml::Table;
 
-use crate::config::{ConfigError, Loaded};
+use crate::config::{ConfigError, Loaded, Origin};
 use crate::host::HostPaths;
 use crate::sources::Source;
 
@@ -78,7 +78,7 @@ pub fn check(loaded: &Loaded) -> Result<(), ConfigError> {
             let known: Vec<&str> = ALL.iter().map(|f| f.name).collect();
             let key = format!("families.{name}");
             return Err(ConfigError {
-                origin: loaded.origin(&key),
+                origin: origin(loaded, &key),
                 key,
                 reason: format!("unknown metric family (known: {})", known.join(", ")),
             });
@@ -90,13 +90,22 @@ pub fn check(loaded: &Loaded) -> Result<(), ConfigError> {
                 format!("families.{name}.{}", e.key)
             };
             return Err(ConfigError {
-                origin: loaded.origin(&key),
+                origin: origin(loaded, &key),
                 key,
                 reason: e.reason,
             });
         }
     }
     Ok(())
+}
+
+/// Sections come only from the file; an empty `[families.x]` table has
+/// no value of its own to have recorded an origin.
+fn origin(loaded: &Loaded, key: &str) -> Origin {
+    match (loaded.origin(key), &loaded.file) {
+        (Origin::Default, Some(f)) => Origin::File(f.clone()),
+        (o, _) => o,
+    }
 }
 
 /// The sources of every family that is on, in [`ALL`] order. Sections
