@@ -249,6 +249,33 @@ pub static POWER_BATTERY_WATTS: Metric = Metric {
     attributes: &[],
 };
 
+pub static BATTERY_CHARGE_PERCENT: Metric = Metric {
+    name: "unamentis.server.battery.charge_percent",
+    instrument: Instrument::Gauge,
+    unit: "%",
+    value_type: ValueType::Double,
+    brief: "Charge of the system batteries together, as a percentage of their full capacity.",
+    attributes: &[],
+};
+
+pub static BATTERY_TIME_LEFT: Metric = Metric {
+    name: "unamentis.server.battery.time_left",
+    instrument: Instrument::Gauge,
+    unit: "s",
+    value_type: ValueType::Double,
+    brief: "Time until the system batteries are empty at the current discharge rate, in seconds; only while discharging.",
+    attributes: &[],
+};
+
+pub static POWER_AC_ONLINE: Metric = Metric {
+    name: "unamentis.server.power.ac_online",
+    instrument: Instrument::Gauge,
+    unit: "1",
+    value_type: ValueType::Double,
+    brief: "1 while the host runs on external power (AC, USB or wireless charger), 0 on battery.",
+    attributes: &[],
+};
+
 pub static ENERGY_JOULES: Metric = Metric {
     name: "unamentis.server.energy.joules",
     instrument: Instrument::Counter,
@@ -762,6 +789,24 @@ pub static HW_ENERGY: Metric = Metric {
     attributes: &[attr::HW_ID, attr::HW_TYPE],
 };
 
+pub static HW_BATTERY_CHARGE: Metric = Metric {
+    name: "hw.battery.charge",
+    instrument: Instrument::Gauge,
+    unit: "1",
+    value_type: ValueType::Double,
+    brief: "Charge of the system batteries as a fraction from 0 to 1 (hw.* compatibility: battery.charge_percent / 100).",
+    attributes: &[attr::HW_ID, attr::HW_TYPE],
+};
+
+pub static HW_BATTERY_TIME_LEFT: Metric = Metric {
+    name: "hw.battery.time_left",
+    instrument: Instrument::Gauge,
+    unit: "s",
+    value_type: ValueType::Double,
+    brief: "Time until the system batteries are empty, in seconds (hw.* compatibility: battery.time_left).",
+    attributes: &[attr::HW_ID, attr::HW_TYPE],
+};
+
 pub static HW_TEMPERATURE: Metric = Metric {
     name: "hw.temperature",
     instrument: Instrument::Gauge,
@@ -817,6 +862,9 @@ pub static ALL: &[&Metric] = &[
     &POWER_DRAM_WATTS,
     &POWER_ANE_WATTS,
     &POWER_BATTERY_WATTS,
+    &BATTERY_CHARGE_PERCENT,
+    &BATTERY_TIME_LEFT,
+    &POWER_AC_ONLINE,
     &ENERGY_JOULES,
     &THERMAL_TEMPERATURE,
     &THERMAL_PRESSURE,
@@ -874,6 +922,8 @@ pub static ALL: &[&Metric] = &[
     &SYSTEM_CPU_FREQUENCY,
     &HW_POWER,
     &HW_ENERGY,
+    &HW_BATTERY_CHARGE,
+    &HW_BATTERY_TIME_LEFT,
     &HW_TEMPERATURE,
     &HW_GPU_MEMORY_USAGE,
     &HW_GPU_MEMORY_LIMIT,

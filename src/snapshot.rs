@@ -16,7 +16,7 @@ use crate::sources::gpu::GpuStats;
 use crate::sources::macos::MacosStats;
 use crate::sources::memory::MemoryStats;
 use crate::sources::ollama::OllamaStats;
-use crate::sources::power::PowerStats;
+use crate::sources::power::{BatteryState, PowerStats};
 use crate::sources::service::{ContainerIdentity, ServicesSample};
 use crate::sources::snapshot::{ActivityStats, CompatStats};
 use crate::sources::thermal::ThermalStats;
@@ -383,6 +383,22 @@ fn power_points(p: &PowerStats, out: &mut Vec<Point>) {
     for (domain, j) in power_energy(p) {
         if let Some(j) = j {
             out.push(Point::new(&semconv::ENERGY_JOULES, j).with(attr::DOMAIN, domain));
+        }
+    }
+    battery_state_points(&p.battery_state, out);
+}
+
+fn battery_state_points(b: &BatteryState, out: &mut Vec<Point>) {
+    for (metric, v) in [
+        (&semconv::BATTERY_CHARGE_PERCENT, b.charge_percent),
+        (&semconv::BATTERY_TIME_LEFT, b.time_left_s),
+        (
+            &semconv::POWER_AC_ONLINE,
+            b.ac_online.map(|on| f64::from(u8::from(on))),
+        ),
+    ] {
+        if let Some(v) = v {
+            out.push(Point::new(metric, v));
         }
     }
 }
