@@ -302,6 +302,7 @@ fn ollama_points(o: &OllamaStats, gpu_answered: bool, out: &mut Vec<Point>) {
 }
 
 fn macos_points(m: &MacosStats, out: &mut Vec<Point>) {
+    battery_state_points(&m.battery_state, out);
     let gauges = [
         (&semconv::POWER_CPU_WATTS, m.cpu_watts),
         (&semconv::POWER_ANE_WATTS, m.ane_watts),

@@ -72,6 +72,7 @@ fn build(paths: &HostPaths, t: &Table) -> Result<Option<Box<dyn Source>>, Sectio
 
 /// TCP states by `st` value (include/net/tcp_states.h), named as the
 /// receiver names them (gopsutil's upper-case names).
+#[cfg(target_os = "linux")]
 const TCP_STATES: [(u8, &str); 11] = [
     (1, "ESTABLISHED"),
     (2, "SYN_SENT"),
