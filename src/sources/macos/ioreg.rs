@@ -328,7 +328,7 @@ impl BatteryReading {
     /// Seconds to empty while discharging, when macOS has an estimate.
     pub fn time_left_s(&self) -> Option<f64> {
         let min = self.time_remaining_min.filter(|&m| m != 65535)?;
-        (self.amperage_ma < 0).then(|| min as f64 * 60.0)
+        (self.amperage_ma < 0).then_some(min as f64 * 60.0)
     }
 }
 
