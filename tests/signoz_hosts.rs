@@ -22,22 +22,17 @@ use support::otlp_receiver::{Received, Receiver, attr, metrics, points, resource
 /// Guards against hangs only; nothing asserts on elapsed time.
 const LIMIT: Duration = Duration::from_secs(30);
 
-/// Metrics SigNoz's host pages query that the agent does not emit yet
-/// (per-device disk from /proc/diskstats, per-interface network from
-/// /proc/net/dev, connections by protocol and state). The test fails when
-/// one of them is emitted: take it out of this list then, and its
-/// attribute checks apply.
-const PENDING: &[&str] = &[
-    "system.disk.io",
-    "system.disk.operations",
-    "system.disk.operation_time",
-    "system.disk.pending_operations",
-    "system.network.io",
-    "system.network.packets",
-    "system.network.errors",
-    "system.network.dropped",
-    "system.network.connections",
-];
+/// Metrics SigNoz's host pages query that the agent does not emit yet. The
+/// test fails when one of them is emitted: take it out of this list then,
+/// and its attribute checks apply. Empty since the host families (disk,
+/// network) emit every metric the pages query.
+const PENDING: &[&str] = &[];
+
+/// The agent's config for the run: `system.network.connections` (the
+/// "Network connections" chart) needs `[families.network] connections`,
+/// off by default because counting TCP states dumps every socket of the
+/// host each cycle. The fixture host's sockets are its `proc/net/tcp{,6}`.
+const CONFIG: &str = "[families.network]\nconnections = true\n";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -359,7 +354,9 @@ async fn hosts_list_and_host_detail_find_what_they_query() {
         ("UNAMENTIS_AGENT_OLLAMA_ENABLED", "false".into()),
     ];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let agent = Agent::spawn(&env, &["run"]);
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(config.path(), CONFIG).unwrap();
+    let agent = Agent::spawn(&env, &["--config", config.path().to_str().unwrap(), "run"]);
     let got = rx.wait_for(2, LIMIT).await;
     let r = &got[1];
 
@@ -379,6 +376,22 @@ async fn hosts_list_and_host_detail_find_what_they_query() {
         .collect();
     let pending: BTreeSet<String> = PENDING.iter().map(|s| s.to_string()).collect();
     assert_eq!(missing, pending);
+    // A metric the agent did not send is reported absent.
+    let mut without = r.clone();
+    for sm in without
+        .request
+        .resource_metrics
+        .iter_mut()
+        .flat_map(|rm| rm.scope_metrics.iter_mut())
+    {
+        sm.metrics
+            .retain(|m| m.name != "system.network.connections");
+    }
+    assert!(
+        errors(&f, &without, host, PENDING)
+            .iter()
+            .any(|e| e.ends_with(": absent system.network.connections"))
+    );
     assert!(
         errors(&f, r, "other-host", PENDING)
             .iter()
