@@ -111,7 +111,10 @@ fn cpu_deltas(
 /// parent not in `now`) never reached the parent, whose own bytes then
 /// count whole. A child that started and was reaped in between counts
 /// whole through its parent; the bytes a child of a process outside `now`
-/// moved after its last sample are lost, never counted twice.
+/// moved after its last sample are lost, never counted twice. A measured
+/// child reaped by a measured parent that vanished too (a shell and the
+/// command it ran, both done) reached that parent's parent with it, so its
+/// counted bytes go to the nearest ancestor still in `now`.
 /// `None`: unreadable, or no basis yet (first read, not new).
 fn io_deltas(
     prev: &HashMap<Key, Seen>,
@@ -120,12 +123,25 @@ fn io_deltas(
     alive: impl Fn(Key) -> bool,
 ) -> Vec<Option<ProcIo>> {
     let current: HashSet<Key> = now.iter().map(|r| r.key).collect();
+    // Vanished processes by pid: their parent and counted bytes.
+    let vanished: HashMap<u32, (u32, Option<ProcIo>)> = prev
+        .iter()
+        .filter(|(key, _)| !current.contains(key) && !alive(**key))
+        .map(|(key, s)| (key.0, (s.ppid, s.io)))
+        .collect();
     let mut counted: HashMap<u32, ProcIo> = HashMap::new();
-    for (key, s) in prev {
-        if let (false, Some(io)) = (current.contains(key) || alive(*key), s.io) {
-            let c = counted.entry(s.ppid).or_default();
-            *c = c.plus(io);
+    for (ppid, io) in vanished.values() {
+        let Some(io) = io else { continue };
+        let mut up = *ppid;
+        // Bounded: a pid chain has no cycle, but files may say anything.
+        for _ in 0..vanished.len() {
+            match vanished.get(&up) {
+                Some((next, _)) => up = *next,
+                None => break,
+            }
         }
+        let c = counted.entry(up).or_default();
+        *c = c.plus(*io);
     }
     now.iter()
         .zip(io_now)
@@ -508,6 +524,7 @@ impl ServiceSource {
         let mut readings: Vec<Reading> = Vec::new();
         // One `io` read per process, beside its `stat`.
         let mut io_now: Vec<Result<ProcIo, IoUnreadable>> = Vec::new();
+        let mut io_exited: Vec<bool> = Vec::new();
         let mut spans = Vec::with_capacity(assigned.len());
         for (i, (roots, members)) in assigned.into_iter().enumerate() {
             if let Some(cg) = by_cgroup[i].take() {
@@ -541,6 +558,11 @@ impl ServiceSource {
                 };
                 let key = (pid, st.starttime);
                 let io = read_io(&self.paths, pid);
+                // No io file and no stat any more: it exited in between,
+                // which leaves nothing unread.
+                io_exited.push(
+                    io == Err(IoUnreadable::Missing) && read_stat(&self.paths, pid).is_none(),
+                );
                 readings.push(Reading {
                     key,
                     seen: Seen {
@@ -612,7 +634,9 @@ impl ServiceSource {
             }
             let unreadable: Vec<IoUnreadable> = io_now[span.clone()]
                 .iter()
-                .filter_map(|r| r.err())
+                .zip(&io_exited[span.clone()])
+                .filter(|(_, exited)| !**exited)
+                .filter_map(|(r, _)| r.err())
                 .collect();
             self.io_denied |= unreadable.contains(&IoUnreadable::Denied);
             if !s.up() {
@@ -876,6 +900,26 @@ mod tests {
         assert_eq!(
             io_deltas(&prev, &now, &io_now, |_| false),
             vec![Some(io(0, 600))]
+        );
+    }
+
+    #[test]
+    fn io_a_child_and_grandchild_both_reaped_count_once() {
+        // A shell (the child) and the command it ran (the grandchild) were
+        // measured, then both finished: the command's 900 bytes went into
+        // the shell's counters at its reap, and the shell's whole total
+        // (its own 10 and the command's 900 + 100 more) into the parent's.
+        const GRANDCHILD: Key = (300, 80);
+        let prev = HashMap::from([
+            (PARENT, io_seen(1, 10, io(0, 2000))),
+            (CHILD, io_seen(100, 0, io(0, 10))),
+            (GRANDCHILD, io_seen(200, 0, io(0, 900))),
+        ]);
+        let now = [reading(PARENT, io_seen(1, 11, io(0, 2000 + 10 + 1000)))];
+        let io_now = [now[0].seen.io];
+        assert_eq!(
+            io_deltas(&prev, &now, &io_now, |_| false),
+            vec![Some(io(0, 100))]
         );
     }
 
