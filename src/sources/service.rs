@@ -1,5 +1,5 @@
-//! Per-service CPU and memory: find each configured service's processes and
-//! measure the whole process tree under them.
+//! Per-service CPU, memory and disk I/O: find each configured service's
+//! processes and measure the whole process tree under them.
 //!
 //! A service's matchers must all hold for a process to be one of its roots
 //! (`process` name, `cmdline` regex, listening `port`s, `pid_file`); the
@@ -9,9 +9,9 @@
 //! whatever the order.
 //!
 //! Cost: each cycle lists the proc directory once (no file reads) and reads
-//! `stat` of new processes and of the services' processes only (`cgroup`
-//! once per process a service or the top list holds); the owners
-//! of listening ports are looked up (a readlink per open fd) only when the
+//! `stat` of new processes and `stat` and `io` of the services' processes
+//! only (`cgroup` once per process a service or the top list holds); the
+//! owners of listening ports are looked up (a readlink per open fd) only when the
 //! set of listening sockets changes. Every `RESCAN_EVERY` cycles all
 //! processes' `stat` is re-read, to see a process that exec'd into a match.
 
