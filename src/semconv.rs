@@ -56,6 +56,8 @@ pub mod attr {
     pub const FAN: &str = "fan";
     /// Name of the monitored service (from the built-in catalogue or the config file), or the pseudo-service other (host minus the named services).
     pub const UNAMENTIS_SERVICE: &str = "unamentis.service";
+    /// Direction of a byte counter: read (from storage) or write (to storage).
+    pub const DIRECTION: &str = "direction";
     /// Executable name of a process (the comm name from /proc/<pid>/stat on Linux).
     pub const PROCESS_EXECUTABLE_NAME: &str = "process.executable.name";
     /// Process identifier in the host PID namespace.
@@ -355,6 +357,15 @@ pub static SERVICE_OPEN_FILES: Metric = Metric {
     value_type: ValueType::Double,
     brief: "Number of open file descriptors (files, sockets, pipes) in the service's whole process tree, as a count.",
     attributes: &[attr::UNAMENTIS_SERVICE, attr::CONTAINER_ID, attr::K8S_POD_UID],
+};
+
+pub static SERVICE_DISK_IO_BYTES: Metric = Metric {
+    name: "unamentis.server.service.disk_io_bytes",
+    instrument: Instrument::Counter,
+    unit: "By",
+    value_type: ValueType::Int,
+    brief: "Cumulative bytes the service's whole process tree caused to be read from (direction=read) or written to (direction=write) storage since the agent started, in bytes.",
+    attributes: &[attr::UNAMENTIS_SERVICE, attr::DIRECTION, attr::CONTAINER_ID, attr::K8S_POD_UID],
 };
 
 pub static SERVICE_PROCESSES: Metric = Metric {
@@ -874,6 +885,7 @@ pub static ALL: &[&Metric] = &[
     &SERVICE_MEMORY_MB,
     &SERVICE_THREADS,
     &SERVICE_OPEN_FILES,
+    &SERVICE_DISK_IO_BYTES,
     &SERVICE_PROCESSES,
     &SERVICE_UP,
     &SERVICE_MEMORY_GROWTH_MB_PER_HOUR,

@@ -186,6 +186,14 @@ fn service_points(svc: &ServicesSample, gpu: Option<&GpuStats>, out: &mut Vec<Po
                 out.push(with_container(point, &s.container));
             }
         }
+        if let Some(io) = s.disk_io {
+            for (direction, bytes) in [("read", io.read_bytes), ("write", io.write_bytes)] {
+                let point = Point::new(&semconv::SERVICE_DISK_IO_BYTES, bytes as f64)
+                    .with(attr::UNAMENTIS_SERVICE, name)
+                    .with(attr::DIRECTION, direction);
+                out.push(with_container(point, &s.container));
+            }
+        }
     }
     for p in &svc.top {
         let point = |m, v| {
@@ -813,6 +821,10 @@ mod tests {
             threads: Some(12),
             open_files: Some(40),
             growth_mib_per_hour: Some(1.5),
+            disk_io: Some(crate::sources::service::ProcIo {
+                read_bytes: 4096,
+                write_bytes: 1 << 20,
+            }),
             ..Default::default()
         };
         let down = ServiceSample {
@@ -873,7 +885,7 @@ mod tests {
             "a down service has service.up 0 and nothing else"
         );
         assert_eq!(down_points[0].value, 0.0);
-        assert_eq!(pts.len(), 13 + 7 + 1 + 2 + 2);
+        assert_eq!(pts.len(), 13 + 7 + 2 + 1 + 2 + 2);
         for p in &pts {
             assert!(
                 semconv::ALL.iter().any(|m| std::ptr::eq(*m, p.metric)),
