@@ -56,8 +56,6 @@ pub mod attr {
     pub const FAN: &str = "fan";
     /// Name of the monitored service (from the built-in catalogue or the config file), or the pseudo-service other (host minus the named services).
     pub const UNAMENTIS_SERVICE: &str = "unamentis.service";
-    /// Direction of a byte counter: read (from storage) or write (to storage).
-    pub const DIRECTION: &str = "direction";
     /// Executable name of a process (the comm name from /proc/<pid>/stat on Linux).
     pub const PROCESS_EXECUTABLE_NAME: &str = "process.executable.name";
     /// Process identifier in the host PID namespace.
@@ -86,7 +84,7 @@ pub mod attr {
     pub const MOUNTPOINT: &str = "mountpoint";
     /// Filesystem type of a mount; for system.paging.operations and system.paging.faults major or minor.
     pub const TYPE: &str = "type";
-    /// Direction of a transfer: read or write (system.disk.*), receive or transmit (system.network.*), page_in or page_out (system.paging.operations).
+    /// Direction of a transfer: read (from storage) or write (to storage) for system.disk.* and service.disk_io_bytes, receive or transmit (system.network.*), page_in or page_out (system.paging.operations).
     pub const DIRECTION: &str = "direction";
     /// Transport protocol of system.network.connections: tcp.
     pub const PROTOCOL: &str = "protocol";
