@@ -76,13 +76,11 @@ fn cpu_deltas(
     now: &[Reading],
     alive: impl Fn(Key) -> bool,
 ) -> Vec<Option<u64>> {
-    let current: HashSet<Key> = now.iter().map(|r| r.key).collect();
-    // By parent pid: what its vanished children were counted up to.
+    // By pid: what the vanished processes whose totals reached it were
+    // counted up to.
     let mut counted: HashMap<u32, u64> = HashMap::new();
-    for (key, s) in prev {
-        if !current.contains(key) && !alive(*key) {
-            *counted.entry(s.ppid).or_default() += s.ticks + s.child_ticks;
-        }
+    for (up, s) in vanished_to_ancestors(prev, now, alive) {
+        *counted.entry(up).or_default() += s.ticks + s.child_ticks;
     }
     now.iter()
         .map(|r| match prev.get(&r.key) {
@@ -96,6 +94,40 @@ fn cpu_deltas(
                 Some(own + reaped)
             }
             None => r.new.then_some(r.seen.ticks + r.seen.child_ticks),
+        })
+        .collect()
+}
+
+/// Each process of `prev` that is gone (not in `now`, not alive
+/// elsewhere), with the pid its totals reached when it was waited for: its
+/// parent, or, when the parent vanished too (a shell and the command it
+/// ran, both done), the nearest ancestor that did not. A child's totals
+/// go into its parent's reaped-children counters, and the parent's whole
+/// totals into its own parent's, so the chain ends at the first process
+/// still there.
+fn vanished_to_ancestors<'a>(
+    prev: &'a HashMap<Key, Seen>,
+    now: &[Reading],
+    alive: impl Fn(Key) -> bool,
+) -> Vec<(u32, &'a Seen)> {
+    let current: HashSet<Key> = now.iter().map(|r| r.key).collect();
+    let parents: HashMap<u32, u32> = prev
+        .iter()
+        .filter(|(key, _)| !current.contains(key) && !alive(**key))
+        .map(|(key, s)| (key.0, s.ppid))
+        .collect();
+    prev.iter()
+        .filter(|(key, _)| parents.contains_key(&key.0) && !current.contains(key))
+        .map(|(_, s)| {
+            let mut up = s.ppid;
+            // Bounded: a pid chain has no cycle, but files may say anything.
+            for _ in 0..parents.len() {
+                match parents.get(&up) {
+                    Some(next) => up = *next,
+                    None => break,
+                }
+            }
+            (up, s)
         })
         .collect()
 }
@@ -122,26 +154,12 @@ fn io_deltas(
     io_now: &[Option<ProcIo>],
     alive: impl Fn(Key) -> bool,
 ) -> Vec<Option<ProcIo>> {
-    let current: HashSet<Key> = now.iter().map(|r| r.key).collect();
-    // Vanished processes by pid: their parent and counted bytes.
-    let vanished: HashMap<u32, (u32, Option<ProcIo>)> = prev
-        .iter()
-        .filter(|(key, _)| !current.contains(key) && !alive(**key))
-        .map(|(key, s)| (key.0, (s.ppid, s.io)))
-        .collect();
     let mut counted: HashMap<u32, ProcIo> = HashMap::new();
-    for (ppid, io) in vanished.values() {
-        let Some(io) = io else { continue };
-        let mut up = *ppid;
-        // Bounded: a pid chain has no cycle, but files may say anything.
-        for _ in 0..vanished.len() {
-            match vanished.get(&up) {
-                Some((next, _)) => up = *next,
-                None => break,
-            }
+    for (up, s) in vanished_to_ancestors(prev, now, alive) {
+        if let Some(io) = s.io {
+            let c = counted.entry(up).or_default();
+            *c = c.plus(io);
         }
-        let c = counted.entry(up).or_default();
-        *c = c.plus(*io);
     }
     now.iter()
         .zip(io_now)
@@ -763,6 +781,22 @@ mod tests {
         let prev = HashMap::from([(PARENT, seen(1, 50, 8)), (CHILD, seen(100, 30, 4))]);
         let now = [reading(PARENT, seen(1, 55, 8 + 46))];
         assert_eq!(cpu_deltas(&prev, &now, |_| false), vec![Some(5 + 12)]);
+    }
+
+    #[test]
+    fn a_grandchild_reaped_by_a_child_that_vanished_too_counts_once() {
+        // The grandchild had run 20 ticks at the last sample and 5 more;
+        // the child (30 ticks, 0 reaped then) waited for it, ran 2 more
+        // and was waited for by the parent: the parent's reaped counters
+        // grew by 32 + 25. Only what ran after the sample counts: 2 + 5.
+        const GRAND: Key = (300, 90);
+        let prev = HashMap::from([
+            (PARENT, seen(1, 50, 0)),
+            (CHILD, seen(100, 30, 0)),
+            (GRAND, seen(200, 20, 0)),
+        ]);
+        let now = [reading(PARENT, seen(1, 50, 32 + 25))];
+        assert_eq!(cpu_deltas(&prev, &now, |_| false), vec![Some(2 + 5)]);
     }
 
     #[test]
