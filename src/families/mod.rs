@@ -15,6 +15,7 @@
 use std::collections::BTreeMap;
 
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use toml::Table;
 
 use crate::config::{ConfigError, Loaded, Origin};
@@ -48,6 +49,19 @@ pub const ALL: &[Family] = &[
     pressure::FAMILY,
     processes::FAMILY,
 ];
+
+/// The section of a family whose only setting is whether it is on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OnOff {
+    pub enabled: bool,
+}
+
+impl Default for OnOff {
+    fn default() -> Self {
+        OnOff { enabled: true }
+    }
+}
 
 /// A key of a family's section that is wrong, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]

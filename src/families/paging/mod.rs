@@ -16,12 +16,11 @@ mod parse;
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use toml::Table;
 
 pub use parse::{SwapArea, VmPaging, parse_swaps, parse_vmstat};
 
-use super::{Family, SectionError, section};
+use super::{Family, OnOff, SectionError, section};
 use crate::host::HostPaths;
 use crate::point::Point;
 use crate::semconv::{self, attr};
@@ -33,20 +32,8 @@ pub const FAMILY: Family = Family {
     build,
 };
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PagingConfig {
-    pub enabled: bool,
-}
-
-impl Default for PagingConfig {
-    fn default() -> Self {
-        PagingConfig { enabled: true }
-    }
-}
-
 fn build(paths: &HostPaths, t: &Table) -> Result<Option<Box<dyn Source>>, SectionError> {
-    let cfg: PagingConfig = section(t)?;
+    let cfg: OnOff = section(t)?;
     if !cfg.enabled || !super::READERS_HERE {
         return Ok(None);
     }

@@ -13,10 +13,9 @@
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use toml::Table;
 
-use super::{Family, SectionError, section};
+use super::{Family, OnOff, SectionError, section};
 use crate::host::HostPaths;
 use crate::point::Point;
 use crate::semconv::{self, attr};
@@ -28,20 +27,8 @@ pub const FAMILY: Family = Family {
     build,
 };
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ProcessesConfig {
-    pub enabled: bool,
-}
-
-impl Default for ProcessesConfig {
-    fn default() -> Self {
-        ProcessesConfig { enabled: true }
-    }
-}
-
 fn build(paths: &HostPaths, t: &Table) -> Result<Option<Box<dyn Source>>, SectionError> {
-    let cfg: ProcessesConfig = section(t)?;
+    let cfg: OnOff = section(t)?;
     if !cfg.enabled || !super::READERS_HERE {
         return Ok(None);
     }
