@@ -60,8 +60,10 @@ fn hostmetrics_points(snap: &Snapshot, out: &mut Vec<Point>) {
             ("used", Some(m.used())),
             ("free", Some(m.free)),
             ("buffered", Some(m.buffers)),
-            ("cached", Some(m.cached)),
+            // The receiver's cached is Cached + SReclaimable (gopsutil).
+            ("cached", Some(m.cached_with_slab())),
             ("slab_reclaimable", m.slab_reclaimable),
+            ("slab_unreclaimable", m.slab_unreclaimable),
         ];
         for (state, bytes) in states {
             if let Some(b) = bytes {
@@ -72,18 +74,33 @@ fn hostmetrics_points(snap: &Snapshot, out: &mut Vec<Point>) {
         }
     }
     for fs in c.filesystems.iter().flatten() {
+        let m = &fs.mount;
+        let with_mount = |p: Point| {
+            p.with(attr::DEVICE, m.device.as_str())
+                .with(attr::MODE, m.mode)
+                .with(attr::MOUNTPOINT, m.mountpoint.as_str())
+                .with(attr::TYPE, m.fstype.as_str())
+        };
         for (state, bytes) in [
             ("used", fs.used),
             ("free", fs.free),
             ("reserved", fs.reserved),
         ] {
             out.push(
-                Point::new(&semconv::SYSTEM_FILESYSTEM_USAGE, bytes as f64)
-                    .with(attr::DEVICE, fs.mount.device.as_str())
-                    .with(attr::MOUNTPOINT, fs.mount.mountpoint.as_str())
-                    .with(attr::TYPE, fs.mount.fstype.as_str())
+                with_mount(Point::new(&semconv::SYSTEM_FILESYSTEM_USAGE, bytes as f64))
                     .with(attr::STATE, state),
             );
+        }
+        if let Some((used, free)) = fs.inodes {
+            for (state, n) in [("used", used), ("free", free)] {
+                out.push(
+                    with_mount(Point::new(
+                        &semconv::SYSTEM_FILESYSTEM_INODES_USAGE,
+                        n as f64,
+                    ))
+                    .with(attr::STATE, state),
+                );
+            }
         }
     }
 }
@@ -192,6 +209,7 @@ mod tests {
             CompatConfig {
                 hostmetrics: true,
                 hw: true,
+                include_virtual_filesystems: false,
             },
             &mut out,
         );
@@ -225,6 +243,7 @@ mod tests {
             buffers: 50,
             cached: 250,
             slab_reclaimable: None,
+            slab_unreclaimable: Some(30),
         });
         let mut out = Vec::new();
         points(
@@ -232,6 +251,7 @@ mod tests {
             CompatConfig {
                 hostmetrics: true,
                 hw: false,
+                include_virtual_filesystems: false,
             },
             &mut out,
         );
@@ -261,6 +281,7 @@ mod tests {
             )
             .is_empty()
         );
+        assert_eq!(mem("slab_unreclaimable"), 30.0);
         assert_eq!(
             find(&out, &semconv::SYSTEM_CPU_LOAD_AVERAGE_15M, &[])[0].value,
             1.5

@@ -112,6 +112,7 @@ pub fn readers(cfg: &Config) -> Vec<Box<dyn Source>> {
     if cfg.compat.hostmetrics {
         out.push(Box::new(sources::filesystem::FilesystemSource::new(
             paths.clone(),
+            cfg.compat.include_virtual_filesystems,
         )));
     }
     if cfg.gpu.enabled {

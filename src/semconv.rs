@@ -72,10 +72,12 @@ pub mod attr {
     pub const SOURCE: &str = "source";
     /// Logical CPU of a system.cpu.time point, as cpu<N> from the cpu<N> line of /proc/stat.
     pub const CPU: &str = "cpu";
-    /// Breakdown of a hostmetrics metric: for system.cpu.time user, nice, system, idle, wait, interrupt, softirq, steal; for system.memory.usage used, free, buffered, cached, slab_reclaimable; for system.filesystem.usage used, free, reserved.
+    /// Breakdown of a hostmetrics metric: for system.cpu.time user, nice, system, idle, wait, interrupt, softirq, steal; for system.memory.usage used, free, buffered, cached, slab_reclaimable, slab_unreclaimable; for system.filesystem.usage used, free, reserved; for system.filesystem.inodes.usage used, free.
     pub const STATE: &str = "state";
     /// Device of a mounted filesystem (first field of /proc/<pid>/mounts).
     pub const DEVICE: &str = "device";
+    /// Mount mode of a filesystem from its mount options: rw, ro, or unknown when the options name neither.
+    pub const MODE: &str = "mode";
     /// Mount point of a filesystem as the host sees it.
     pub const MOUNTPOINT: &str = "mountpoint";
     /// Filesystem type of a mount.
@@ -523,7 +525,7 @@ pub static SYSTEM_MEMORY_USAGE: Metric = Metric {
     instrument: Instrument::UpDownCounter,
     unit: "By",
     value_type: ValueType::Int,
-    brief: "Bytes of host memory in each state; the states add up to MemTotal (hostmetrics compatibility).",
+    brief: "Bytes of host memory in each state, as the hostmetrics receiver reports them: used, free, buffered and cached add up to MemTotal; slab_reclaimable is also inside cached and slab_unreclaimable inside used (hostmetrics compatibility).",
     attributes: &[attr::STATE],
 };
 
@@ -560,7 +562,16 @@ pub static SYSTEM_FILESYSTEM_USAGE: Metric = Metric {
     unit: "By",
     value_type: ValueType::Int,
     brief: "Bytes of each mounted filesystem in each state: used, free (available to unprivileged users) and reserved (for root) (hostmetrics compatibility).",
-    attributes: &[attr::DEVICE, attr::MOUNTPOINT, attr::TYPE, attr::STATE],
+    attributes: &[attr::DEVICE, attr::MODE, attr::MOUNTPOINT, attr::TYPE, attr::STATE],
+};
+
+pub static SYSTEM_FILESYSTEM_INODES_USAGE: Metric = Metric {
+    name: "system.filesystem.inodes.usage",
+    instrument: Instrument::UpDownCounter,
+    unit: "{inodes}",
+    value_type: ValueType::Int,
+    brief: "Inodes of each mounted filesystem in each state: used and free (hostmetrics compatibility).",
+    attributes: &[attr::DEVICE, attr::MODE, attr::MOUNTPOINT, attr::TYPE, attr::STATE],
 };
 
 pub static HW_POWER: Metric = Metric {
@@ -672,6 +683,7 @@ pub static ALL: &[&Metric] = &[
     &SYSTEM_CPU_LOAD_AVERAGE_5M,
     &SYSTEM_CPU_LOAD_AVERAGE_15M,
     &SYSTEM_FILESYSTEM_USAGE,
+    &SYSTEM_FILESYSTEM_INODES_USAGE,
     &HW_POWER,
     &HW_ENERGY,
     &HW_TEMPERATURE,

@@ -453,7 +453,7 @@ proptest! {
         let mut want: Vec<Mount> = Vec::new();
         for (dev, mp, t) in &mounts {
             want.retain(|m| &m.mountpoint != mp);
-            want.push(Mount { device: dev.clone(), mountpoint: mp.clone(), fstype: t.clone() });
+            want.push(Mount { device: dev.clone(), mountpoint: mp.clone(), fstype: t.clone(), mode: "rw" });
         }
         prop_assert_eq!(parse_mounts(&text), want);
     }

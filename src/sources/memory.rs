@@ -77,35 +77,53 @@ fn bytes_of(key: &str, rest: &str) -> Result<u64, ParseError> {
     }
 }
 
-/// The breakdown hostmetrics reports as `system.memory.usage{state}`, in
-/// bytes. The states partition MemTotal: `used()` is what the others leave.
+/// The meminfo fields hostmetrics reports as `system.memory.usage{state}`,
+/// in bytes, as the kernel gives them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MemoryStates {
     pub total: u64,
     pub free: u64,
     pub buffers: u64,
-    /// Page cache (`Cached`, which already excludes SwapCached).
+    /// The kernel's page cache (`Cached`, which already excludes SwapCached).
     pub cached: u64,
     /// `SReclaimable` (since 2.6.19).
     pub slab_reclaimable: Option<u64>,
+    /// `SUnreclaim` (since 2.6.19).
+    pub slab_unreclaimable: Option<u64>,
 }
 
 impl MemoryStates {
-    /// MemTotal minus free, buffers, page cache and reclaimable slab:
-    /// anonymous memory, unreclaimable slab, kernel stacks, page tables.
+    /// The receiver's `cached` state: gopsutil adds `SReclaimable` to the
+    /// kernel's `Cached` (so `slab_reclaimable` is counted twice across the
+    /// states).
+    pub fn cached_with_slab(&self) -> u64 {
+        self.cached
+            .saturating_add(self.slab_reclaimable.unwrap_or(0))
+    }
+
+    /// The receiver's `used`: MemTotal minus free, buffers and
+    /// [`cached_with_slab`](Self::cached_with_slab): anonymous memory,
+    /// unreclaimable slab, kernel stacks, page tables. used + free + buffered
+    /// + cached = MemTotal.
     pub fn used(&self) -> u64 {
         self.total
             .saturating_sub(self.free)
             .saturating_sub(self.buffers)
-            .saturating_sub(self.cached)
-            .saturating_sub(self.slab_reclaimable.unwrap_or(0))
+            .saturating_sub(self.cached_with_slab())
     }
 }
 
 pub fn parse_meminfo_states(text: &str) -> Result<MemoryStates, ParseError> {
-    let [total, free, buffers, cached, sreclaimable] = meminfo_values(
+    let [total, free, buffers, cached, sreclaimable, sunreclaim] = meminfo_values(
         text,
-        ["MemTotal", "MemFree", "Buffers", "Cached", "SReclaimable"],
+        [
+            "MemTotal",
+            "MemFree",
+            "Buffers",
+            "Cached",
+            "SReclaimable",
+            "SUnreclaim",
+        ],
     )?;
     match (total, free, buffers, cached) {
         (Some(total), Some(free), Some(buffers), Some(cached)) => Ok(MemoryStates {
@@ -114,6 +132,7 @@ pub fn parse_meminfo_states(text: &str) -> Result<MemoryStates, ParseError> {
             buffers,
             cached,
             slab_reclaimable: sreclaimable,
+            slab_unreclaimable: sunreclaim,
         }),
         _ => Err(ParseError(
             "MemTotal, MemFree, Buffers or Cached is missing".into(),
@@ -248,13 +267,18 @@ mod tests {
         assert_eq!(m.free, 100 * 1024);
         assert_eq!(m.cached, 250 * 1024);
         assert_eq!(m.slab_reclaimable, Some(40 * 1024));
-        // 1000 - 100 - 50 - 250 - 40
+        assert_eq!(m.slab_unreclaimable, Some(30 * 1024));
+        assert_eq!(m.cached_with_slab(), 290 * 1024);
+        // 1000 - 100 - 50 - (250 + 40)
         assert_eq!(m.used(), 560 * 1024);
         let old = parse_meminfo_states(
             "MemTotal: 1000 kB\nMemFree: 100 kB\nBuffers: 50 kB\nCached: 250 kB\n",
         )
         .unwrap();
-        assert_eq!((old.slab_reclaimable, old.used()), (None, 600 * 1024));
+        assert_eq!(
+            (old.slab_reclaimable, old.slab_unreclaimable, old.used()),
+            (None, None, 600 * 1024)
+        );
         assert!(parse_meminfo_states("MemTotal: 1000 kB\nMemFree: 100 kB\n").is_err());
         assert!(
             parse_meminfo_states("MemTotal: 1000 kB\nMemFree: x kB\nBuffers: 1 kB\nCached: 1 kB\n")
