@@ -70,9 +70,9 @@ pub mod attr {
     pub const PROBE: &str = "probe";
     /// Name of an agent source (what its Source::name() returns), e.g. cpu, memory, process, service, rapl, hwmon, battery, nvml, nvidia-smi, amdgpu, apple-gpu, powermetrics, thermal, ollama, connections (the activity probe), idle (idle clock and accounting).
     pub const SOURCE: &str = "source";
-    /// Logical CPU of a system.cpu.time point, as cpu<N> from the cpu<N> line of /proc/stat.
+    /// Logical CPU of a system.cpu.time point, as cpu<N>: the cpu<N> line of /proc/stat (Linux), the processor's index (macOS).
     pub const CPU: &str = "cpu";
-    /// Breakdown of a hostmetrics metric: for system.cpu.time user, nice, system, idle, wait, interrupt, softirq, steal; for system.memory.usage used, free, buffered, cached, slab_reclaimable, slab_unreclaimable; for system.filesystem.usage used, free, reserved; for system.filesystem.inodes.usage used, free.
+    /// Breakdown of a hostmetrics metric: for system.cpu.time user, nice, system, idle, wait, interrupt, softirq, steal; for system.memory.usage used, free, buffered, cached, slab_reclaimable, slab_unreclaimable (Linux), used, free, inactive (macOS); for system.filesystem.usage used, free, reserved; for system.filesystem.inodes.usage used, free.
     pub const STATE: &str = "state";
     /// Device of a mounted filesystem (first field of /proc/<pid>/mounts).
     pub const DEVICE: &str = "device";

@@ -96,6 +96,17 @@ fn unescape(field: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// A NUL-terminated C string field of a fixed-size array (macOS `statfs`
+/// names); the whole array when it has no NUL.
+pub fn c_field(chars: &[std::ffi::c_char]) -> String {
+    let bytes: Vec<u8> = chars
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
 /// `rw` when the options list it, else `ro`, else `unknown` (the kernel
 /// always writes one of the two first).
 fn mode_of(options: &str) -> &'static str {
@@ -279,7 +290,109 @@ mod imp {
     }
 }
 
-#[cfg(target_os = "linux")]
+#[cfg(target_os = "macos")]
+mod imp {
+    use std::ffi::CString;
+
+    use super::*;
+    use crate::host::HostPaths;
+    use crate::sources::Snapshot;
+    use crate::sources::{Source, SourceError};
+
+    /// macOS: every mount of getfsstat(2), as gopsutil lists them there (its
+    /// `all` flag is ignored on macOS, so the receiver reports devfs and
+    /// autofs too); network filesystems are skipped, whose statfs can hang.
+    pub struct FilesystemSource;
+
+    impl FilesystemSource {
+        /// `HostPaths` and `include_virtual_filesystems` have no meaning
+        /// here: the mounts are the local host's, all of them.
+        pub fn new(_paths: HostPaths, _include_virtual: bool) -> Self {
+            FilesystemSource
+        }
+    }
+
+    fn mounted() -> std::io::Result<Vec<libc::statfs>> {
+        // SAFETY: a null buffer asks only for the count.
+        let n = unsafe { libc::getfsstat(std::ptr::null_mut(), 0, libc::MNT_NOWAIT) };
+        let Ok(n) = usize::try_from(n) else {
+            return Err(std::io::Error::last_os_error());
+        };
+        // Room for a few mounts more than a moment ago.
+        // SAFETY: an all-zero statfs is a valid plain C struct.
+        let mut buf: Vec<libc::statfs> = vec![unsafe { std::mem::zeroed() }; n + 8];
+        let bytes = libc::c_int::try_from(buf.len() * std::mem::size_of::<libc::statfs>())
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+        // MNT_NOWAIT: the kernel's cached counts, no round trip to a
+        // filesystem; fresh counts come from statfs below.
+        // SAFETY: `buf` holds `bytes` bytes of statfs entries.
+        let got = unsafe { libc::getfsstat(buf.as_mut_ptr(), bytes, libc::MNT_NOWAIT) };
+        let Ok(got) = usize::try_from(got) else {
+            return Err(std::io::Error::last_os_error());
+        };
+        buf.truncate(got);
+        Ok(buf)
+    }
+
+    fn statfs(path: &str) -> std::io::Result<libc::statfs> {
+        let c = CString::new(path)
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+        // SAFETY: an all-zero statfs is a valid plain C struct.
+        let mut buf: libc::statfs = unsafe { std::mem::zeroed() };
+        // SAFETY: `c` is NUL-terminated and `buf` is a valid out pointer.
+        if unsafe { libc::statfs(c.as_ptr(), &mut buf) } == 0 {
+            Ok(buf)
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
+
+    impl Source for FilesystemSource {
+        fn name(&self) -> &'static str {
+            "filesystem"
+        }
+
+        fn sample(&mut self, snap: &mut Snapshot) -> Result<(), SourceError> {
+            let list = mounted().map_err(|e| SourceError::Failed(format!("getfsstat: {e}")))?;
+            let mut out = Vec::new();
+            for entry in &list {
+                let m = Mount {
+                    device: c_field(&entry.f_mntfromname),
+                    mountpoint: c_field(&entry.f_mntonname),
+                    fstype: c_field(&entry.f_fstypename),
+                    mode: if entry.f_flags & libc::MNT_RDONLY as u32 != 0 {
+                        "ro"
+                    } else {
+                        "rw"
+                    },
+                };
+                if !is_reported(&m, None) {
+                    continue;
+                }
+                // Unmounted since the listing: skipped, not an error.
+                let Ok(st) = statfs(&m.mountpoint) else {
+                    continue;
+                };
+                let fields = StatvfsFields {
+                    frsize: u64::from(st.f_bsize),
+                    blocks: st.f_blocks,
+                    bfree: st.f_bfree,
+                    bavail: st.f_bavail,
+                    files: st.f_files,
+                    ffree: st.f_ffree,
+                };
+                out.extend(FsUsage::from_statvfs(m, fields));
+            }
+            if out.is_empty() {
+                return Err(SourceError::Unavailable("no filesystem readable".into()));
+            }
+            snap.compat_mut().filesystems = Some(out);
+            Ok(())
+        }
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "macos"))]
 pub use imp::FilesystemSource;
 
 #[cfg(test)]
@@ -326,6 +439,14 @@ mod tests {
     fn unescaped_control_characters_stay_in_the_field() {
         let m = parse_mounts("/dev/sdb1 /mnt/a\x0cb\rc ext4 rw 0 0\n");
         assert_eq!(m, vec![mount("/dev/sdb1", "/mnt/a\x0cb\rc", "ext4")]);
+    }
+
+    #[test]
+    fn c_fields_end_at_the_first_nul() {
+        let f = |b: &[u8]| b.iter().map(|&c| c as std::ffi::c_char).collect::<Vec<_>>();
+        assert_eq!(c_field(&f(b"apfs\0\0x")), "apfs");
+        assert_eq!(c_field(&f(b"/dev/disk3s1")), "/dev/disk3s1");
+        assert_eq!(c_field(&[]), "");
     }
 
     #[test]
