@@ -74,7 +74,7 @@ pub mod attr {
     pub const CPU: &str = "cpu";
     /// Breakdown of a hostmetrics metric: for system.cpu.time user, nice, system, idle, wait, interrupt, softirq, steal; for system.memory.usage used, free, buffered, cached, slab_reclaimable, slab_unreclaimable (Linux), used, free, inactive (macOS); for system.filesystem.usage used, free, reserved; for system.filesystem.inodes.usage used, free.
     pub const STATE: &str = "state";
-    /// Device of a mounted filesystem (first field of /proc/<pid>/mounts).
+    /// Device of a mounted filesystem: the mount source of /proc/<pid>/mountinfo, with /dev/mapper/<name> and /dev/root named by the block device they stand for (/dev/dm-1, /dev/vda1) as the hostmetrics receiver names them.
     pub const DEVICE: &str = "device";
     /// Mount mode of a filesystem from its mount options: rw, ro, or unknown when the options name neither.
     pub const MODE: &str = "mode";

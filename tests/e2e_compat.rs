@@ -464,10 +464,12 @@ async fn hostmetrics_and_hw_names_from_the_same_snapshot() {
     }
 
     // system.filesystem.usage: the device-backed mounts (types without
-    // nodev in proc/filesystems) that exist under the fixture root: /, /data
-    // and the read-only /srv/archive. tmpfs /run exists there too but is
-    // virtual; proc, sysfs, cgroup2, overlay and nfs4 are virtual as well;
-    // /boot/efi (vfat) is not under the root.
+    // nodev in proc/filesystems) of proc/1/mountinfo that exist under the
+    // fixture root: / (/dev/root, named by sys/dev/block/252:1's target),
+    // /data, /home (/dev/mapper/vg0-home, named by its link's target) and
+    // /srv/archive (read-only per mount, though its superblock is rw).
+    // tmpfs /run exists there too but is virtual; proc, sysfs, cgroup2,
+    // overlay and nfs4 are virtual as well; /boot/efi is not under the root.
     let totals = fs_totals(r, "system.filesystem.usage");
     let names: Vec<_> = totals.keys().cloned().collect();
     let mount = |mp: &str, dev: &str, t: &str, mode: &str| -> MountKey {
@@ -478,23 +480,25 @@ async fn hostmetrics_and_hw_names_from_the_same_snapshot() {
         vec![
             mount("/", "/dev/vda1", "ext4", "rw"),
             mount("/data", "/dev/vdb1", "xfs", "rw"),
+            mount("/home", "/dev/dm-1", "ext4", "rw"),
             mount("/srv/archive", "/dev/vdc1", "ext4", "ro"),
         ]
     );
-    for (key, dir) in names.iter().zip(["root", "root/data", "root/srv/archive"]) {
+    let dirs = ["root", "root/data", "root/home", "root/srv/archive"];
+    for (key, dir) in names.iter().zip(dirs) {
         // used + free + reserved = f_blocks * f_frsize of the same path.
         assert_eq!(totals[key], statvfs_total(&dir_of(dir)), "{key:?}");
     }
     for state in ["used", "free", "reserved"] {
         assert_eq!(
             values(r, "system.filesystem.usage", &[("state", state)]).len(),
-            3
+            4
         );
     }
     // system.filesystem.inodes.usage: the same mounts; used + free = f_files.
     let inodes = fs_totals(r, "system.filesystem.inodes.usage");
     assert_eq!(inodes.keys().cloned().collect::<Vec<_>>(), names);
-    for (key, dir) in names.iter().zip(["root", "root/data", "root/srv/archive"]) {
+    for (key, dir) in names.iter().zip(dirs) {
         assert_eq!(inodes[key], statvfs_files(&dir_of(dir)), "{key:?}");
     }
 
@@ -555,8 +559,8 @@ fn off_by_default() {
     );
 }
 
-/// `compat.include_virtual_filesystems`: tmpfs /run (under the fixture root)
-/// is reported too; nfs4 never is.
+/// `compat.include_virtual_filesystems`: devtmpfs /dev and tmpfs /run (both
+/// under the fixture root) are reported too; nfs4 never is.
 #[test]
 fn virtual_filesystems_on_request() {
     let dir = fixture();
@@ -590,9 +594,11 @@ fn virtual_filesystems_on_request() {
         vec![
             m("/", "ext4", "rw"),
             m("/data", "xfs", "rw"),
+            m("/dev", "devtmpfs", "rw"),
+            m("/home", "ext4", "rw"),
             m("/run", "tmpfs", "rw"),
             m("/srv/archive", "ext4", "ro"),
         ]
     );
-    assert_eq!(mounts[&names[2]], statvfs_total(&dir.join("root/run")));
+    assert_eq!(mounts[&names[4]], statvfs_total(&dir.join("root/run")));
 }

@@ -1,4 +1,4 @@
-//! Fuzzes /proc/<pid>/mounts (octal escapes, short lines, mounts over mounts) and /proc/filesystems: any input must give a value or an error, never a
+//! Fuzzes /proc/<pid>/mounts and mountinfo (octal escapes, short lines, mounts over mounts) and /proc/filesystems: any input must give a value or an error, never a
 //! panic.
 #![no_main]
 
@@ -10,7 +10,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let physical = filesystem::parse_filesystems(text);
-    for m in filesystem::parse_mounts(text) {
+    for m in filesystem::parse_mounts(text)
+        .into_iter()
+        .chain(filesystem::parse_mountinfo(text))
+    {
         let _ = filesystem::is_reported(&m, Some(&physical));
     }
 });

@@ -1,9 +1,13 @@
 //! Mounted filesystems and their usage, for `system.filesystem.usage` and
 //! `system.filesystem.inodes.usage` (`[compat] hostmetrics`). The mount
-//! table is `<proc>/1/mounts` (the host's init, so a container with hostPID
-//! sees the host's mounts; else `self/mounts`), in the fstab-like format of
-//! proc_pid_mounts(5); usage is statvfs(2) of the mount point under
-//! `host.root`.
+//! table is read as gopsutil reads it for the hostmetrics receiver:
+//! `<proc>/1/mountinfo` (the host's init, so a container with hostPID sees
+//! the host's mounts), else `1/mounts`, else `self/mountinfo`, else
+//! `self/mounts` (proc_pid_mountinfo(5), proc_pid_mounts(5)); usage is
+//! statvfs(2) of the mount point under `host.root`. From mountinfo, a
+//! `/dev/mapper/<name>` device is named by its link's target (`/dev/dm-0`)
+//! and `/dev/root` by the block device of its `major:minor`, as gopsutil
+//! does.
 //!
 //! Which mounts, as the hostmetrics receiver picks them by default
 //! (gopsutil's `disk.Partitions(all=false)`): a mount whose device is not
@@ -22,6 +26,8 @@ pub struct Mount {
     /// `rw` or `ro` from the mount options, else `unknown` (the receiver's
     /// `mode` attribute).
     pub mode: &'static str,
+    /// `major:minor` of the filesystem's device (mountinfo only).
+    pub block_device: Option<String>,
 }
 
 /// Usage of one filesystem, in bytes (statvfs: `f_frsize` units).
@@ -136,6 +142,35 @@ pub fn parse_mounts(text: &str) -> Vec<Mount> {
             mountpoint: unescape(mountpoint),
             fstype: fstype.to_owned(),
             mode: mode_of(f.next().unwrap_or("")),
+            block_device: None,
+        };
+        out.retain(|o| o.mountpoint != m.mountpoint);
+        out.push(m);
+    }
+    out
+}
+
+/// proc_pid_mountinfo(5): `id parent major:minor root mount_point
+/// options [optional fields...] - fstype source super_options` per line;
+/// `mode` comes from the per-mount options (field 6), as gopsutil takes
+/// them. Lines without the ` - ` separator are skipped. Later lines mount
+/// over earlier ones at the same point.
+pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
+    let mut out: Vec<Mount> = Vec::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split(' ').filter(|f| !f.is_empty()).collect();
+        let Some(sep) = f.iter().skip(6).position(|x| *x == "-").map(|i| i + 6) else {
+            continue;
+        };
+        let (Some(fstype), Some(source)) = (f.get(sep + 1), f.get(sep + 2)) else {
+            continue;
+        };
+        let m = Mount {
+            device: unescape(source),
+            mountpoint: unescape(f[4]),
+            fstype: (*fstype).to_owned(),
+            mode: mode_of(f[5]),
+            block_device: Some(f[2].to_owned()),
         };
         out.retain(|o| o.mountpoint != m.mountpoint);
         out.push(m);
@@ -223,6 +258,52 @@ mod imp {
         }
     }
 
+    impl FilesystemSource {
+        /// gopsutil's order: init's mountinfo, init's mounts, then this
+        /// process's. Devices are named as gopsutil names them from
+        /// mountinfo (not from a mounts file, where it leaves them).
+        fn mounts(&self) -> Result<Vec<Mount>, SourceError> {
+            let mut last = SourceError::Unavailable("no mount table".into());
+            for (file, info) in [
+                ("1/mountinfo", true),
+                ("1/mounts", false),
+                ("self/mountinfo", true),
+                ("self/mounts", false),
+            ] {
+                match self.paths.read_proc(file) {
+                    Ok(text) if info => {
+                        let mut mounts = parse_mountinfo(&text);
+                        for m in &mut mounts {
+                            self.resolve_device(m);
+                        }
+                        return Ok(mounts);
+                    }
+                    Ok(text) => return Ok(parse_mounts(&text)),
+                    Err(e) => last = e.into(),
+                }
+            }
+            Err(last)
+        }
+
+        /// `/dev/mapper/<name>` → the link's target (`/dev/dm-0`);
+        /// `/dev/root` → the block device `<sys>/dev/block/<major:minor>`
+        /// links to. Left as it is when the link cannot be read.
+        fn resolve_device(&self, m: &mut Mount) {
+            let link = if let Some(name) = m.device.strip_prefix("/dev/mapper/") {
+                std::fs::read_link(self.paths.root_path(format!("dev/mapper/{name}")))
+            } else if m.device == "/dev/root"
+                && let Some(dev) = &m.block_device
+            {
+                std::fs::read_link(self.paths.sys_path(format!("dev/block/{dev}")))
+            } else {
+                return;
+            };
+            if let Some(base) = link.ok().as_deref().and_then(Path::file_name) {
+                m.device = format!("/dev/{}", base.to_string_lossy());
+            }
+        }
+    }
+
     fn statvfs(path: &Path) -> std::io::Result<libc::statvfs> {
         let c = CString::new(path.as_os_str().as_bytes())
             .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
@@ -242,17 +323,14 @@ mod imp {
         }
 
         fn sample(&mut self, snap: &mut Snapshot) -> Result<(), SourceError> {
-            let text = self
-                .paths
-                .read_proc("1/mounts")
-                .or_else(|_| self.paths.read_proc("self/mounts"))?;
+            let mounts = self.mounts()?;
             let physical = if self.include_virtual {
                 None
             } else {
                 Some(parse_filesystems(&self.paths.read_proc("filesystems")?))
             };
             let mut out = Vec::new();
-            for m in parse_mounts(&text)
+            for m in mounts
                 .into_iter()
                 .filter(|m| is_reported(m, physical.as_deref()))
             {
@@ -365,6 +443,7 @@ mod imp {
                     } else {
                         "rw"
                     },
+                    block_device: None,
                 };
                 if !is_reported(&m, None) {
                     continue;
@@ -405,6 +484,7 @@ mod tests {
             mountpoint: mp.into(),
             fstype: t.into(),
             mode: "rw",
+            block_device: None,
         }
     }
 
@@ -433,6 +513,39 @@ mod tests {
         assert_eq!(modes, ["ro", "rw", "unknown", "unknown"]);
         // An option that only contains the letters is not the flag.
         assert_eq!(mode_of("errors=remount-ro,x"), "unknown");
+    }
+
+    #[test]
+    fn mountinfo_fields_and_per_mount_mode() {
+        // proc_pid_mountinfo(5)'s example, optional fields of any number.
+        let text = "36 35 98:0 /mnt1 /mnt2 ro,noatime master:1 - ext3 /dev/root rw,errors=continue\n\
+                    24 1 253:0 / / rw,relatime shared:1 - ext4 /dev/mapper/vg-root rw\n\
+                    25 24 0:22 / /run rw,nosuid - tmpfs tmpfs rw,mode=755\n\
+                    26 24 8:17 / /my\\040disk rw - xfs /dev/sdb1 rw\n\
+                    27 24 8:18 / /short rw -\n\
+                    no separator here at all\n";
+        let m = parse_mountinfo(text);
+        let got: Vec<_> = m
+            .iter()
+            .map(|m| {
+                (
+                    m.device.as_str(),
+                    m.mountpoint.as_str(),
+                    m.fstype.as_str(),
+                    m.mode,
+                    m.block_device.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("/dev/root", "/mnt2", "ext3", "ro", Some("98:0")),
+                ("/dev/mapper/vg-root", "/", "ext4", "rw", Some("253:0")),
+                ("tmpfs", "/run", "tmpfs", "rw", Some("0:22")),
+                ("/dev/sdb1", "/my disk", "xfs", "rw", Some("8:17")),
+            ]
+        );
     }
 
     #[test]
