@@ -21,7 +21,7 @@ use support::fake_nvml;
 use support::otlp_receiver::{
     Received, Receiver, attr, find_value, metrics, points, resource_attrs, value,
 };
-use unamentis_agent::semconv::{self, Instrument, ValueType};
+use unamentis_agent::semconv;
 
 /// Guards against hangs only; nothing asserts on elapsed time.
 const LIMIT: Duration = Duration::from_secs(30);
@@ -165,14 +165,6 @@ fn load_specs() -> BTreeMap<String, Spec> {
     out
 }
 
-fn kind_of(i: Instrument) -> Kind {
-    match i {
-        Instrument::Gauge => Kind::Gauge,
-        Instrument::Counter => Kind::Counter,
-        Instrument::UpDownCounter => Kind::UpDown,
-    }
-}
-
 /// The registry's `system.*` metrics: what `[compat] hostmetrics` emits.
 fn registry_system_metrics() -> Vec<&'static semconv::Metric> {
     semconv::ALL
@@ -213,30 +205,80 @@ fn the_receiver_spec_files_load() {
     }
 }
 
+/// The parts of a semconv/registry.yaml group the check reads.
+#[derive(Deserialize)]
+struct RegistryGroup {
+    #[serde(rename = "type")]
+    kind: String,
+    metric_name: Option<String>,
+    instrument: Option<String>,
+    unit: Option<String>,
+    value_type: Option<String>,
+    #[serde(default)]
+    attributes: Vec<RegistryAttr>,
+}
+
+#[derive(Deserialize)]
+struct RegistryAttr {
+    #[serde(rename = "ref")]
+    key: Option<String>,
+}
+
 /// Every `system.*` metric of semconv/registry.yaml is as the receiver
 /// defines it: unit, instrument (gauge; counter = monotonic sum;
-/// updowncounter = non-monotonic sum), value type and attribute keys.
+/// updowncounter = non-monotonic sum), value type (double unless the
+/// registry says int) and attribute keys.
 #[test]
 fn registry_system_metrics_agree_with_the_receiver_spec() {
-    let specs = load_specs();
-    let ours = registry_system_metrics();
-    assert!(!ours.is_empty());
-    for m in ours {
-        let spec = specs
-            .get(m.name)
-            .unwrap_or_else(|| panic!("{} is not a hostmetrics receiver metric", m.name));
-        assert_eq!(m.unit, spec.unit, "{} unit", m.name);
-        assert_eq!(kind_of(m.instrument), spec.kind, "{} instrument", m.name);
-        assert_eq!(
-            m.value_type == ValueType::Int,
-            spec.int,
-            "{} value_type",
-            m.name
-        );
-        let keys: BTreeSet<&str> = m.attributes.iter().copied().collect();
-        let want: BTreeSet<&str> = spec.attrs.keys().map(String::as_str).collect();
-        assert_eq!(keys, want, "{} attribute keys", m.name);
+    #[derive(Deserialize)]
+    struct Registry {
+        groups: Vec<RegistryGroup>,
     }
+    let specs = load_specs();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("semconv/registry.yaml");
+    let registry: Registry =
+        serde_norway::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut checked = BTreeSet::new();
+    for g in registry.groups.iter().filter(|g| g.kind == "metric") {
+        let Some(name) = g
+            .metric_name
+            .as_deref()
+            .filter(|n| n.starts_with("system."))
+        else {
+            continue;
+        };
+        let spec = specs
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} is not a hostmetrics receiver metric"));
+        assert_eq!(g.unit.as_deref(), Some(spec.unit.as_str()), "{name} unit");
+        let kind = match g.instrument.as_deref() {
+            Some("gauge") => Kind::Gauge,
+            Some("counter") => Kind::Counter,
+            Some("updowncounter") => Kind::UpDown,
+            other => panic!("{name}: instrument {other:?}"),
+        };
+        assert_eq!(kind, spec.kind, "{name} instrument");
+        let int = match g.value_type.as_deref() {
+            None | Some("double") => false,
+            Some("int") => true,
+            Some(other) => panic!("{name}: value_type {other}"),
+        };
+        assert_eq!(int, spec.int, "{name} value_type");
+        let keys: BTreeSet<&str> = g
+            .attributes
+            .iter()
+            .filter_map(|a| a.key.as_deref())
+            .collect();
+        let want: BTreeSet<&str> = spec.attrs.keys().map(String::as_str).collect();
+        assert_eq!(keys, want, "{name} attribute keys");
+        checked.insert(name.to_owned());
+    }
+    // The same set the generated catalogue (what the agent emits) holds.
+    let generated: BTreeSet<String> = registry_system_metrics()
+        .iter()
+        .map(|m| m.name.to_owned())
+        .collect();
+    assert_eq!(checked, generated);
 }
 
 fn fixture() -> PathBuf {
