@@ -29,7 +29,7 @@ fi
 seeds_for() {
     case "$1" in
         proc_stat) echo "*/proc/stat" ;;
-        pid_stat) echo "*/proc/[0-9]*/stat */proc/[0-9]*/cmdline" ;;
+        pid_stat) echo "*/proc/[0-9]*/stat */proc/[0-9]*/cmdline */proc/[0-9]*/io" ;;
         meminfo) echo "*/proc/meminfo" ;;
         loadavg) echo "*/proc/loadavg" ;;
         cpu_list) echo "*/sys/devices/system/cpu/online */topology/core_cpus_list" ;;
@@ -59,7 +59,9 @@ seed() {
     case "$target" in
         config_toml) cp examples/unamentis-agent.toml "$dir/seed-example.toml" ;;
         net_tcp) cp /proc/net/tcp "$dir/seed-host-tcp" 2>/dev/null || true ;;
-        pid_stat) cp /proc/self/stat "$dir/seed-host-stat" 2>/dev/null || true ;;
+        pid_stat)
+            cp /proc/self/stat "$dir/seed-host-stat" 2>/dev/null || true
+            cp /proc/self/io "$dir/seed-host-io" 2>/dev/null || true ;;
         meminfo) cp /proc/meminfo "$dir/seed-host-meminfo" 2>/dev/null || true ;;
         snmp_tcp) cp /proc/net/snmp "$dir/seed-host-snmp" 2>/dev/null || true ;;
         mounts) cp /proc/self/mounts "$dir/seed-host-mounts" 2>/dev/null || true ;;

@@ -175,6 +175,15 @@ fn hw_points(own: &[Point]) -> Vec<Point> {
             if let Some(AttrValue::Str(d)) = attr_of(p, attr::DOMAIN) {
                 out.push(hw(&semconv::HW_ENERGY, v, d, hw_type(d)));
             }
+        } else if is(p, &semconv::BATTERY_CHARGE_PERCENT) {
+            out.push(hw(
+                &semconv::HW_BATTERY_CHARGE,
+                v / 100.0,
+                "battery",
+                "battery",
+            ));
+        } else if is(p, &semconv::BATTERY_TIME_LEFT) {
+            out.push(hw(&semconv::HW_BATTERY_TIME_LEFT, v, "battery", "battery"));
         } else if is(p, &semconv::THERMAL_TEMPERATURE) {
             out.push(hw(&semconv::HW_TEMPERATURE, v, "cpu", "temperature"));
         } else if is(p, &semconv::GPU_TEMPERATURE) {

@@ -41,6 +41,10 @@ pub struct Config {
     pub top_processes: u32,
     #[serde(rename = "service")]
     pub services: Vec<ServiceConfig>,
+    /// `[families.<name>]`: the section of each metric family under
+    /// `src/families/`, kept as written; the family parses and checks its
+    /// own section (`families::check`), so this module knows none of them.
+    pub families: BTreeMap<String, Table>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -272,6 +276,7 @@ impl Default for Config {
             default_services: true,
             top_processes: 0,
             services: Vec::new(),
+            families: BTreeMap::new(),
         }
     }
 }

@@ -80,7 +80,28 @@ pub fn check(cfg: &Config, window: Duration) -> Report {
     sampler.sample();
     std::thread::sleep(window);
     let snap = sampler.sample();
-    let rows = snap.sources.iter().map(Row::from_status).collect();
+    let mut rows: Vec<Row> = snap.sources.iter().map(Row::from_status).collect();
+    // The services source is up while a value of one service is absent:
+    // say which and why (its hint says how to fix a denied read).
+    let io_notes: Vec<String> = snap
+        .services
+        .iter()
+        .flat_map(|s| &s.services)
+        .filter_map(|s| {
+            Some(format!(
+                "disk I/O of {}: {}",
+                s.name,
+                s.disk_io_note.as_ref()?
+            ))
+        })
+        .collect();
+    if let Some(row) = rows
+        .iter_mut()
+        .find(|r| r.source == "services" && r.reason.is_none())
+        && !io_notes.is_empty()
+    {
+        row.reason = Some(io_notes.join("; "));
+    }
     let apple = snap
         .macos
         .as_ref()

@@ -12,6 +12,7 @@ pub mod config;
 pub mod counters;
 pub mod doctor;
 pub mod export;
+pub mod families;
 pub mod host;
 pub mod instruments;
 pub mod patterns;

@@ -147,7 +147,9 @@ fn main() -> ExitCode {
         cli.config.as_deref(),
         &|k| std::env::var(k).ok(),
         &cli.flags(),
-    ) {
+    )
+    .and_then(|l| unamentis_agent::families::check(&l).map(|()| l))
+    {
         Ok(l) => l,
         Err(e) => return config_error(&e),
     };
@@ -270,6 +272,18 @@ fn services_table(loaded: &Loaded, window: Duration) -> String {
                 s.open_files
                     .map_or("- (not readable)".into(), |n| n.to_string()),
             ));
+            if !by_cgroup {
+                // Since this command started: the window's bytes.
+                out.push_str(&match (&s.disk_io, &s.disk_io_note) {
+                    (Some(io), _) => format!(
+                        "  disk read: {:.1} MiB  written: {:.1} MiB (in the {window:?} window)\n",
+                        mib(io.read_bytes),
+                        mib(io.write_bytes)
+                    ),
+                    (None, Some(why)) => format!("  disk I/O: - ({why})\n"),
+                    (None, None) => "  disk I/O: -\n".into(),
+                });
+            }
         } else {
             let why = s
                 .note

@@ -115,6 +115,7 @@ pub fn readers(cfg: &Config) -> Vec<Box<dyn Source>> {
             cfg.compat.include_virtual_filesystems,
         )));
     }
+    out.extend(crate::families::sources(&paths, &cfg.families));
     if cfg.gpu.enabled {
         out.push(Box::new(gpu::GpuSource::new(&cfg.gpu, paths)));
     }

@@ -70,18 +70,28 @@ pub mod attr {
     pub const PROBE: &str = "probe";
     /// Name of an agent source (what its Source::name() returns), e.g. cpu, memory, process, service, rapl, hwmon, battery, nvml, nvidia-smi, amdgpu, apple-gpu, powermetrics, thermal, ollama, connections (the activity probe), idle (idle clock and accounting).
     pub const SOURCE: &str = "source";
-    /// Logical CPU of a system.cpu.time point, as cpu<N>: the cpu<N> line of /proc/stat (Linux), the processor's index (macOS).
+    /// Resource tasks stalled on: cpu, memory or io (the file of /proc/pressure).
+    pub const RESOURCE: &str = "resource";
+    /// Which stall: some (at least one task stalled) or full (all non-idle tasks stalled at once).
+    pub const STALL: &str = "stall";
+    /// Logical CPU of a system.cpu.time or system.cpu.frequency point, as cpu<N>: the cpu<N> line of /proc/stat, the cpu<N> directory of sysfs, processor N of /proc/cpuinfo (Linux); the processor's index (macOS).
     pub const CPU: &str = "cpu";
-    /// Breakdown of a hostmetrics metric: for system.cpu.time user, nice, system, idle, wait, interrupt, softirq, steal; for system.memory.usage used, free, buffered, cached, slab_reclaimable, slab_unreclaimable (Linux), used, free, inactive (macOS); for system.filesystem.usage used, free, reserved; for system.filesystem.inodes.usage used, free.
+    /// Breakdown of a hostmetrics metric: for system.cpu.time user, nice, system, idle, wait, interrupt, softirq, steal; for system.memory.usage used, free, buffered, cached, slab_reclaimable, slab_unreclaimable (Linux), used, free, inactive (macOS); for system.filesystem.usage used, free, reserved; for system.filesystem.inodes.usage used, free; for system.paging.usage used, free; for system.network.connections the TCP state (ESTABLISHED, LISTEN, TIME_WAIT, ...).
     pub const STATE: &str = "state";
-    /// Device of a mounted filesystem: the mount source of /proc/<pid>/mountinfo, with /dev/mapper/<name> and /dev/root named by the block device they stand for (/dev/dm-1, /dev/vda1) as the hostmetrics receiver names them.
+    /// Device of a mounted filesystem (system.filesystem.*: the mount source of /proc/<pid>/mountinfo, with /dev/mapper/<name> and /dev/root named by the block device they stand for, /dev/dm-1, /dev/vda1, as the hostmetrics receiver names them), a block device (system.disk.*, its /proc/diskstats name), a network interface (system.network.*) or a swap area (system.paging.usage, its /proc/swaps name).
     pub const DEVICE: &str = "device";
     /// Mount mode of a filesystem from its mount options: rw, ro, or unknown when the options name neither.
     pub const MODE: &str = "mode";
     /// Mount point of a filesystem as the host sees it.
     pub const MOUNTPOINT: &str = "mountpoint";
-    /// Filesystem type of a mount.
+    /// Filesystem type of a mount; for system.paging.operations and system.paging.faults major or minor.
     pub const TYPE: &str = "type";
+    /// Direction of a transfer: read (from storage) or write (to storage) for system.disk.* and service.disk_io_bytes, receive or transmit (system.network.*), page_in or page_out (system.paging.operations).
+    pub const DIRECTION: &str = "direction";
+    /// Transport protocol of system.network.connections: tcp.
+    pub const PROTOCOL: &str = "protocol";
+    /// Scheduling state of system.processes.count: running (runnable) or blocked (waiting for I/O).
+    pub const STATUS: &str = "status";
     /// Identifier of a hardware component, unique on the host: cpu, package, dram, ane, battery, memory, or gpu<index> for a GPU.
     pub const HW_ID: &str = "hw.id";
     /// Type of the hardware component (hw.* conventions): cpu, gpu, memory, battery, or temperature for a temperature sensor.
@@ -241,6 +251,33 @@ pub static POWER_BATTERY_WATTS: Metric = Metric {
     attributes: &[],
 };
 
+pub static BATTERY_CHARGE_PERCENT: Metric = Metric {
+    name: "unamentis.server.battery.charge_percent",
+    instrument: Instrument::Gauge,
+    unit: "%",
+    value_type: ValueType::Double,
+    brief: "Charge of the system batteries together, as a percentage of their full capacity.",
+    attributes: &[],
+};
+
+pub static BATTERY_TIME_LEFT: Metric = Metric {
+    name: "unamentis.server.battery.time_left",
+    instrument: Instrument::Gauge,
+    unit: "s",
+    value_type: ValueType::Double,
+    brief: "Time until the system batteries are empty at the current discharge rate, in seconds; only while discharging.",
+    attributes: &[],
+};
+
+pub static POWER_AC_ONLINE: Metric = Metric {
+    name: "unamentis.server.power.ac_online",
+    instrument: Instrument::Gauge,
+    unit: "1",
+    value_type: ValueType::Double,
+    brief: "1 while the host runs on external power (AC, USB or wireless charger), 0 on battery.",
+    attributes: &[],
+};
+
 pub static ENERGY_JOULES: Metric = Metric {
     name: "unamentis.server.energy.joules",
     instrument: Instrument::Counter,
@@ -320,6 +357,15 @@ pub static SERVICE_OPEN_FILES: Metric = Metric {
     value_type: ValueType::Double,
     brief: "Number of open file descriptors (files, sockets, pipes) in the service's whole process tree, as a count.",
     attributes: &[attr::UNAMENTIS_SERVICE, attr::CONTAINER_ID, attr::K8S_POD_UID],
+};
+
+pub static SERVICE_DISK_IO_BYTES: Metric = Metric {
+    name: "unamentis.server.service.disk_io_bytes",
+    instrument: Instrument::Counter,
+    unit: "By",
+    value_type: ValueType::Int,
+    brief: "Cumulative bytes the service's whole process tree caused to be read from (direction=read) or written to (direction=write) storage since the agent started, in bytes.",
+    attributes: &[attr::UNAMENTIS_SERVICE, attr::DIRECTION, attr::CONTAINER_ID, attr::K8S_POD_UID],
 };
 
 pub static SERVICE_PROCESSES: Metric = Metric {
@@ -511,6 +557,15 @@ pub static AGENT_EXPORT_DROPPED_BATCHES: Metric = Metric {
     attributes: &[],
 };
 
+pub static PRESSURE_STALL_SECONDS: Metric = Metric {
+    name: "unamentis.server.pressure.stall_seconds",
+    instrument: Instrument::Counter,
+    unit: "s",
+    value_type: ValueType::Double,
+    brief: "Cumulative time tasks stalled waiting for a resource since boot, in seconds (pressure stall information).",
+    attributes: &[attr::RESOURCE, attr::STALL],
+};
+
 pub static SYSTEM_CPU_TIME: Metric = Metric {
     name: "system.cpu.time",
     instrument: Instrument::Counter,
@@ -574,6 +629,168 @@ pub static SYSTEM_FILESYSTEM_INODES_USAGE: Metric = Metric {
     attributes: &[attr::DEVICE, attr::MODE, attr::MOUNTPOINT, attr::TYPE, attr::STATE],
 };
 
+pub static SYSTEM_DISK_IO: Metric = Metric {
+    name: "system.disk.io",
+    instrument: Instrument::Counter,
+    unit: "By",
+    value_type: ValueType::Int,
+    brief: "Bytes read from and written to each block device since boot.",
+    attributes: &[attr::DEVICE, attr::DIRECTION],
+};
+
+pub static SYSTEM_DISK_OPERATIONS: Metric = Metric {
+    name: "system.disk.operations",
+    instrument: Instrument::Counter,
+    unit: "{operations}",
+    value_type: ValueType::Int,
+    brief: "Read and write operations completed by each block device since boot.",
+    attributes: &[attr::DEVICE, attr::DIRECTION],
+};
+
+pub static SYSTEM_DISK_MERGED: Metric = Metric {
+    name: "system.disk.merged",
+    instrument: Instrument::Counter,
+    unit: "{operations}",
+    value_type: ValueType::Int,
+    brief: "Reads and writes merged into adjacent ones before reaching each block device, since boot.",
+    attributes: &[attr::DEVICE, attr::DIRECTION],
+};
+
+pub static SYSTEM_DISK_IO_TIME: Metric = Metric {
+    name: "system.disk.io_time",
+    instrument: Instrument::Counter,
+    unit: "s",
+    value_type: ValueType::Double,
+    brief: "Time each block device had I/O in flight since boot, in seconds.",
+    attributes: &[attr::DEVICE],
+};
+
+pub static SYSTEM_DISK_OPERATION_TIME: Metric = Metric {
+    name: "system.disk.operation_time",
+    instrument: Instrument::Counter,
+    unit: "s",
+    value_type: ValueType::Double,
+    brief: "Time spent by reads and by writes on each block device since boot, summed over operations, in seconds.",
+    attributes: &[attr::DEVICE, attr::DIRECTION],
+};
+
+pub static SYSTEM_DISK_WEIGHTED_IO_TIME: Metric = Metric {
+    name: "system.disk.weighted_io_time",
+    instrument: Instrument::Counter,
+    unit: "s",
+    value_type: ValueType::Double,
+    brief: "I/O time of each block device weighted by the number of operations in flight, since boot, in seconds.",
+    attributes: &[attr::DEVICE],
+};
+
+pub static SYSTEM_DISK_PENDING_OPERATIONS: Metric = Metric {
+    name: "system.disk.pending_operations",
+    instrument: Instrument::UpDownCounter,
+    unit: "{operations}",
+    value_type: ValueType::Int,
+    brief: "Operations in flight on each block device now.",
+    attributes: &[attr::DEVICE],
+};
+
+pub static SYSTEM_NETWORK_IO: Metric = Metric {
+    name: "system.network.io",
+    instrument: Instrument::Counter,
+    unit: "By",
+    value_type: ValueType::Int,
+    brief: "Bytes received and transmitted by each network interface since boot.",
+    attributes: &[attr::DEVICE, attr::DIRECTION],
+};
+
+pub static SYSTEM_NETWORK_PACKETS: Metric = Metric {
+    name: "system.network.packets",
+    instrument: Instrument::Counter,
+    unit: "{packets}",
+    value_type: ValueType::Int,
+    brief: "Packets received and transmitted by each network interface since boot.",
+    attributes: &[attr::DEVICE, attr::DIRECTION],
+};
+
+pub static SYSTEM_NETWORK_ERRORS: Metric = Metric {
+    name: "system.network.errors",
+    instrument: Instrument::Counter,
+    unit: "{errors}",
+    value_type: ValueType::Int,
+    brief: "Receive and transmit errors of each network interface since boot.",
+    attributes: &[attr::DEVICE, attr::DIRECTION],
+};
+
+pub static SYSTEM_NETWORK_DROPPED: Metric = Metric {
+    name: "system.network.dropped",
+    instrument: Instrument::Counter,
+    unit: "{packets}",
+    value_type: ValueType::Int,
+    brief: "Packets each network interface dropped on receive and transmit since boot.",
+    attributes: &[attr::DEVICE, attr::DIRECTION],
+};
+
+pub static SYSTEM_NETWORK_CONNECTIONS: Metric = Metric {
+    name: "system.network.connections",
+    instrument: Instrument::UpDownCounter,
+    unit: "{connections}",
+    value_type: ValueType::Int,
+    brief: "TCP connections of the host now, by state.",
+    attributes: &[attr::PROTOCOL, attr::STATE],
+};
+
+pub static SYSTEM_PAGING_USAGE: Metric = Metric {
+    name: "system.paging.usage",
+    instrument: Instrument::UpDownCounter,
+    unit: "By",
+    value_type: ValueType::Int,
+    brief: "Bytes of each swap area used and free.",
+    attributes: &[attr::DEVICE, attr::STATE],
+};
+
+pub static SYSTEM_PAGING_OPERATIONS: Metric = Metric {
+    name: "system.paging.operations",
+    instrument: Instrument::Counter,
+    unit: "{operations}",
+    value_type: ValueType::Int,
+    brief: "Paging operations since boot: type major are pages swapped in and out (pswpin, pswpout), type minor the block I/O of paging in KiB as the kernel counts it (pgpgin, pgpgout).",
+    attributes: &[attr::DIRECTION, attr::TYPE],
+};
+
+pub static SYSTEM_PAGING_FAULTS: Metric = Metric {
+    name: "system.paging.faults",
+    instrument: Instrument::Counter,
+    unit: "{faults}",
+    value_type: ValueType::Int,
+    brief: "Page faults since boot: major (waited for I/O, pgmajfault) and minor (pgfault - pgmajfault).",
+    attributes: &[attr::TYPE],
+};
+
+pub static SYSTEM_PROCESSES_COUNT: Metric = Metric {
+    name: "system.processes.count",
+    instrument: Instrument::UpDownCounter,
+    unit: "{processes}",
+    value_type: ValueType::Int,
+    brief: "Tasks runnable (running) and blocked on I/O (blocked) now.",
+    attributes: &[attr::STATUS],
+};
+
+pub static SYSTEM_PROCESSES_CREATED: Metric = Metric {
+    name: "system.processes.created",
+    instrument: Instrument::Counter,
+    unit: "{processes}",
+    value_type: ValueType::Int,
+    brief: "Processes and threads created since boot.",
+    attributes: &[],
+};
+
+pub static SYSTEM_CPU_FREQUENCY: Metric = Metric {
+    name: "system.cpu.frequency",
+    instrument: Instrument::Gauge,
+    unit: "Hz",
+    value_type: ValueType::Double,
+    brief: "Current frequency of each logical CPU, in hertz.",
+    attributes: &[attr::CPU],
+};
+
 pub static HW_POWER: Metric = Metric {
     name: "hw.power",
     instrument: Instrument::Gauge,
@@ -589,6 +806,24 @@ pub static HW_ENERGY: Metric = Metric {
     unit: "J",
     value_type: ValueType::Double,
     brief: "Cumulative energy consumed by a hardware component since the agent started, in joules (hw.* compatibility).",
+    attributes: &[attr::HW_ID, attr::HW_TYPE],
+};
+
+pub static HW_BATTERY_CHARGE: Metric = Metric {
+    name: "hw.battery.charge",
+    instrument: Instrument::Gauge,
+    unit: "1",
+    value_type: ValueType::Double,
+    brief: "Charge of the system batteries as a fraction from 0 to 1 (hw.* compatibility: battery.charge_percent / 100).",
+    attributes: &[attr::HW_ID, attr::HW_TYPE],
+};
+
+pub static HW_BATTERY_TIME_LEFT: Metric = Metric {
+    name: "hw.battery.time_left",
+    instrument: Instrument::Gauge,
+    unit: "s",
+    value_type: ValueType::Double,
+    brief: "Time until the system batteries are empty, in seconds (hw.* compatibility: battery.time_left).",
     attributes: &[attr::HW_ID, attr::HW_TYPE],
 };
 
@@ -647,6 +882,9 @@ pub static ALL: &[&Metric] = &[
     &POWER_DRAM_WATTS,
     &POWER_ANE_WATTS,
     &POWER_BATTERY_WATTS,
+    &BATTERY_CHARGE_PERCENT,
+    &BATTERY_TIME_LEFT,
+    &POWER_AC_ONLINE,
     &ENERGY_JOULES,
     &THERMAL_TEMPERATURE,
     &THERMAL_PRESSURE,
@@ -656,6 +894,7 @@ pub static ALL: &[&Metric] = &[
     &SERVICE_MEMORY_MB,
     &SERVICE_THREADS,
     &SERVICE_OPEN_FILES,
+    &SERVICE_DISK_IO_BYTES,
     &SERVICE_PROCESSES,
     &SERVICE_UP,
     &SERVICE_MEMORY_GROWTH_MB_PER_HOUR,
@@ -677,6 +916,7 @@ pub static ALL: &[&Metric] = &[
     &AGENT_COLLECTION_DURATION,
     &AGENT_SOURCE_UP,
     &AGENT_EXPORT_DROPPED_BATCHES,
+    &PRESSURE_STALL_SECONDS,
     &SYSTEM_CPU_TIME,
     &SYSTEM_MEMORY_USAGE,
     &SYSTEM_CPU_LOAD_AVERAGE_1M,
@@ -684,8 +924,28 @@ pub static ALL: &[&Metric] = &[
     &SYSTEM_CPU_LOAD_AVERAGE_15M,
     &SYSTEM_FILESYSTEM_USAGE,
     &SYSTEM_FILESYSTEM_INODES_USAGE,
+    &SYSTEM_DISK_IO,
+    &SYSTEM_DISK_OPERATIONS,
+    &SYSTEM_DISK_MERGED,
+    &SYSTEM_DISK_IO_TIME,
+    &SYSTEM_DISK_OPERATION_TIME,
+    &SYSTEM_DISK_WEIGHTED_IO_TIME,
+    &SYSTEM_DISK_PENDING_OPERATIONS,
+    &SYSTEM_NETWORK_IO,
+    &SYSTEM_NETWORK_PACKETS,
+    &SYSTEM_NETWORK_ERRORS,
+    &SYSTEM_NETWORK_DROPPED,
+    &SYSTEM_NETWORK_CONNECTIONS,
+    &SYSTEM_PAGING_USAGE,
+    &SYSTEM_PAGING_OPERATIONS,
+    &SYSTEM_PAGING_FAULTS,
+    &SYSTEM_PROCESSES_COUNT,
+    &SYSTEM_PROCESSES_CREATED,
+    &SYSTEM_CPU_FREQUENCY,
     &HW_POWER,
     &HW_ENERGY,
+    &HW_BATTERY_CHARGE,
+    &HW_BATTERY_TIME_LEFT,
     &HW_TEMPERATURE,
     &HW_GPU_MEMORY_USAGE,
     &HW_GPU_MEMORY_LIMIT,

@@ -16,7 +16,7 @@ use crate::sources::gpu::GpuStats;
 use crate::sources::macos::MacosStats;
 use crate::sources::memory::MemoryStats;
 use crate::sources::ollama::OllamaStats;
-use crate::sources::power::PowerStats;
+use crate::sources::power::{BatteryState, PowerStats};
 use crate::sources::service::{ContainerIdentity, ServicesSample};
 use crate::sources::snapshot::{ActivityStats, CompatStats};
 use crate::sources::thermal::ThermalStats;
@@ -67,6 +67,9 @@ impl Snapshot {
         }
         if let Some(q) = &self.export_queue {
             export_queue_points(q, &mut out);
+        }
+        for f in &self.families {
+            f.points(&mut out);
         }
         self_points(&self.sources, &mut out);
         out
@@ -180,6 +183,14 @@ fn service_points(svc: &ServicesSample, gpu: Option<&GpuStats>, out: &mut Vec<Po
         for (metric, v) in values {
             if let Some(v) = v {
                 let point = Point::new(metric, v).with(attr::UNAMENTIS_SERVICE, name);
+                out.push(with_container(point, &s.container));
+            }
+        }
+        if let Some(io) = s.disk_io {
+            for (direction, bytes) in [("read", io.read_bytes), ("write", io.write_bytes)] {
+                let point = Point::new(&semconv::SERVICE_DISK_IO_BYTES, bytes as f64)
+                    .with(attr::UNAMENTIS_SERVICE, name)
+                    .with(attr::DIRECTION, direction);
                 out.push(with_container(point, &s.container));
             }
         }
@@ -299,6 +310,7 @@ fn ollama_points(o: &OllamaStats, gpu_answered: bool, out: &mut Vec<Point>) {
 }
 
 fn macos_points(m: &MacosStats, out: &mut Vec<Point>) {
+    battery_state_points(&m.battery_state, out);
     let gauges = [
         (&semconv::POWER_CPU_WATTS, m.cpu_watts),
         (&semconv::POWER_ANE_WATTS, m.ane_watts),
@@ -380,6 +392,22 @@ fn power_points(p: &PowerStats, out: &mut Vec<Point>) {
     for (domain, j) in power_energy(p) {
         if let Some(j) = j {
             out.push(Point::new(&semconv::ENERGY_JOULES, j).with(attr::DOMAIN, domain));
+        }
+    }
+    battery_state_points(&p.battery_state, out);
+}
+
+fn battery_state_points(b: &BatteryState, out: &mut Vec<Point>) {
+    for (metric, v) in [
+        (&semconv::BATTERY_CHARGE_PERCENT, b.charge_percent),
+        (&semconv::BATTERY_TIME_LEFT, b.time_left_s),
+        (
+            &semconv::POWER_AC_ONLINE,
+            b.ac_online.map(|on| f64::from(u8::from(on))),
+        ),
+    ] {
+        if let Some(v) = v {
+            out.push(Point::new(metric, v));
         }
     }
 }
@@ -793,6 +821,10 @@ mod tests {
             threads: Some(12),
             open_files: Some(40),
             growth_mib_per_hour: Some(1.5),
+            disk_io: Some(crate::sources::service::ProcIo {
+                read_bytes: 4096,
+                write_bytes: 1 << 20,
+            }),
             ..Default::default()
         };
         let down = ServiceSample {
@@ -853,7 +885,7 @@ mod tests {
             "a down service has service.up 0 and nothing else"
         );
         assert_eq!(down_points[0].value, 0.0);
-        assert_eq!(pts.len(), 13 + 7 + 1 + 2 + 2);
+        assert_eq!(pts.len(), 13 + 7 + 2 + 1 + 2 + 2);
         for p in &pts {
             assert!(
                 semconv::ALL.iter().any(|m| std::ptr::eq(*m, p.metric)),

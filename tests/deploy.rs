@@ -51,6 +51,32 @@ fn registry(name: &str) -> &'static semconv::Metric {
         .unwrap_or_else(|| panic!("{name} is not in semconv/registry.yaml"))
 }
 
+/// Metrics the dashboard shows before the agent emits them: their families
+/// are being added and they are not in semconv/registry.yaml yet. Each
+/// entry is what the family will register: instrument and attribute keys
+/// (for `system.*`, the Collector hostmetrics receiver's metadata.yaml).
+/// The dashboard test holds them to the registry metrics' checks, and
+/// fails once one of them is in the registry: then take it out here.
+/// Empty since the disk, network and pressure families registered theirs.
+const PENDING: &[(&str, Instrument, &[&str])] = &[];
+
+/// Resource attributes the agent always sets (src/telemetry.rs): a panel may
+/// filter or group on them whatever its metric.
+const RESOURCE_KEYS: &[&str] = &["host.name"];
+
+/// A dashboard metric's instrument and attribute keys: from the registry,
+/// else from `PENDING`.
+fn dashboard_metric(name: &str) -> (Instrument, &'static [&'static str]) {
+    if let Some(m) = semconv::ALL.iter().find(|m| m.name == name) {
+        return (m.instrument, m.attributes);
+    }
+    PENDING
+        .iter()
+        .find(|p| p.0 == name)
+        .map(|p| (p.1, p.2))
+        .unwrap_or_else(|| panic!("{name} is not in semconv/registry.yaml (nor PENDING)"))
+}
+
 /// Every `aggregateAttribute` of SigNoz builder queries in `v`: (metric, type,
 /// time aggregation).
 fn builder_metrics(v: &Json, out: &mut Vec<(String, String, String)>) {
@@ -73,13 +99,13 @@ fn builder_metrics(v: &Json, out: &mut Vec<(String, String, String)>) {
 /// A builder query's metric exists, with the type SigNoz stores for its
 /// instrument, and counters are read as rates or increases.
 fn check_builder_query(file: &str, (name, kind, time_agg): &(String, String, String)) {
-    let m = registry(name);
-    let want = match m.instrument {
+    let (instrument, _) = dashboard_metric(name);
+    let want = match instrument {
         Instrument::Gauge => "Gauge",
         Instrument::Counter | Instrument::UpDownCounter => "Sum",
     };
-    assert_eq!(kind, want, "{file}: {name} is a {:?}", m.instrument);
-    if m.instrument == Instrument::Counter {
+    assert_eq!(kind, want, "{file}: {name} is a {instrument:?}");
+    if instrument == Instrument::Counter {
         assert!(
             matches!(time_agg.as_str(), "rate" | "increase"),
             "{file}: cumulative counter {name} read with {time_agg}"
@@ -102,6 +128,15 @@ fn dashboard_uses_registry_metrics_and_has_every_panel() {
         check_builder_query("dashboard", q);
     }
     let names: BTreeSet<&str> = used.iter().map(|q| q.0.as_str()).collect();
+    // PENDING cannot go stale: a name that reached the registry, or that no
+    // panel uses any more, comes out of it.
+    for (name, _, _) in PENDING {
+        assert!(
+            !semconv::ALL.iter().any(|m| m.name == *name),
+            "{name} is in semconv/registry.yaml now: take it out of PENDING"
+        );
+        assert!(names.contains(name), "PENDING {name}: no panel uses it");
+    }
     // The panels the product asks for, by the metrics they need.
     for needed in [
         &semconv::POWER_PACKAGE_WATTS,
@@ -152,8 +187,30 @@ fn dashboard_uses_registry_metrics_and_has_every_panel() {
             .flatten()
         {
             let name = q["aggregateAttribute"]["key"].as_str().unwrap_or("");
-            let m = registry(name);
-            if !m.attributes.contains(&"domain") {
+            let (_, attributes) = dashboard_metric(name);
+            // Every key a query groups or filters on is on its points or
+            // on the resource.
+            let keys = q["groupBy"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|g| &g["key"])
+                .chain(
+                    q["filters"]["items"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|f| &f["key"]["key"]),
+                );
+            for k in keys {
+                let k = k.as_str().unwrap();
+                assert!(
+                    attributes.contains(&k) || RESOURCE_KEYS.contains(&k),
+                    "{}: {name} has no attribute {k}",
+                    w["title"]
+                );
+            }
+            if !attributes.contains(&"domain") {
                 continue;
             }
             let grouped = q["groupBy"]

@@ -455,7 +455,11 @@ async fn hostmetrics_and_hw_names_from_the_same_snapshot() {
         ("UNAMENTIS_AGENT_OLLAMA_ENABLED", "false".into()),
     ]);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let agent = Agent::spawn(&env, &["run"]);
+    // The TCP state counts are off by default (they dump every socket each
+    // cycle): on here, so system.network.connections is checked too.
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(config.path(), "[families.network]\nconnections = true\n").unwrap();
+    let agent = Agent::spawn(&env, &["--config", config.path().to_str().unwrap(), "run"]);
     let got = rx.wait_for(2, LIMIT).await;
     let r = &got[1];
 
@@ -501,13 +505,60 @@ async fn hostmetrics_and_hw_names_from_the_same_snapshot() {
     );
     assert_eq!(values(r, "system.memory.usage", &[]).len(), 6);
 
+    // The host families, against the fixture's files (its README works
+    // them out): diskstats sectors × 512 and ms / 1000, loop0 and ram0
+    // skipped; net/dev as read; swaps KiB × 1024; vmstat counts; the
+    // states of net/tcp and net/tcp6; cpuinfo MHz × 1e6.
+    let vda = |name: &str, dir: Option<&str>| {
+        let mut with = vec![("device", "vda")];
+        with.extend(dir.map(|d| ("direction", d)));
+        one(r, name, &with)
+    };
+    assert_eq!(vda("system.disk.io", Some("read")), 9853716.0 * 512.0);
+    assert_eq!(vda("system.disk.io", Some("write")), 61858376.0 * 512.0);
+    assert_eq!(vda("system.disk.operations", Some("write")), 1995318.0);
+    assert_eq!(vda("system.disk.io_time", None), 1465.956);
+    assert_eq!(vda("system.disk.pending_operations", None), 1.0);
+    for skipped in ["loop0", "ram0"] {
+        assert!(values(r, "system.disk.io", &[("device", skipped)]).is_empty());
+    }
+    let eth0 = |name: &str, dir| one(r, name, &[("device", "eth0"), ("direction", dir)]);
+    assert_eq!(eth0("system.network.io", "receive"), 4281936518.0);
+    assert_eq!(eth0("system.network.errors", "receive"), 3.0);
+    assert_eq!(eth0("system.network.dropped", "transmit"), 2.0);
+    let swap = |state| {
+        one(
+            r,
+            "system.paging.usage",
+            &[("device", "/dev/nvme0n1p1"), ("state", state)],
+        )
+    };
+    assert_eq!(swap("used"), kib(180224.0));
+    assert_eq!(swap("free"), kib(4194300.0 - 180224.0));
+    assert_eq!(
+        one(r, "system.paging.faults", &[("type", "minor")]),
+        213440871.0 - 41127.0
+    );
+    let tcp = |state| one(r, "system.network.connections", &[("state", state)]);
+    assert_eq!(
+        [
+            tcp("ESTABLISHED"),
+            tcp("LISTEN"),
+            tcp("TIME_WAIT"),
+            tcp("FIN_WAIT2")
+        ],
+        [3.0, 4.0, 2.0, 1.0]
+    );
+    assert_eq!(one(r, "system.cpu.frequency", &[("cpu", "cpu1")]), 2.6e9);
+    assert_eq!(one(r, "system.processes.created", &[]), 40211.0);
+
     for (name, v) in [("1m", 0.31), ("5m", 0.27), ("15m", 0.22)] {
         assert_eq!(one(r, &format!("system.cpu.load_average.{name}"), &[]), v);
     }
 
     // system.filesystem.usage: the device-backed mounts (types without
     // nodev in proc/filesystems) of proc/1/mountinfo that exist under the
-    // fixture root: / (/dev/root, named by sys/dev/block/252:1's target),
+    // fixture root: / (/dev/root, named by sys/dev/block/254:1's target),
     // /data, /home (/dev/mapper/vg0-home, named by its link's target) and
     // /srv/archive (read-only per mount, though its superblock is rw).
     // tmpfs /run exists there too but is virtual; proc, sysfs, cgroup2,
@@ -523,7 +574,7 @@ async fn hostmetrics_and_hw_names_from_the_same_snapshot() {
             mount("/", "/dev/vda1", "ext4", "rw"),
             mount("/data", "/dev/vdb1", "xfs", "rw"),
             mount("/home", "/dev/dm-1", "ext4", "rw"),
-            mount("/srv/archive", "/dev/vdc1", "ext4", "ro"),
+            mount("/srv/archive", "/dev/nvme0n1p2", "ext4", "ro"),
         ]
     );
     let dirs = ["root", "root/data", "root/home", "root/srv/archive"];
@@ -587,12 +638,24 @@ fn off_by_default() {
         names.contains(&"unamentis.server.memory.total_mb"),
         "{names:?}"
     );
+    // What `[compat]` adds (src/compat.rs) is absent; the host families'
+    // system.* names are their only names and stay on by default.
+    const COMPAT_ONLY: &[&str] = &[
+        "system.cpu.time",
+        "system.memory.usage",
+        "system.cpu.load_average.1m",
+        "system.cpu.load_average.5m",
+        "system.cpu.load_average.15m",
+        "system.filesystem.usage",
+        "system.filesystem.inodes.usage",
+    ];
     assert!(
         !names
             .iter()
-            .any(|n| n.starts_with("system.") || n.starts_with("hw.")),
+            .any(|n| COMPAT_ONLY.contains(n) || n.starts_with("hw.")),
         "{names:?}"
     );
+    assert!(names.contains(&"system.disk.io"), "{names:?}");
     assert!(
         !support::snapshot_json::metrics(&json)
             .iter()

@@ -287,6 +287,127 @@ fn default_services_on_a_synthetic_host() {
     );
 }
 
+/// Per-service disk I/O on a synthetic procfs tree: the runner's own
+/// growth; a child that was measured, then exited and was reaped (its
+/// totals in its parent's `io`, its parent's `cminflt` grown) adding only
+/// what it wrote after that sample; a worker born inside the window
+/// counting whole; then a cycle where the parent's `io` is missing (the
+/// value absent, with the reason) and one where it is back (the counter
+/// carries on from where it was, nothing lost or counted twice).
+#[test]
+fn service_disk_io_on_a_synthetic_host() {
+    use support::synthetic_host::{FakeProc, io_text, stat_line_reaped, write_host, write_proc};
+    use unamentis_agent::sources::Source;
+    use unamentis_agent::sources::service::{ProcIo, ServiceSource};
+
+    let dir = tempfile::tempdir().unwrap();
+    let proc = dir.path().join("proc");
+    write_host(dir.path(), 60);
+    let io = |pid: u32, read: u64, write: u64| {
+        std::fs::write(proc.join(format!("{pid}/io")), io_text(read, write)).unwrap();
+    };
+    let mut src = ServiceSource::new(&Config::for_host(&HostPaths::under(dir.path())));
+    let mut step = || {
+        let mut snap = Snapshot::default();
+        src.sample(&mut snap).unwrap();
+        let points = snap.points();
+        let svcs = snap.services.unwrap().services;
+        (svcs, points)
+    };
+    // write_host's io files: read_bytes = pid << 12, write_bytes = ticks << 9.
+    let (runner, server, child) = (
+        (101u64 << 12, 90_000u64 << 9),
+        (200u64 << 12, 700u64 << 9),
+        (201u64 << 12, 300u64 << 9),
+    );
+    // The runner reads 8 KiB and writes 1 MiB. The management child
+    // writes 4 KiB more, exits and is reaped: its whole totals land in
+    // its parent's; a worker forked since (pid 202) wrote 64 KiB.
+    io(101, runner.0 + 8192, runner.1 + (1 << 20));
+    std::fs::remove_dir_all(proc.join("201")).unwrap();
+    std::fs::write(
+        proc.join("200/stat"),
+        stat_line_reaped(200, "python3", 1, 700, 20_000, 37),
+    )
+    .unwrap();
+    io(200, server.0 + child.0, server.1 + child.1 + 4096);
+    write_proc(
+        dir.path(),
+        &FakeProc {
+            pid: 202,
+            ppid: 200,
+            comm: "python3",
+            cmdline: &["python3", "-c", "worker"],
+            ticks: 128,
+            rss_pages: 100,
+            sockets: &[],
+        },
+    );
+    let worker = (202u64 << 12, 128u64 << 9);
+    let (svcs, points) = step();
+    let by = |svcs: &[unamentis_agent::sources::service::ServiceSample], n: &str| {
+        svcs.iter().find(|s| s.name == n).unwrap().clone()
+    };
+    let io_of = |read_bytes, write_bytes| {
+        Some(ProcIo {
+            read_bytes,
+            write_bytes,
+        })
+    };
+    assert_eq!(by(&svcs, "ollama").disk_io, io_of(8192, 1 << 20));
+    let management = io_of(worker.0, 4096 + worker.1);
+    assert_eq!(by(&svcs, "management").disk_io, management);
+    assert_eq!(by(&svcs, "management").pids, vec![200, 202]);
+    let exported = |points: &[unamentis_agent::snapshot::Point], service: &str, direction: &str| {
+        points
+            .iter()
+            .filter(|p| std::ptr::eq(p.metric, &semconv::SERVICE_DISK_IO_BYTES))
+            .filter(|p| {
+                p.attrs
+                    .contains(&("unamentis.service", AttrValue::from(service)))
+            })
+            .find(|p| p.attrs.contains(&("direction", AttrValue::from(direction))))
+            .map(|p| p.value)
+    };
+    assert_eq!(
+        exported(&points, "ollama", "write"),
+        Some(f64::from(1 << 20))
+    );
+    assert_eq!(exported(&points, "ollama", "read"), Some(8192.0));
+    assert_eq!(exported(&points, "piper", "read"), None, "down: no point");
+
+    // The parent's io file is missing: absent with the reason, and what
+    // the readable worker wrote still counts.
+    std::fs::remove_file(proc.join("200/io")).unwrap();
+    io(202, worker.0, worker.1 + 100);
+    let (svcs, points) = step();
+    let m = by(&svcs, "management");
+    assert_eq!(m.disk_io, None);
+    assert!(
+        m.disk_io_note
+            .unwrap()
+            .starts_with("no /proc/<pid>/io for 1 of its 2 processes")
+    );
+    assert_eq!(exported(&points, "management", "write"), None);
+
+    // Back, having written 10 bytes meanwhile: counted from its last value.
+    io(200, server.0 + child.0, server.1 + child.1 + 4096 + 10);
+    let (svcs, _) = step();
+    let (read, write) = (
+        management.unwrap().read_bytes,
+        management.unwrap().write_bytes,
+    );
+    assert_eq!(
+        by(&svcs, "management").disk_io,
+        io_of(read, write + 100 + 10)
+    );
+    assert_eq!(
+        by(&svcs, "ollama").disk_io,
+        io_of(8192, 1 << 20),
+        "nothing moved"
+    );
+}
+
 /// On a procfs of its own pid namespace the services source lists
 /// `/proc` only when `loadavg`'s last pid moved (or at the full rescan
 /// every 12 cycles): a synthetic tree whose `self` names this process

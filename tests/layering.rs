@@ -28,6 +28,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     // Readers and sources, the `Source` trait and the `Snapshot` they fill
     // (every stats type it holds lives here).
     ("sources", &["sources"]),
+    // Metric families that are one folder each: stats, parsers, source,
+    // config section and mapping to points (`families::ALL`).
+    ("families", &["families"]),
     // Steps that read what the readers wrote in the same cycle: idle and
     // activity accounting, the `[compat]` standard names.
     ("derived", &["activity", "compat"]),

@@ -21,7 +21,9 @@ use unamentis_agent::sources::http_get::parse_response;
 use unamentis_agent::sources::memory::{parse_meminfo, parse_meminfo_states};
 use unamentis_agent::sources::net_tcp::parse_net_tcp;
 use unamentis_agent::sources::ollama::{LoadedModel, parse_ps};
-use unamentis_agent::sources::process::{parse_cmdline, parse_container_identity, parse_pid_stat};
+use unamentis_agent::sources::process::{
+    ProcIo, parse_cmdline, parse_container_identity, parse_pid_stat, parse_proc_io,
+};
 use unamentis_agent::sources::sysfs;
 
 /// The kernel prints each 32-bit word of the address as it sits in memory,
@@ -110,6 +112,7 @@ proptest! {
     #[test]
     fn parsers_never_panic(text in "\\PC{0,400}") {
         let _ = parse_pid_stat(&text);
+        let _ = parse_proc_io(&text);
         let _ = parse_container_identity(&text);
         let _ = parse_net_tcp(&text);
         let _ = parse_stat(&text);
@@ -161,6 +164,15 @@ proptest! {
         prop_assert_eq!(s.num_threads, threads);
         prop_assert_eq!(s.starttime, start);
         prop_assert_eq!(s.rss_pages, rss as u64);
+    }
+
+    #[test]
+    fn proc_io_round_trips(v in any::<[u64; 7]>()) {
+        let [rchar, wchar, syscr, syscw, read_bytes, write_bytes, cancelled] = v;
+        let text = format!(
+            "rchar: {rchar}\nwchar: {wchar}\nsyscr: {syscr}\nsyscw: {syscw}\nread_bytes: {read_bytes}\nwrite_bytes: {write_bytes}\ncancelled_write_bytes: {cancelled}\n"
+        );
+        prop_assert_eq!(parse_proc_io(&text).unwrap(), ProcIo { read_bytes, write_bytes });
     }
 
     #[test]

@@ -42,6 +42,15 @@ fn intel_laptop_package_core_battery_and_thermal() {
     // Constant power over Δt (trapezoid of two equal readings).
     let bj = joules(&p, "battery").unwrap();
     assert!(bj >= battery * dt.0 * (1.0 - 1e-9) && bj <= battery * dt.1 * (1.0 + 1e-9));
+    // Charge: BAT0's energy set (Wh) and BAT1's charge set × voltage_now,
+    // summed; not the mean of the capacity files (72, 64).
+    let (now, full) = (41.23 + 1.58 * 12.103, 57.0 + 2.47 * 12.103);
+    let charge = get(&p, &semconv::BATTERY_CHARGE_PERCENT, None).unwrap();
+    assert!((charge - now / full * 100.0).abs() < 1e-9, "{charge}");
+    let left = get(&p, &semconv::BATTERY_TIME_LEFT, None).unwrap();
+    assert!((left - now / battery * 3600.0).abs() < 1e-6, "{left}");
+    // The AC adapter's online file says 0.
+    assert_eq!(get(&p, &semconv::POWER_AC_ONLINE, None), Some(0.0));
     assert_eq!(get(&p, &semconv::THERMAL_TEMPERATURE, None), Some(52.0));
     assert_eq!(
         get(
@@ -336,7 +345,10 @@ fn this_vm_as_captured_has_no_power_or_thermal_data() {
     assert!(status(&snap, "thermal").hint.unwrap().contains("VM"));
     assert!(p.iter().all(|x| {
         let n = x.metric.name;
-        !(n.contains(".power.") || n.contains(".energy.") || n.contains(".thermal."))
+        !(n.contains(".power.")
+            || n.contains(".energy.")
+            || n.contains(".thermal.")
+            || n.contains(".battery."))
     }));
 }
 

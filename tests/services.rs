@@ -33,6 +33,8 @@ fn role() {
         "listener" => listener(),
         "churner" => churn(),
         "forker" => fork_workers(),
+        "io-writer" => io_writer(),
+        "io-parent" => io_parent(),
         other => panic!("unknown role {other}"),
     }
 }
@@ -115,6 +117,131 @@ fn fork_workers() {
         let mut status = 0;
         // SAFETY: waits for the child forked above.
         unsafe { libc::waitpid(pid, &mut status, 0) };
+    }
+}
+
+/// At each `go` line on stdin, writes `IO_MIB` MiB to `IO_FILE` and
+/// fsyncs it, then answers `WROTE`; exits at the end of its input.
+fn io_writer() {
+    use std::io::Write;
+    let path = std::env::var("IO_FILE").unwrap();
+    let mib: usize = std::env::var("IO_MIB").unwrap().parse().unwrap();
+    let chunk = vec![0x5au8; 1 << 20];
+    println!("READY");
+    for line in std::io::stdin().lock().lines() {
+        if line.unwrap().trim() != "go" {
+            continue;
+        }
+        let mut f = std::fs::File::create(&path).unwrap();
+        for _ in 0..mib {
+            f.write_all(&chunk).unwrap();
+        }
+        f.sync_all().unwrap();
+        println!("WROTE");
+    }
+}
+
+/// A service that forks writers: at `go` it starts `IO_KIDS` io-writers
+/// (files under `IO_DIR`), has each write and answers `WROTE <pids>` with
+/// the writers alive; at `release` it closes their input and waits for
+/// them (the reap that adds their I/O to its own), then answers `REAPED`.
+fn io_parent() {
+    let dir = std::path::PathBuf::from(std::env::var("IO_DIR").unwrap());
+    let kids: usize = std::env::var("IO_KIDS").unwrap().parse().unwrap();
+    let mut alive: Vec<IoRole> = Vec::new();
+    let mut round = 0;
+    println!("READY");
+    for line in std::io::stdin().lock().lines() {
+        match line.unwrap().trim() {
+            "go" => {
+                round += 1;
+                for k in 0..kids {
+                    let mut cmd = role_command("io-writer", "io-child");
+                    cmd.env("IO_FILE", dir.join(format!("kid-{round}-{k}")));
+                    let mut w = IoRole::start(cmd, false);
+                    w.say("go");
+                    w.expect("WROTE");
+                    alive.push(w);
+                }
+                let pids: Vec<String> = alive.iter().map(|w| w.child.id().to_string()).collect();
+                println!("WROTE {}", pids.join(" "));
+            }
+            "release" => {
+                for mut w in alive.drain(..) {
+                    drop(w.stdin.take());
+                    assert!(w.child.wait().unwrap().success());
+                }
+                println!("REAPED");
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A role driven line by line through its stdin and stdout.
+struct IoRole {
+    own_group: bool,
+    child: Child,
+    stdin: Option<std::process::ChildStdin>,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl IoRole {
+    /// `own_group`: in a process group of its own, so dropping it kills
+    /// whatever it started too.
+    fn start(mut cmd: Command, own_group: bool) -> IoRole {
+        use std::os::unix::process::CommandExt;
+        if own_group {
+            cmd.process_group(0);
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut role = IoRole {
+            own_group,
+            stdin: child.stdin.take(),
+            stdout: std::io::BufReader::new(child.stdout.take().unwrap()),
+            child,
+        };
+        role.expect("READY");
+        role
+    }
+
+    fn say(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().unwrap();
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Reads up to the line holding `word`; returns what follows it.
+    fn expect(&mut self, word: &str) -> String {
+        let mut line = String::new();
+        while !line.contains(word) {
+            line.clear();
+            assert!(
+                self.stdout.read_line(&mut line).unwrap() > 0,
+                "role exited before {word}"
+            );
+        }
+        line.split(word).nth(1).unwrap_or("").trim().to_owned()
+    }
+}
+
+impl Drop for IoRole {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        // Only while unreaped: a reaped pid may belong to another process.
+        if self.own_group && matches!(self.child.try_wait(), Ok(None)) {
+            let _ = Command::new("kill")
+                .args(["-s", "KILL", "--", &format!("-{}", self.child.id())])
+                .status();
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -595,6 +722,7 @@ fn services_command_explains_matches() {
         "{text}"
     );
     assert!(text.contains("ghost: process no-such-process"), "{text}");
+    assert!(text.contains("  disk read: "), "{text}");
     assert!(
         text.contains("down: no process named no-such-process"),
         "{text}"
@@ -648,7 +776,8 @@ fn another_users_processes_give_what_is_readable_and_say_what_is_not() {
         eprintln!("skipped: not root, so the test's own processes are not another user's");
         return;
     }
-    let (Some(mut services_cmd), Some(mut snapshot_cmd)) = (
+    let (Some(mut services_cmd), Some(mut snapshot_cmd), Some(mut doctor_cmd)) = (
+        support::agent::unprivileged_command(),
         support::agent::unprivileged_command(),
         support::agent::unprivileged_command(),
     ) else {
@@ -694,6 +823,13 @@ fn another_users_processes_give_what_is_readable_and_say_what_is_not() {
         "{text}"
     );
     assert!(text.contains("run the agent as root"), "{text}");
+    // Its disk I/O needs ptrace-read access to /proc/<pid>/io: absent,
+    // with the reason and the fix.
+    assert!(
+        text.contains("disk I/O: - (/proc/<pid>/io of 1 of its 1 processes denied"),
+        "{text}"
+    );
+    assert!(text.contains("CAP_SYS_PTRACE"), "{text}");
 
     let json = support::snapshot_json::run(snapshot_cmd.args([
         "--config", &config, "snapshot", "--json", "--window", "300ms",
@@ -707,8 +843,214 @@ fn another_users_processes_give_what_is_readable_and_say_what_is_not() {
     assert_eq!(find("cpu_percent", "burner").len(), 1);
     assert!(find("memory_mb", "burner")[0] > 0.0);
     assert_eq!(find("open_files", "burner"), Vec::<f64>::new());
+    assert_eq!(find("disk_io_bytes", "burner"), Vec::<f64>::new());
     assert_eq!(find("up", "listener"), vec![0.0]);
     assert_eq!(find("memory_mb", "listener"), Vec::<f64>::new());
     let host = support::snapshot_json::names(&json).contains(&"unamentis.server.memory.total_mb");
     assert!(host, "host sources go on");
+
+    let out = doctor_cmd
+        .args(["--config", &config, "doctor", "--json", "--window", "50ms"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = report["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["source"] == "services")
+        .unwrap();
+    assert_eq!(row["status"], "available", "{row}");
+    let reason = row["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("disk I/O of burner: /proc/<pid>/io"),
+        "{row}"
+    );
+    assert!(
+        row["fix"].as_str().unwrap().contains("CAP_SYS_PTRACE"),
+        "{row}"
+    );
+}
+
+/// `/proc/<pid>/io`'s (read_bytes, write_bytes), read by the test itself.
+fn proc_io(pid: u32) -> (u64, u64) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap();
+    let field = |k: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(k)?.strip_prefix(':'))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    (field("read_bytes"), field("write_bytes"))
+}
+
+/// A directory for the writers' files on a filesystem where writes reach a
+/// block device (tmpfs and overlay upper dirs on tmpfs leave write_bytes
+/// at 0), or `None` with the reason.
+fn block_backed_dir() -> Result<tempfile::TempDir, String> {
+    const TMPFS_MAGIC: i64 = 0x0102_1994;
+    const RAMFS_MAGIC: i64 = 0x8584_58f6;
+    const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let path = std::ffi::CString::new(dir.path().as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid path and a statfs to write.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(path.as_ptr(), &mut st) } != 0 {
+        return Err(format!("statfs {}", dir.path().display()));
+    }
+    #[allow(clippy::unnecessary_cast)]
+    let magic = st.f_type as i64;
+    if [TMPFS_MAGIC, RAMFS_MAGIC, OVERLAYFS_SUPER_MAGIC].contains(&magic) {
+        return Err(format!(
+            "{} is on tmpfs, ramfs or overlay (f_type {magic:#x}), where write_bytes may stay 0",
+            dir.path().display()
+        ));
+    }
+    Ok(dir)
+}
+
+/// A service's (read, write) disk I/O total, which must be there.
+fn disk_io(s: &ServiceSample) -> (u64, u64) {
+    let io = s.disk_io.unwrap_or_else(|| panic!("disk I/O of {s:?}"));
+    (io.read_bytes, io.write_bytes)
+}
+
+/// Writers that a forking service starts, that write and are reaped: the
+/// service's disk I/O grows by exactly what its root's own /proc/<pid>/io
+/// grew once it has reaped them (their bytes included), whether a sample
+/// saw the writers alive with their bytes (they must not count again
+/// through the parent at the reap) or never saw them at all.
+#[test]
+fn a_forking_service_counts_its_reaped_writers_once() {
+    const KIDS: usize = 3;
+    const MIB: u64 = 2;
+    let dir = match block_backed_dir() {
+        Ok(d) => d,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+    let tag = tag();
+    let mut cmd = role_command("io-parent", &tag);
+    cmd.env("IO_DIR", dir.path())
+        .env("IO_KIDS", KIDS.to_string())
+        .env("IO_MIB", MIB.to_string());
+    let mut parent = IoRole::start(cmd, true);
+    let pid = parent.child.id();
+    let mut src = source(vec![service("io", Some(&tag), None)]);
+    let sub = |a: (u64, u64), b: (u64, u64)| (a.0 - b.0, a.1 - b.1);
+
+    // Seen alive, then reaped.
+    let (truth0, agent0) = (proc_io(pid), disk_io(&sample(&mut src, "io")));
+    parent.say("go");
+    let kids: Vec<u32> = parent
+        .expect("WROTE")
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    let alive = sample(&mut src, "io");
+    for k in &kids {
+        assert!(alive.pids.contains(k), "writer {k} in {alive:?}");
+    }
+    let kids_wrote: u64 = kids.iter().map(|&k| proc_io(k).1).sum();
+    assert!(
+        kids_wrote >= (KIDS as u64 * MIB) << 20,
+        "the writers' own write_bytes: {kids_wrote}"
+    );
+    let seen_alive = sub(disk_io(&alive), agent0);
+    assert!(seen_alive.1 >= kids_wrote, "{seen_alive:?} vs {kids_wrote}");
+    parent.say("release");
+    parent.expect("REAPED");
+    let reaped = sample(&mut src, "io");
+    assert_eq!(reaped.pids, vec![pid]);
+    let (truth1, agent1) = (proc_io(pid), disk_io(&reaped));
+    let want = sub(truth1, truth0);
+    assert!(want.1 >= kids_wrote, "the reap added the writers' bytes");
+    assert_eq!(sub(agent1, agent0), want, "agent vs the parent's own io");
+
+    // Started, written and reaped between two samples.
+    parent.say("go");
+    parent.expect("WROTE");
+    parent.say("release");
+    parent.expect("REAPED");
+    let (truth2, agent2) = (proc_io(pid), disk_io(&sample(&mut src, "io")));
+    let want = sub(truth2, truth1);
+    assert!(want.1 >= (KIDS as u64 * MIB) << 20, "{want:?}");
+    assert_eq!(sub(agent2, agent1), want, "agent vs the parent's own io");
+}
+
+/// A writer found by its command line, watched by the real binary at a 1 s
+/// interval: the exported service.disk_io_bytes grows, between an export
+/// before the write and one after it, by exactly what the writer's own
+/// /proc/<pid>/io grew (it does nothing else in between).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_through_the_binary_and_otlp() {
+    use support::otlp_receiver::{Receiver, attr, metrics, points, value};
+    const MIB: u64 = 8;
+    let dir = match block_backed_dir() {
+        Ok(d) => d,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+    let tag = tag();
+    let mut cmd = role_command("io-writer", &tag);
+    cmd.env("IO_FILE", dir.path().join("written"))
+        .env("IO_MIB", MIB.to_string());
+    let mut writer = IoRole::start(cmd, true);
+    let pid = writer.child.id();
+    let cfg = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        cfg.path(),
+        format!(
+            "default_services = false\n[[service]]\nname = \"writer\"\ncmdline = \"{}\"\n",
+            regex_escape(&tag)
+        ),
+    )
+    .unwrap();
+    let rx = Receiver::grpc().await;
+    let mut agent = support::agent::Agent::spawn(
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &rx.endpoint()),
+            ("UNAMENTIS_AGENT_INTERVAL", "1s"),
+        ],
+        &["--config", &cfg.path().display().to_string(), "run"],
+    );
+    let exported = |r: &support::otlp_receiver::Received, direction: &str| -> Option<f64> {
+        metrics(r)
+            .into_iter()
+            .filter(|m| m.name == "unamentis.server.service.disk_io_bytes")
+            .flat_map(|m| points(m).iter())
+            .find(|p| {
+                attr(p, "unamentis.service").as_deref() == Some("writer")
+                    && attr(p, "direction").as_deref() == Some(direction)
+            })
+            .map(value)
+    };
+    let before = rx.wait_for(1, LIMIT).await[0].clone();
+    let truth0 = proc_io(pid);
+    writer.say("go");
+    writer.expect("WROTE");
+    let truth1 = proc_io(pid);
+    // The export after the next one holds a sample taken after the write.
+    let n = rx.received().len();
+    let after = rx.wait_for(n + 2, LIMIT).await[n + 1].clone();
+    let delta = |d: &str| exported(&after, d).unwrap() - exported(&before, d).unwrap();
+    let want_write = (truth1.1 - truth0.1) as f64;
+    assert!(
+        want_write >= (MIB << 20) as f64,
+        "the writer's own write_bytes: {want_write}"
+    );
+    assert_eq!(
+        delta("write"),
+        want_write,
+        "exported vs the writer's own io"
+    );
+    assert_eq!(delta("read"), (truth1.0 - truth0.0) as f64);
+    agent.signal("TERM");
+    assert!(agent.wait(LIMIT).success(), "{}", agent.log_text());
 }

@@ -1,5 +1,5 @@
-//! Per-service CPU and memory: find each configured service's processes and
-//! measure the whole process tree under them.
+//! Per-service CPU, memory and disk I/O: find each configured service's
+//! processes and measure the whole process tree under them.
 //!
 //! A service's matchers must all hold for a process to be one of its roots
 //! (`process` name, `cmdline` regex, listening `port`s, `pid_file`); the
@@ -9,9 +9,9 @@
 //! whatever the order.
 //!
 //! Cost: each cycle lists the proc directory once (no file reads) and reads
-//! `stat` of new processes and of the services' processes only (`cgroup`
-//! once per process a service or the top list holds); the owners
-//! of listening ports are looked up (a readlink per open fd) only when the
+//! `stat` of new processes and `stat` and `io` of the services' processes
+//! only (`cgroup` once per process a service or the top list holds); the
+//! owners of listening ports are looked up (a readlink per open fd) only when the
 //! set of listening sockets changes. Every `RESCAN_EVERY` cycles all
 //! processes' `stat` is re-read, to see a process that exec'd into a match.
 
@@ -19,7 +19,7 @@ use std::collections::VecDeque;
 
 use crate::config::ServiceConfig;
 pub use crate::patterns::{MAX_CMDLINE_PATTERN, MAX_CMDLINE_PROGRAM, cmdline_regex};
-pub use crate::sources::process::ContainerIdentity;
+pub use crate::sources::process::{ContainerIdentity, ProcIo};
 
 /// One service's sample.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -36,6 +36,13 @@ pub struct ServiceSample {
     pub threads: Option<u64>,
     pub open_files: Option<u64>,
     pub growth_mib_per_hour: Option<f64>,
+    /// Storage bytes read and written by the service's processes since the
+    /// agent started (`/proc/<pid>/io`, reaped children included): a
+    /// counter that carries on across restarts and exited workers. Absent
+    /// when a process's file could not be read (`disk_io_note` says why),
+    /// and for `systemd_unit` and `cgroup` services.
+    pub disk_io: Option<ProcIo>,
+    pub disk_io_note: Option<String>,
     /// What all its processes share of their container and pod (a field
     /// is set only when every process has the same value).
     pub container: ContainerIdentity,

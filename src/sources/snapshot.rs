@@ -5,7 +5,11 @@
 //! steps (`crate::activity`, `crate::compat`) and the mapping all see them
 //! without importing each other.
 
+use std::fmt::Debug;
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::point::Point;
 
 use super::cpu::{CpuStats, CpuTimes};
 use super::export_queue::ExportQueueStats;
@@ -34,7 +38,16 @@ pub struct Snapshot {
     /// What only the `[compat] hostmetrics` names need (`src/compat.rs`).
     pub compat: Option<CompatStats>,
     pub export_queue: Option<ExportQueueStats>,
+    /// What the self-contained families (`crate::families`) read this
+    /// cycle, each mapping itself to points.
+    pub families: Vec<Arc<dyn FamilySample>>,
     pub sources: Vec<SourceStatus>,
+}
+
+/// The stats a family under `src/families/` leaves in the snapshot. The
+/// family owns its mapping: the snapshot only asks it for its points.
+pub trait FamilySample: Debug + Send + Sync {
+    fn points(&self, out: &mut Vec<Point>);
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -35,8 +35,15 @@ pub fn lint(prom_name: &str) -> Option<String> {
         .split('_')
         .filter(|w| ABBREVIATED.contains(w))
         .collect();
-    (!words.is_empty()).then(|| {
+    let mut problems = Vec::new();
+    if !words.is_empty() {
         let quoted: Vec<String> = words.iter().map(|w| format!("`{w}`")).collect();
-        format!("abbreviated unit {}", quoted.join(", "))
-    })
+        problems.push(format!("abbreviated unit {}", quoted.join(", ")));
+    }
+    // The hostmetrics name system.processes.count, translated as the
+    // Collector translates it; Prometheus reserves `_count` for histograms.
+    if prom_name.ends_with("_count") {
+        problems.push("`_count` suffix".to_owned());
+    }
+    (!problems.is_empty()).then(|| problems.join("; "))
 }

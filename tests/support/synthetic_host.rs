@@ -23,6 +23,12 @@ pub fn write_proc(root: &Path, p: &FakeProc) {
         stat_line(p.pid, p.comm, p.ppid, p.ticks, p.rss_pages),
     )
     .unwrap();
+    // Storage bytes apart from the larger rchar/wchar of the calls.
+    std::fs::write(
+        dir.join("io"),
+        io_text(u64::from(p.pid) << 12, p.ticks << 9),
+    )
+    .unwrap();
     let mut cmdline = p.cmdline.join("\0");
     cmdline.push('\0');
     std::fs::write(dir.join("cmdline"), cmdline).unwrap();
@@ -43,9 +49,31 @@ pub fn write_proc(root: &Path, p: &FakeProc) {
 
 /// `utime` holds all the ticks; starttime is fixed per pid.
 pub fn stat_line(pid: u32, comm: &str, ppid: u32, ticks: u64, rss_pages: u64) -> String {
+    stat_line_reaped(pid, comm, ppid, ticks, rss_pages, 0)
+}
+
+/// [`stat_line`] with `cminflt`, the minor faults of the children the
+/// process has waited for (it grows at each reap).
+pub fn stat_line_reaped(
+    pid: u32,
+    comm: &str,
+    ppid: u32,
+    ticks: u64,
+    rss_pages: u64,
+    cminflt: u64,
+) -> String {
     format!(
-        "{pid} ({comm}) S {ppid} {pid} {pid} 0 -1 4194560 100 0 0 0 {ticks} 0 0 0 20 0 1 0 {start} 10000 {rss_pages} 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n",
+        "{pid} ({comm}) S {ppid} {pid} {pid} 0 -1 4194560 100 {cminflt} 0 0 {ticks} 0 0 0 20 0 1 0 {start} 10000 {rss_pages} 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n",
         start = 1000 + u64::from(pid)
+    )
+}
+
+/// `/proc/<pid>/io` as the kernel writes it (proc(5)).
+pub fn io_text(read_bytes: u64, write_bytes: u64) -> String {
+    format!(
+        "rchar: {}\nwchar: {}\nsyscr: 120\nsyscw: 80\nread_bytes: {read_bytes}\nwrite_bytes: {write_bytes}\ncancelled_write_bytes: 0\n",
+        read_bytes * 10 + 7,
+        write_bytes * 10 + 3
     )
 }
 

@@ -12,6 +12,7 @@ use super::powermetrics::{Backoff, pressure_from_os_level};
 use crate::sources::Snapshot;
 use crate::sources::command::{CommandError, run_with_timeout};
 use crate::sources::energy::Trapezoid;
+use crate::sources::power::BatteryState;
 use crate::sources::{Source, SourceError};
 
 // Absolute paths: a launchd daemon runs with a minimal PATH.
@@ -194,6 +195,11 @@ impl Source for BatterySource {
                     .unwrap_or(0.0);
                 let out = stats(snap);
                 out.battery_watts = Some(watts);
+                out.battery_state = BatteryState {
+                    charge_percent: b.charge_percent(),
+                    time_left_s: b.time_left_s(),
+                    ac_online: b.external_connected,
+                };
                 out.set_energy("battery", joules);
                 Ok(())
             }

@@ -298,6 +298,12 @@ pub struct BatteryReading {
     pub amperage_ma: i64,
     pub is_charging: Option<bool>,
     pub external_connected: Option<bool>,
+    /// CurrentCapacity and MaxCapacity: mAh on Intel Macs, percent (of
+    /// 100) on Apple Silicon; their ratio is the charge either way.
+    pub current_capacity: Option<u64>,
+    pub max_capacity: Option<u64>,
+    /// TimeRemaining, minutes; 65535 while macOS is still estimating.
+    pub time_remaining_min: Option<u64>,
 }
 
 impl BatteryReading {
@@ -311,6 +317,18 @@ impl BatteryReading {
         } else {
             0.0
         }
+    }
+
+    /// Charge in percent from CurrentCapacity / MaxCapacity.
+    pub fn charge_percent(&self) -> Option<f64> {
+        let (now, max) = (self.current_capacity?, self.max_capacity?);
+        (max > 0).then(|| (now as f64 / max as f64 * 100.0).clamp(0.0, 100.0))
+    }
+
+    /// Seconds to empty while discharging, when macOS has an estimate.
+    pub fn time_left_s(&self) -> Option<f64> {
+        let min = self.time_remaining_min.filter(|&m| m != 65535)?;
+        (self.amperage_ma < 0).then_some(min as f64 * 60.0)
     }
 }
 
@@ -350,7 +368,7 @@ pub fn parse_battery_xml(xml: &[u8]) -> Result<Option<BatteryReading>, ParseErro
             .or_else(|| v.as_unsigned_integer().map(i128::from))
     };
     let flag = |k: &str| dict.get(k).and_then(plist::Value::as_boolean);
-    battery_from(int("Voltage"), int("InstantAmperage"), |k| flag(k))
+    battery_from(int, |k| flag(k))
 }
 
 /// `ioreg -r -w0 -c AppleSmartBattery` (text). Only top-level properties
@@ -364,25 +382,21 @@ pub fn parse_battery_text(text: &str) -> Result<Option<BatteryReading>, ParseErr
         Some(IoValue::Bool(b)) => Some(*b),
         _ => None,
     };
-    battery_from(
-        e.get("Voltage").and_then(IoValue::as_int),
-        e.get("InstantAmperage").and_then(IoValue::as_int),
-        flag,
-    )
+    battery_from(|k| e.get(k).and_then(IoValue::as_int), flag)
 }
 
 fn battery_from(
-    voltage: Option<i128>,
-    amperage: Option<i128>,
+    int: impl Fn(&str) -> Option<i128>,
     flag: impl Fn(&str) -> Option<bool>,
 ) -> Result<Option<BatteryReading>, ParseError> {
     if flag("BatteryInstalled") == Some(false) {
         return Ok(None);
     }
-    let voltage_mv = voltage
+    let unsigned = |k: &str| int(k).and_then(|v| u64::try_from(v).ok());
+    let voltage_mv = int("Voltage")
         .and_then(|v| u64::try_from(v).ok())
         .ok_or_else(|| ParseError("AppleSmartBattery: no valid Voltage".into()))?;
-    let amperage_ma = amperage
+    let amperage_ma = int("InstantAmperage")
         .and_then(signed_ma)
         .ok_or_else(|| ParseError("AppleSmartBattery: no valid InstantAmperage".into()))?;
     Ok(Some(BatteryReading {
@@ -390,6 +404,9 @@ fn battery_from(
         amperage_ma,
         is_charging: flag("IsCharging"),
         external_connected: flag("ExternalConnected"),
+        current_capacity: unsigned("CurrentCapacity"),
+        max_capacity: unsigned("MaxCapacity"),
+        time_remaining_min: unsigned("TimeRemaining"),
     }))
 }
 
@@ -488,6 +505,9 @@ mod tests {
         assert_eq!(b.external_connected, Some(false));
         // 12326 mV × 367 mA = 4.523642 W.
         assert!((b.discharge_watts() - 4.523642).abs() < 1e-12);
+        // Intel: capacities in mAh, 2629 of 4795; 65 minutes left.
+        assert_eq!(b.charge_percent(), Some(2629.0 / 4795.0 * 100.0));
+        assert_eq!(b.time_left_s(), Some(65.0 * 60.0));
     }
 
     #[test]
@@ -498,6 +518,8 @@ mod tests {
         assert_eq!(b.amperage_ma, -158);
         assert!((b.discharge_watts() - 12744.0 * 158.0 / 1e6).abs() < 1e-12);
         assert_eq!(b.external_connected, Some(false));
+        // Apple Silicon: capacities in percent (77 of 100).
+        assert_eq!(b.charge_percent(), Some(77.0));
     }
 
     #[test]

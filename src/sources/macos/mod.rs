@@ -27,6 +27,8 @@ pub struct MacosStats {
     pub dram_watts: Option<f64>,
     /// Battery discharge, W; 0 while charging (ioreg AppleSmartBattery).
     pub battery_watts: Option<f64>,
+    /// Charge, time left and external power (ioreg AppleSmartBattery).
+    pub battery_state: crate::sources::power::BatteryState,
     /// Intel Macs' CPU die, °C (there is none on Apple Silicon).
     pub cpu_temperature: Option<f64>,
     /// 0–3, see `powermetrics::pressure_level`.

@@ -40,6 +40,20 @@ pub struct PowerStats {
     pub dram: DomainPower,
     /// Discharge rate of the system batteries; 0 while charging or full.
     pub battery: DomainPower,
+    /// Charge, time left and AC state.
+    pub battery_state: BatteryState,
+}
+
+/// What the battery source gives besides power.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct BatteryState {
+    pub charge_percent: Option<f64>,
+    /// Seconds to empty at this cycle's discharge rate; only while
+    /// discharging (stored energy over discharge watts, as upower does).
+    pub time_left_s: Option<f64>,
+    /// Whether an AC, USB or wireless supply is online; `None` where the
+    /// host has no such supply.
+    pub ac_online: Option<bool>,
 }
 
 pub fn uj_to_joules(uj: u64) -> f64 {

@@ -11,8 +11,8 @@ use crate::sources::cgroup::{self, CgroupServices};
 use crate::sources::cpu::parse_last_pid;
 use crate::sources::net_tcp::{TCP_LISTEN, tcp_sockets};
 use crate::sources::process::{
-    ContainerIdentity, PidStat, clock_ticks_per_second, count_fds, list_pids, page_size,
-    read_cmdline, read_container_identity, read_stat, socket_inodes,
+    ContainerIdentity, IoUnreadable, PidStat, ProcIo, clock_ticks_per_second, count_fds, list_pids,
+    page_size, read_cmdline, read_container_identity, read_io, read_stat, socket_inodes,
 };
 use crate::sources::{Source, SourceError};
 
@@ -44,6 +44,11 @@ struct Seen {
     ticks: u64,
     /// Its reaped children's (cutime + cstime).
     child_ticks: u64,
+    /// Its reaped children's minor faults (cminflt): grows at every reap.
+    child_faults: u64,
+    /// Its `/proc/<pid>/io` as far as it has been counted: the last value
+    /// read (kept while the file cannot be read); `None` before any.
+    io: Option<ProcIo>,
 }
 
 /// A service's process read at this sample.
@@ -95,6 +100,100 @@ fn cpu_deltas(
         .collect()
 }
 
+/// Storage bytes each process of `now` moved since the previous sample,
+/// from `io_now` (this sample's `/proc/<pid>/io`, `None` where unreadable).
+///
+/// The same bookkeeping as [`cpu_deltas`], with one difference: the kernel
+/// reports a process's own bytes and its reaped children's as one sum, so
+/// a vanished child's counted bytes are taken off its parent's whole
+/// growth. Only when the parent's reaped-children counter (`cminflt`) grew:
+/// a child that vanished without being waited for (SIGCHLD ignored, or its
+/// parent not in `now`) never reached the parent, whose own bytes then
+/// count whole. A child that started and was reaped in between counts
+/// whole through its parent; the bytes a child of a process outside `now`
+/// moved after its last sample are lost, never counted twice. A measured
+/// child reaped by a measured parent that vanished too (a shell and the
+/// command it ran, both done) reached that parent's parent with it, so its
+/// counted bytes go to the nearest ancestor still in `now`.
+/// `None`: unreadable, or no basis yet (first read, not new).
+fn io_deltas(
+    prev: &HashMap<Key, Seen>,
+    now: &[Reading],
+    io_now: &[Option<ProcIo>],
+    alive: impl Fn(Key) -> bool,
+) -> Vec<Option<ProcIo>> {
+    let current: HashSet<Key> = now.iter().map(|r| r.key).collect();
+    // Vanished processes by pid: their parent and counted bytes.
+    let vanished: HashMap<u32, (u32, Option<ProcIo>)> = prev
+        .iter()
+        .filter(|(key, _)| !current.contains(key) && !alive(**key))
+        .map(|(key, s)| (key.0, (s.ppid, s.io)))
+        .collect();
+    let mut counted: HashMap<u32, ProcIo> = HashMap::new();
+    for (ppid, io) in vanished.values() {
+        let Some(io) = io else { continue };
+        let mut up = *ppid;
+        // Bounded: a pid chain has no cycle, but files may say anything.
+        for _ in 0..vanished.len() {
+            match vanished.get(&up) {
+                Some((next, _)) => up = *next,
+                None => break,
+            }
+        }
+        let c = counted.entry(up).or_default();
+        *c = c.plus(*io);
+    }
+    now.iter()
+        .zip(io_now)
+        .map(|(r, io)| {
+            let io = (*io)?;
+            match prev.get(&r.key) {
+                Some(p) => {
+                    let growth = io.since(p.io?);
+                    let reaped = r.seen.child_faults > p.child_faults;
+                    Some(match counted.get(&r.key.0) {
+                        Some(c) if reaped => growth.since(*c),
+                        _ => growth,
+                    })
+                }
+                None => r.new.then_some(io),
+            }
+        })
+        .collect()
+}
+
+/// Why a service's disk I/O is absent: the worst reason among its
+/// processes whose `/proc/<pid>/io` could not be read.
+fn io_note(unreadable: &[IoUnreadable], members: usize) -> String {
+    let n = |kind| unreadable.iter().filter(|u| **u == kind).count();
+    let (denied, missing, failed) = (
+        n(IoUnreadable::Denied),
+        n(IoUnreadable::Missing),
+        n(IoUnreadable::Failed),
+    );
+    if denied > 0 {
+        format!(
+            "/proc/<pid>/io of {denied} of its {members} processes denied (another user's): {IO_FIX}"
+        )
+    } else if failed > 0 {
+        format!("/proc/<pid>/io of {failed} of its {members} processes could not be read")
+    } else {
+        format!(
+            "no /proc/<pid>/io for {missing} of its {members} processes (exited while read, or a \
+             kernel without CONFIG_TASK_IO_ACCOUNTING)"
+        )
+    }
+}
+
+/// How to give the agent another user's `/proc/<pid>/io` (ptrace-read
+/// access: same user, or CAP_SYS_PTRACE).
+const IO_FIX: &str = "run the agent as root, or grant it CAP_SYS_PTRACE (containers: add the \
+     SYS_PTRACE capability), or run it as the service's user";
+
+const IO_HINT: &str = "per-service disk I/O reads /proc/<pid>/io, which needs ptrace-read access \
+     to another user's process: run the agent as root, or grant it CAP_SYS_PTRACE (containers: \
+     add the SYS_PTRACE capability), or run it as the services' user";
+
 pub struct ServiceSource {
     paths: HostPaths,
     matchers: Vec<Matcher>,
@@ -125,6 +224,10 @@ pub struct ServiceSource {
     page: u64,
     /// The `systemd_unit` and `cgroup` services' hierarchies and counters.
     cgroups: CgroupServices,
+    /// Each service's storage bytes since the agent started.
+    io_totals: Vec<ProcIo>,
+    /// The last sample met a `/proc/<pid>/io` it was not allowed to read.
+    io_denied: bool,
 }
 
 impl ServiceSource {
@@ -136,6 +239,7 @@ impl ServiceSource {
             growth,
             top_n,
         } = Plan::from_config(cfg);
+        let matchers_len = matchers.len();
         let cgroups = CgroupServices::new(
             &cfg.host_paths(),
             matchers.iter().map(|m| m.cgroup.clone()).collect(),
@@ -162,6 +266,8 @@ impl ServiceSource {
             started: Instant::now(),
             ticks_per_s: clock_ticks_per_second() as f64,
             page: page_size(),
+            io_totals: vec![ProcIo::default(); matchers_len],
+            io_denied: false,
             cgroups,
         };
         let _ = s.collect();
@@ -416,6 +522,9 @@ impl ServiceSource {
         // Every service's processes are read before any CPU is summed: a
         // child one service measured may be reaped by another's process.
         let mut readings: Vec<Reading> = Vec::new();
+        // One `io` read per process, beside its `stat`.
+        let mut io_now: Vec<Result<ProcIo, IoUnreadable>> = Vec::new();
+        let mut io_exited: Vec<bool> = Vec::new();
         let mut spans = Vec::with_capacity(assigned.len());
         for (i, (roots, members)) in assigned.into_iter().enumerate() {
             if let Some(cg) = by_cgroup[i].take() {
@@ -448,15 +557,24 @@ impl ServiceSource {
                     continue;
                 };
                 let key = (pid, st.starttime);
+                let io = read_io(&self.paths, pid);
+                // No io file and no stat any more: it exited in between,
+                // which leaves nothing unread.
+                io_exited.push(
+                    io == Err(IoUnreadable::Missing) && read_stat(&self.paths, pid).is_none(),
+                );
                 readings.push(Reading {
                     key,
                     seen: Seen {
                         ppid: st.ppid,
                         ticks: st.cpu_ticks(),
                         child_ticks: st.child_ticks(),
+                        child_faults: st.cminflt,
+                        io: io.ok(),
                     },
                     new: self.is_new(key),
                 });
+                io_now.push(io);
                 let id = self.identity(key);
                 shared = Some(match shared {
                     None => id,
@@ -495,11 +613,39 @@ impl ServiceSource {
         let deltas = cpu_deltas(&self.prev, &readings, |(pid, start)| {
             procs.get(&pid).is_some_and(|p| p.starttime == start)
         });
-        for (s, span) in out.services.iter_mut().zip(spans) {
-            let counted: Vec<u64> = deltas[span].iter().flatten().copied().collect();
+        let io_read: Vec<Option<ProcIo>> = io_now.iter().map(|r| r.ok()).collect();
+        let io_moved = io_deltas(&self.prev, &readings, &io_read, |(pid, start)| {
+            procs.get(&pid).is_some_and(|p| p.starttime == start)
+        });
+        self.io_denied = false;
+        for (i, (s, span)) in out.services.iter_mut().zip(spans).enumerate() {
+            let counted: Vec<u64> = deltas[span.clone()].iter().flatten().copied().collect();
             if s.up() && !counted.is_empty() {
                 let ticks: u64 = counted.iter().sum();
                 s.cpu_percent = wall.map(|w| ticks as f64 / self.ticks_per_s / w * 100.0);
+            }
+            if self.matchers[i].cgroup.is_some() {
+                continue;
+            }
+            // What the readable processes moved counts even in a sample
+            // that cannot report the service, so the total stays whole.
+            for d in io_moved[span.clone()].iter().flatten() {
+                self.io_totals[i] = self.io_totals[i].plus(*d);
+            }
+            let unreadable: Vec<IoUnreadable> = io_now[span.clone()]
+                .iter()
+                .zip(&io_exited[span.clone()])
+                .filter(|(_, exited)| !**exited)
+                .filter_map(|(r, _)| r.err())
+                .collect();
+            self.io_denied |= unreadable.contains(&IoUnreadable::Denied);
+            if !s.up() {
+                continue;
+            }
+            if unreadable.is_empty() {
+                s.disk_io = Some(self.io_totals[i]);
+            } else {
+                s.disk_io_note = Some(io_note(&unreadable, span.len()));
             }
         }
         if self.top_n > 0 {
@@ -541,6 +687,12 @@ impl ServiceSource {
             }
             self.prev_other = next_other;
         }
+        // An unreadable `io` stays counted up to its last value.
+        for r in &mut readings {
+            if r.seen.io.is_none() {
+                r.seen.io = self.prev.get(&r.key).and_then(|p| p.io);
+            }
+        }
         self.prev = readings.iter().map(|r| (r.key, r.seen)).collect();
         self.last_sample = Some(now);
         Ok(out)
@@ -572,6 +724,10 @@ impl Source for ServiceSource {
         snap.services = Some(self.collect()?);
         Ok(())
     }
+
+    fn hint(&self) -> Option<&'static str> {
+        self.io_denied.then_some(IO_HINT)
+    }
 }
 
 #[cfg(test)]
@@ -583,6 +739,8 @@ mod tests {
             ppid,
             ticks,
             child_ticks,
+            child_faults: 0,
+            io: None,
         }
     }
 
@@ -659,5 +817,141 @@ mod tests {
         assert_eq!(cpu_deltas(&prev, &[r], |_| false), vec![None]);
         r.new = true;
         assert_eq!(cpu_deltas(&prev, &[r], |_| false), vec![Some(27)]);
+    }
+
+    fn io(read_bytes: u64, write_bytes: u64) -> ProcIo {
+        ProcIo {
+            read_bytes,
+            write_bytes,
+        }
+    }
+
+    /// A process seen with `faults` reaped-children faults and `io`.
+    fn io_seen(ppid: u32, faults: u64, io: ProcIo) -> Seen {
+        Seen {
+            child_faults: faults,
+            io: Some(io),
+            ..seen(ppid, 0, 0)
+        }
+    }
+
+    #[test]
+    fn io_a_child_seen_then_reaped_adds_only_its_bytes_after_that_sample() {
+        // The child had written 300 bytes at the previous sample (100 of
+        // them by its own reaped child), wrote 50 more and was waited for:
+        // its 350 landed in the parent's counters with the parent's own 7.
+        let prev = HashMap::from([
+            (PARENT, io_seen(1, 10, io(1000, 2000))),
+            (CHILD, io_seen(100, 4, io(20, 300))),
+        ]);
+        let now = [reading(
+            PARENT,
+            io_seen(1, 25, io(1000 + 20, 2000 + 7 + 350)),
+        )];
+        let io_now = [now[0].seen.io];
+        assert_eq!(
+            io_deltas(&prev, &now, &io_now, |_| false),
+            vec![Some(io(0, 7 + 50))]
+        );
+    }
+
+    #[test]
+    fn io_a_child_never_seen_counts_whole_and_a_live_one_on_its_own() {
+        let prev = HashMap::from([
+            (PARENT, io_seen(1, 10, io(0, 2000))),
+            (CHILD, io_seen(100, 0, io(0, 300))),
+        ]);
+        // A worker forked and reaped between the samples (4096 bytes) while
+        // the measured child, still alive, wrote 100.
+        let now = [
+            reading(PARENT, io_seen(1, 11, io(0, 2000 + 4096))),
+            reading(CHILD, io_seen(100, 0, io(0, 400))),
+        ];
+        let io_now = [now[0].seen.io, now[1].seen.io];
+        assert_eq!(
+            io_deltas(&prev, &now, &io_now, |_| false),
+            vec![Some(io(0, 4096)), Some(io(0, 100))]
+        );
+    }
+
+    #[test]
+    fn io_a_child_not_waited_for_takes_nothing_off_its_parent() {
+        // The child vanished, but the parent reaped nothing (cminflt
+        // unchanged: SIGCHLD ignored, auto-reaped): the parent's own 500
+        // bytes count whole; the child's bytes after its last sample are
+        // lost, never taken from the parent.
+        let prev = HashMap::from([
+            (PARENT, io_seen(1, 10, io(0, 2000))),
+            (CHILD, io_seen(100, 0, io(0, 300))),
+        ]);
+        let now = [reading(PARENT, io_seen(1, 10, io(0, 2500)))];
+        let io_now = [now[0].seen.io];
+        assert_eq!(
+            io_deltas(&prev, &now, &io_now, |_| false),
+            vec![Some(io(0, 500))]
+        );
+        // Its parent outside the service: nothing of it reaches a member.
+        let prev = HashMap::from([
+            (PARENT, io_seen(1, 10, io(0, 2000))),
+            ((201, 9), io_seen(300, 0, io(0, 300))),
+        ]);
+        let now = [reading(PARENT, io_seen(1, 11, io(0, 2600)))];
+        let io_now = [now[0].seen.io];
+        assert_eq!(
+            io_deltas(&prev, &now, &io_now, |_| false),
+            vec![Some(io(0, 600))]
+        );
+    }
+
+    #[test]
+    fn io_a_child_and_grandchild_both_reaped_count_once() {
+        // A shell (the child) and the command it ran (the grandchild) were
+        // measured, then both finished: the command's 900 bytes went into
+        // the shell's counters at its reap, and the shell's whole total
+        // (its own 10 and the command's 900 + 100 more) into the parent's.
+        const GRANDCHILD: Key = (300, 80);
+        let prev = HashMap::from([
+            (PARENT, io_seen(1, 10, io(0, 2000))),
+            (CHILD, io_seen(100, 0, io(0, 10))),
+            (GRANDCHILD, io_seen(200, 0, io(0, 900))),
+        ]);
+        let now = [reading(PARENT, io_seen(1, 11, io(0, 2000 + 10 + 1000)))];
+        let io_now = [now[0].seen.io];
+        assert_eq!(
+            io_deltas(&prev, &now, &io_now, |_| false),
+            vec![Some(io(0, 100))]
+        );
+    }
+
+    #[test]
+    fn io_unreadable_baseline_and_new_processes() {
+        let prev = HashMap::from([(PARENT, io_seen(1, 10, io(0, 2000)))]);
+        let now = [reading(PARENT, io_seen(1, 10, io(0, 2100)))];
+        // Unreadable now: no delta.
+        assert_eq!(io_deltas(&prev, &now, &[None], |_| false), vec![None]);
+        // First read of a process that was there before: a baseline.
+        let mut r = reading((100, 90), io_seen(1, 0, io(5, 70)));
+        assert_eq!(io_deltas(&prev, &[r], &[r.seen.io], |_| false), vec![None]);
+        // One that appeared inside the window: all of it.
+        r.new = true;
+        assert_eq!(
+            io_deltas(&prev, &[r], &[r.seen.io], |_| false),
+            vec![Some(io(5, 70))]
+        );
+        // A counter that went down (never in practice) adds nothing.
+        let now = [reading(PARENT, io_seen(1, 10, io(0, 10)))];
+        assert_eq!(
+            io_deltas(&prev, &now, &[now[0].seen.io], |_| false),
+            vec![Some(io(0, 0))]
+        );
+    }
+
+    #[test]
+    fn io_notes_name_the_cause_and_the_fix() {
+        let denied = io_note(&[IoUnreadable::Denied, IoUnreadable::Missing], 3);
+        assert!(denied.starts_with("/proc/<pid>/io of 1 of its 3 processes denied"));
+        assert!(denied.contains("CAP_SYS_PTRACE"), "{denied}");
+        let missing = io_note(&[IoUnreadable::Missing], 1);
+        assert!(missing.contains("CONFIG_TASK_IO_ACCOUNTING"), "{missing}");
     }
 }
