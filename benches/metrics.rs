@@ -23,6 +23,7 @@ fn points(mut cfg: Config) -> Vec<Point> {
     cfg.compat = CompatConfig {
         hostmetrics: true,
         hw: true,
+        include_virtual_filesystems: false,
     };
     let activity = Activity::from_config(&cfg);
     let mut sampler = Sampler::new(Pipeline::new(&cfg).with_activity(&activity).build());

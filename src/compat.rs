@@ -9,7 +9,7 @@ use crate::config::CompatConfig;
 use crate::point::{AttrValue, Point};
 use crate::semconv::{self, Metric, attr};
 use crate::sources::Snapshot;
-pub use crate::sources::snapshot::{CompatStats, PerCpuTimes};
+pub use crate::sources::snapshot::{CompatStats, CpuTimesOrigin, PerCpuTimes};
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -36,7 +36,7 @@ fn hostmetrics_points(snap: &Snapshot, out: &mut Vec<Point>) {
         for (n, times) in &t.cpus {
             let cpu = format!("cpu{n}");
             // hostmetrics' state names: wait is iowait, interrupt is irq.
-            let states = [
+            let linux = [
                 ("user", times.user),
                 ("nice", times.nice),
                 ("system", times.system),
@@ -46,7 +46,19 @@ fn hostmetrics_points(snap: &Snapshot, out: &mut Vec<Point>) {
                 ("softirq", times.softirq),
                 ("steal", times.steal),
             ];
-            for (state, ticks) in states {
+            // The receiver reports user, system, idle and interrupt on
+            // macOS (not nice); Mach counts no interrupt time, and a value
+            // the host does not count has no point.
+            let mach = [
+                ("user", times.user),
+                ("system", times.system),
+                ("idle", times.idle),
+            ];
+            let states: &[(&str, u64)] = match t.origin {
+                CpuTimesOrigin::ProcStat => &linux,
+                CpuTimesOrigin::Mach => &mach,
+            };
+            for &(state, ticks) in states {
                 out.push(
                     Point::new(&semconv::SYSTEM_CPU_TIME, ticks as f64 / hz)
                         .with(attr::CPU, cpu.as_str())
@@ -55,13 +67,23 @@ fn hostmetrics_points(snap: &Snapshot, out: &mut Vec<Point>) {
             }
         }
     }
+    // macOS, as the receiver there: used = total - free - inactive.
+    if let Some(m) = &c.vm_memory {
+        for (state, bytes) in [("used", m.used), ("free", m.free), ("inactive", m.inactive)] {
+            out.push(
+                Point::new(&semconv::SYSTEM_MEMORY_USAGE, bytes as f64).with(attr::STATE, state),
+            );
+        }
+    }
     if let Some(m) = &c.memory {
         let states = [
             ("used", Some(m.used())),
             ("free", Some(m.free)),
             ("buffered", Some(m.buffers)),
-            ("cached", Some(m.cached)),
+            // The receiver's cached is Cached + SReclaimable (gopsutil).
+            ("cached", Some(m.cached_with_slab())),
             ("slab_reclaimable", m.slab_reclaimable),
+            ("slab_unreclaimable", m.slab_unreclaimable),
         ];
         for (state, bytes) in states {
             if let Some(b) = bytes {
@@ -72,18 +94,33 @@ fn hostmetrics_points(snap: &Snapshot, out: &mut Vec<Point>) {
         }
     }
     for fs in c.filesystems.iter().flatten() {
+        let m = &fs.mount;
+        let with_mount = |p: Point| {
+            p.with(attr::DEVICE, m.device.as_str())
+                .with(attr::MODE, m.mode)
+                .with(attr::MOUNTPOINT, m.mountpoint.as_str())
+                .with(attr::TYPE, m.fstype.as_str())
+        };
         for (state, bytes) in [
             ("used", fs.used),
             ("free", fs.free),
             ("reserved", fs.reserved),
         ] {
             out.push(
-                Point::new(&semconv::SYSTEM_FILESYSTEM_USAGE, bytes as f64)
-                    .with(attr::DEVICE, fs.mount.device.as_str())
-                    .with(attr::MOUNTPOINT, fs.mount.mountpoint.as_str())
-                    .with(attr::TYPE, fs.mount.fstype.as_str())
+                with_mount(Point::new(&semconv::SYSTEM_FILESYSTEM_USAGE, bytes as f64))
                     .with(attr::STATE, state),
             );
+        }
+        if let Some((used, free)) = fs.inodes {
+            for (state, n) in [("used", used), ("free", free)] {
+                out.push(
+                    with_mount(Point::new(
+                        &semconv::SYSTEM_FILESYSTEM_INODES_USAGE,
+                        n as f64,
+                    ))
+                    .with(attr::STATE, state),
+                );
+            }
         }
     }
 }
@@ -178,7 +215,7 @@ fn hw_points(own: &[Point]) -> Vec<Point> {
 mod tests {
     use super::*;
     use crate::sources::cpu::{CpuStats, CpuTimes};
-    use crate::sources::memory::MemoryStates;
+    use crate::sources::memory::{MemoryStates, VmMemoryStates};
 
     fn find<'a>(pts: &'a [Point], m: &'static Metric, attrs: &[(&str, &str)]) -> Vec<&'a Point> {
         pts.iter()
@@ -201,6 +238,7 @@ mod tests {
             CompatConfig {
                 hostmetrics: true,
                 hw: true,
+                include_virtual_filesystems: false,
             },
             &mut out,
         );
@@ -217,6 +255,7 @@ mod tests {
             ..Default::default()
         };
         snap.compat_mut().cpu_times = Some(PerCpuTimes {
+            origin: CpuTimesOrigin::ProcStat,
             ticks_per_second: 100,
             cpus: vec![(
                 3,
@@ -234,6 +273,7 @@ mod tests {
             buffers: 50,
             cached: 250,
             slab_reclaimable: None,
+            slab_unreclaimable: Some(30),
         });
         let mut out = Vec::new();
         points(
@@ -241,6 +281,7 @@ mod tests {
             CompatConfig {
                 hostmetrics: true,
                 hw: false,
+                include_virtual_filesystems: false,
             },
             &mut out,
         );
@@ -270,9 +311,60 @@ mod tests {
             )
             .is_empty()
         );
+        assert_eq!(mem("slab_unreclaimable"), 30.0);
         assert_eq!(
             find(&out, &semconv::SYSTEM_CPU_LOAD_AVERAGE_15M, &[])[0].value,
             1.5
+        );
+    }
+
+    #[test]
+    fn hostmetrics_on_macos_the_receivers_states() {
+        let mut snap = Snapshot::default();
+        snap.compat_mut().cpu_times = Some(PerCpuTimes {
+            ticks_per_second: 100,
+            cpus: vec![(
+                0,
+                CpuTimes {
+                    user: 300,
+                    system: 200,
+                    idle: 900,
+                    nice: 5,
+                    ..Default::default()
+                },
+            )],
+            origin: CpuTimesOrigin::Mach,
+        });
+        snap.compat_mut().vm_memory = Some(VmMemoryStates {
+            free: 10,
+            inactive: 30,
+            used: 60,
+        });
+        let mut out = Vec::new();
+        points(
+            &snap,
+            CompatConfig {
+                hostmetrics: true,
+                ..Default::default()
+            },
+            &mut out,
+        );
+        let states = |m| {
+            let mut v: Vec<String> = find(&out, m, &[])
+                .iter()
+                .map(|p| format!("{}={}", attr_of(p, "state").unwrap(), p.value))
+                .collect();
+            v.sort();
+            v
+        };
+        // No nice (the receiver drops it there), no counters Mach lacks.
+        assert_eq!(
+            states(&semconv::SYSTEM_CPU_TIME),
+            ["idle=9", "system=2", "user=3"]
+        );
+        assert_eq!(
+            states(&semconv::SYSTEM_MEMORY_USAGE),
+            ["free=10", "inactive=30", "used=60"]
         );
     }
 

@@ -182,6 +182,9 @@ pub struct CompatConfig {
     pub hostmetrics: bool,
     /// The `hw.*` hardware conventions (`hw.power`, `hw.energy`, ...).
     pub hw: bool,
+    /// `system.filesystem.*` for virtual filesystems too (tmpfs, proc,
+    /// overlay, ...), as the receiver's `include_virtual_filesystems`.
+    pub include_virtual_filesystems: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -697,6 +700,14 @@ const KEYS: &[KeySpec] = &[
         env: &[("UNAMENTIS_AGENT_COMPAT_HW", Conv::Bool)],
         flag: None,
     },
+    KeySpec {
+        key: "compat.include_virtual_filesystems",
+        env: &[(
+            "UNAMENTIS_AGENT_COMPAT_INCLUDE_VIRTUAL_FILESYSTEMS",
+            Conv::Bool,
+        )],
+        flag: None,
+    },
 ];
 
 /// Every environment variable the agent reads, with its config key, for
@@ -1137,6 +1148,12 @@ fn validate(l: &Loaded) -> Result<(), ConfigError> {
     }
     if c.export.timeout.0.is_zero() {
         return Err(err("export.timeout", "must be more than 0".into()));
+    }
+    if c.compat.include_virtual_filesystems && !c.compat.hostmetrics {
+        return Err(err(
+            "compat.include_virtual_filesystems",
+            "true without compat.hostmetrics = true: no filesystem is read".into(),
+        ));
     }
     if c.export.queue_max_bytes > MAX_QUEUE_BYTES {
         return Err(err(

@@ -8,10 +8,10 @@
 //! 1. **Readers**, each filling its own field: cpu, memory, services; on
 //!    Linux rapl, hwmon, battery (an earlier power source wins a domain:
 //!    hwmon fills only what RAPL left empty, the battery adds its own
-//!    domain last), thermal, filesystem (hostmetrics only); gpu and ollama
-//!    when enabled; on macOS apple-gpu before powermetrics (the
-//!    IOAccelerator entries name the GPU powermetrics' GPU power describes),
-//!    then battery.
+//!    domain last), thermal; filesystem (hostmetrics only, Linux and
+//!    macOS); gpu and ollama when enabled; on macOS apple-gpu before
+//!    powermetrics (the IOAccelerator entries name the GPU powermetrics'
+//!    GPU power describes), then battery.
 //! 2. **Derived steps**, after every reader:
 //!    - `export_queue` reads the exporter's dropped-batch counter (`run`
 //!      with export on);
@@ -108,10 +108,11 @@ pub fn readers(cfg: &Config) -> Vec<Box<dyn Source>> {
         Box::new(sources::power::battery::BatterySource::new(paths.clone())),
         Box::new(sources::thermal::ThermalSource::new(paths.clone())),
     ]);
-    #[cfg(target_os = "linux")]
+    #[cfg(any(target_os = "linux", target_os = "macos"))]
     if cfg.compat.hostmetrics {
         out.push(Box::new(sources::filesystem::FilesystemSource::new(
             paths.clone(),
+            cfg.compat.include_virtual_filesystems,
         )));
     }
     out.extend(crate::families::sources(&paths, &cfg.families));

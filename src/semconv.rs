@@ -74,12 +74,14 @@ pub mod attr {
     pub const RESOURCE: &str = "resource";
     /// Which stall: some (at least one task stalled) or full (all non-idle tasks stalled at once).
     pub const STALL: &str = "stall";
-    /// Logical CPU of a system.cpu.time or system.cpu.frequency point, as cpu<N> (the cpu<N> line of /proc/stat, the cpu<N> directory of sysfs, processor N of /proc/cpuinfo).
+    /// Logical CPU of a system.cpu.time or system.cpu.frequency point, as cpu<N>: the cpu<N> line of /proc/stat, the cpu<N> directory of sysfs, processor N of /proc/cpuinfo (Linux); the processor's index (macOS).
     pub const CPU: &str = "cpu";
-    /// Breakdown of a hostmetrics metric: for system.cpu.time user, nice, system, idle, wait, interrupt, softirq, steal; for system.memory.usage used, free, buffered, cached, slab_reclaimable; for system.filesystem.usage used, free, reserved; for system.paging.usage used, free; for system.network.connections the TCP state (ESTABLISHED, LISTEN, TIME_WAIT, ...).
+    /// Breakdown of a hostmetrics metric: for system.cpu.time user, nice, system, idle, wait, interrupt, softirq, steal; for system.memory.usage used, free, buffered, cached, slab_reclaimable, slab_unreclaimable (Linux), used, free, inactive (macOS); for system.filesystem.usage used, free, reserved; for system.filesystem.inodes.usage used, free; for system.paging.usage used, free; for system.network.connections the TCP state (ESTABLISHED, LISTEN, TIME_WAIT, ...).
     pub const STATE: &str = "state";
-    /// Device of a mounted filesystem (first field of /proc/<pid>/mounts), a block device (system.disk.*, its /proc/diskstats name), a network interface (system.network.*) or a swap area (system.paging.usage, its /proc/swaps name).
+    /// Device of a mounted filesystem (system.filesystem.*: the mount source of /proc/<pid>/mountinfo, with /dev/mapper/<name> and /dev/root named by the block device they stand for, /dev/dm-1, /dev/vda1, as the hostmetrics receiver names them), a block device (system.disk.*, its /proc/diskstats name), a network interface (system.network.*) or a swap area (system.paging.usage, its /proc/swaps name).
     pub const DEVICE: &str = "device";
+    /// Mount mode of a filesystem from its mount options: rw, ro, or unknown when the options name neither.
+    pub const MODE: &str = "mode";
     /// Mount point of a filesystem as the host sees it.
     pub const MOUNTPOINT: &str = "mountpoint";
     /// Filesystem type of a mount; for system.paging.operations and system.paging.faults major or minor.
@@ -578,7 +580,7 @@ pub static SYSTEM_MEMORY_USAGE: Metric = Metric {
     instrument: Instrument::UpDownCounter,
     unit: "By",
     value_type: ValueType::Int,
-    brief: "Bytes of host memory in each state; the states add up to MemTotal (hostmetrics compatibility).",
+    brief: "Bytes of host memory in each state, as the hostmetrics receiver reports them: used, free, buffered and cached add up to MemTotal; slab_reclaimable is also inside cached and slab_unreclaimable inside used (hostmetrics compatibility).",
     attributes: &[attr::STATE],
 };
 
@@ -615,7 +617,16 @@ pub static SYSTEM_FILESYSTEM_USAGE: Metric = Metric {
     unit: "By",
     value_type: ValueType::Int,
     brief: "Bytes of each mounted filesystem in each state: used, free (available to unprivileged users) and reserved (for root) (hostmetrics compatibility).",
-    attributes: &[attr::DEVICE, attr::MOUNTPOINT, attr::TYPE, attr::STATE],
+    attributes: &[attr::DEVICE, attr::MODE, attr::MOUNTPOINT, attr::TYPE, attr::STATE],
+};
+
+pub static SYSTEM_FILESYSTEM_INODES_USAGE: Metric = Metric {
+    name: "system.filesystem.inodes.usage",
+    instrument: Instrument::UpDownCounter,
+    unit: "{inodes}",
+    value_type: ValueType::Int,
+    brief: "Inodes of each mounted filesystem in each state: used and free (hostmetrics compatibility).",
+    attributes: &[attr::DEVICE, attr::MODE, attr::MOUNTPOINT, attr::TYPE, attr::STATE],
 };
 
 pub static SYSTEM_DISK_IO: Metric = Metric {
@@ -912,6 +923,7 @@ pub static ALL: &[&Metric] = &[
     &SYSTEM_CPU_LOAD_AVERAGE_5M,
     &SYSTEM_CPU_LOAD_AVERAGE_15M,
     &SYSTEM_FILESYSTEM_USAGE,
+    &SYSTEM_FILESYSTEM_INODES_USAGE,
     &SYSTEM_DISK_IO,
     &SYSTEM_DISK_OPERATIONS,
     &SYSTEM_DISK_MERGED,

@@ -507,6 +507,12 @@ fn hostile_environment_values_name_the_variable() {
             "more than 0",
         ),
         (
+            "UNAMENTIS_AGENT_COMPAT_INCLUDE_VIRTUAL_FILESYSTEMS",
+            "true",
+            "compat.include_virtual_filesystems",
+            "without compat.hostmetrics",
+        ),
+        (
             "OTEL_EXPORTER_OTLP_HEADERS",
             "x=a%0D%0Ax-evil: 1",
             "export.headers.x",

@@ -60,7 +60,7 @@ fn placeholder(name: &str, attrs: &Map<String, Value>) -> Option<&'static str> {
         "hw.energy" if attr("hw.id") == Some("battery") => Some("<watts × time since start>"),
         // statvfs of the mount points under the tree's root: this machine's
         // filesystem (the mounts themselves come from the tree).
-        "system.filesystem.usage" => Some("<statvfs here>"),
+        "system.filesystem.usage" | "system.filesystem.inodes.usage" => Some("<statvfs here>"),
         _ => None,
     }
 }

@@ -15,7 +15,7 @@ use unamentis_agent::sources::cgroup::{
 use unamentis_agent::sources::cpu::{
     CpuTimes, parse_cpu_list, parse_loadavg, parse_per_cpu, parse_stat,
 };
-use unamentis_agent::sources::filesystem::{Mount, parse_mounts};
+use unamentis_agent::sources::filesystem::{Mount, parse_mountinfo, parse_mounts};
 use unamentis_agent::sources::gpu::{amdgpu, smi};
 use unamentis_agent::sources::http_get::parse_response;
 use unamentis_agent::sources::memory::{parse_meminfo, parse_meminfo_states};
@@ -465,9 +465,43 @@ proptest! {
         let mut want: Vec<Mount> = Vec::new();
         for (dev, mp, t) in &mounts {
             want.retain(|m| &m.mountpoint != mp);
-            want.push(Mount { device: dev.clone(), mountpoint: mp.clone(), fstype: t.clone() });
+            want.push(Mount { device: dev.clone(), mountpoint: mp.clone(), fstype: t.clone(), mode: "rw", block_device: None });
         }
         prop_assert_eq!(parse_mounts(&text), want);
+    }
+
+    #[test]
+    fn mountinfo_round_trips_escaped_fields(mounts in prop::collection::vec(
+        ("[^\\x00]{1,20}", "/[^\\x00]{0,20}", "[a-z0-9.]{1,10}", prop::bool::ANY, 0u8..3, 0u32..300),
+        0..10)
+    ) {
+        // proc(5): id parent maj:min root point options [optional fields] - fstype source super.
+        let text: String = mounts
+            .iter()
+            .enumerate()
+            .map(|(i, (dev, mp, t, ro, tags, minor))| {
+                let opts = if *ro { "ro,relatime" } else { "rw,relatime" };
+                let tags: String = (0..*tags).map(|k| format!(" shared:{k}")).collect();
+                format!(
+                    "{} 1 8:{minor} / {} {opts}{tags} - {t} {} rw,errors=remount-ro\n",
+                    i + 20,
+                    mangle(mp),
+                    mangle(dev)
+                )
+            })
+            .collect();
+        let mut want: Vec<Mount> = Vec::new();
+        for (dev, mp, t, ro, _, minor) in &mounts {
+            want.retain(|m| &m.mountpoint != mp);
+            want.push(Mount {
+                device: dev.clone(),
+                mountpoint: mp.clone(),
+                fstype: t.clone(),
+                mode: if *ro { "ro" } else { "rw" },
+                block_device: Some(format!("8:{minor}")),
+            });
+        }
+        prop_assert_eq!(parse_mountinfo(&text), want);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Fuzzes /proc/<pid>/mounts (octal escapes, short lines, mounts over mounts): any input must give a value or an error, never a
+//! Fuzzes /proc/<pid>/mounts and mountinfo (octal escapes, short lines, mounts over mounts) and /proc/filesystems: any input must give a value or an error, never a
 //! panic.
 #![no_main]
 
@@ -9,7 +9,11 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    for m in filesystem::parse_mounts(text) {
-        let _ = filesystem::is_reported(&m);
+    let physical = filesystem::parse_filesystems(text);
+    for m in filesystem::parse_mounts(text)
+        .into_iter()
+        .chain(filesystem::parse_mountinfo(text))
+    {
+        let _ = filesystem::is_reported(&m, Some(&physical));
     }
 });

@@ -308,12 +308,56 @@ pub fn count_cores(topologies: &[CpuTopology]) -> usize {
     keys.len()
 }
 
+/// Mach's per-CPU tick counters (`host_processor_info` with
+/// `PROCESSOR_CPU_LOAD_INFO`: user, system, idle, nice per CPU, in that
+/// order), which are 32-bit and wrap (after about 497 days of one state at
+/// 100 Hz): extended to 64 bits here so `system.cpu.time` never goes back.
+#[derive(Debug, Clone, Default)]
+pub struct MachTicks {
+    last: Vec<[u32; 4]>,
+    wraps: Vec<[u64; 4]>,
+}
+
+impl MachTicks {
+    /// One reading; the cumulative 64-bit times per CPU. A change in the
+    /// number of CPUs starts over.
+    pub fn update(&mut self, now: &[[u32; 4]]) -> Vec<(u32, CpuTimes)> {
+        if self.last.len() != now.len() {
+            self.last = now.to_vec();
+            self.wraps = vec![[0; 4]; now.len()];
+        }
+        let mut out = Vec::with_capacity(now.len());
+        for (i, ticks) in now.iter().enumerate() {
+            let mut full = [0u64; 4];
+            for s in 0..4 {
+                if ticks[s] < self.last[i][s] {
+                    self.wraps[i][s] = self.wraps[i][s].saturating_add(1);
+                }
+                self.last[i][s] = ticks[s];
+                full[s] = (self.wraps[i][s] << 32) | u64::from(ticks[s]);
+            }
+            let Ok(n) = u32::try_from(i) else { break };
+            out.push((
+                n,
+                CpuTimes {
+                    user: full[0],
+                    system: full[1],
+                    idle: full[2],
+                    nice: full[3],
+                    ..Default::default()
+                },
+            ));
+        }
+        out
+    }
+}
+
 #[cfg(target_os = "linux")]
 mod imp {
     use super::*;
     use crate::sources::Snapshot;
     use crate::sources::process::clock_ticks_per_second;
-    use crate::sources::snapshot::PerCpuTimes;
+    use crate::sources::snapshot::{CpuTimesOrigin, PerCpuTimes};
     use crate::sources::{Source, SourceError};
 
     pub struct CpuSource {
@@ -415,6 +459,7 @@ mod imp {
                                     snap.compat_mut().cpu_times = Some(PerCpuTimes {
                                         ticks_per_second: clock_ticks_per_second(),
                                         cpus,
+                                        origin: CpuTimesOrigin::ProcStat,
                                     });
                                 }
                                 Err(e) => first_err = Some(e.in_file("/proc/stat")),
@@ -466,6 +511,9 @@ mod imp {
     pub struct CpuSource {
         sys: Option<System>,
         physical: Option<u32>,
+        /// Per-CPU times for `system.cpu.time` (`[compat] hostmetrics`,
+        /// macOS only: sysinfo gives none).
+        per_cpu: Option<MachTicks>,
     }
 
     impl CpuSource {
@@ -479,13 +527,75 @@ mod imp {
             let physical = System::physical_core_count()
                 .ok()
                 .and_then(|n| u32::try_from(n).ok());
-            CpuSource { sys, physical }
+            CpuSource {
+                sys,
+                physical,
+                per_cpu: None,
+            }
         }
 
-        /// sysinfo gives no per-CPU times: `system.cpu.time` is absent here.
-        pub fn with_per_cpu_times(self, _on: bool) -> Self {
+        /// Also read the per-CPU times (macOS: Mach's tick counters; other
+        /// platforms have none and `system.cpu.time` is absent).
+        pub fn with_per_cpu_times(mut self, on: bool) -> Self {
+            self.per_cpu = (on && cfg!(target_os = "macos")).then(MachTicks::default);
             self
         }
+    }
+
+    /// The per-CPU (user, system, idle, nice) ticks of
+    /// `host_processor_info(PROCESSOR_CPU_LOAD_INFO)`.
+    #[cfg(target_os = "macos")]
+    #[allow(deprecated)] // libc points the Mach calls to the mach2 crate
+    fn mach_cpu_load() -> Result<Vec<[u32; 4]>, SourceError> {
+        use std::sync::OnceLock;
+        // mach_host_self() hands out a port right per call: take one.
+        static HOST: OnceLock<libc::host_t> = OnceLock::new();
+        // SAFETY: mach_host_self has no preconditions.
+        let host = *HOST.get_or_init(|| unsafe { libc::mach_host_self() });
+        let mut ncpu: libc::natural_t = 0;
+        let mut info: libc::processor_info_array_t = std::ptr::null_mut();
+        let mut count: libc::mach_msg_type_number_t = 0;
+        // SAFETY: valid out pointers; on success the kernel allocates
+        // `count` integers at `info` in our address space, freed below.
+        let kr = unsafe {
+            libc::host_processor_info(
+                host,
+                libc::PROCESSOR_CPU_LOAD_INFO,
+                &mut ncpu,
+                &mut info,
+                &mut count,
+            )
+        };
+        if kr != libc::KERN_SUCCESS || info.is_null() {
+            return Err(SourceError::Failed(format!(
+                "host_processor_info(PROCESSOR_CPU_LOAD_INFO) returned {kr}"
+            )));
+        }
+        // SAFETY: the kernel wrote `count` integers at `info`.
+        let ints = unsafe { std::slice::from_raw_parts(info, count as usize) };
+        let state = libc::CPU_STATE_MAX as usize;
+        let ticks = ints
+            .chunks_exact(state)
+            .take(ncpu as usize)
+            .map(|c| {
+                let at = |i: libc::c_int| c[i as usize] as u32;
+                [
+                    at(libc::CPU_STATE_USER),
+                    at(libc::CPU_STATE_SYSTEM),
+                    at(libc::CPU_STATE_IDLE),
+                    at(libc::CPU_STATE_NICE),
+                ]
+            })
+            .collect();
+        // SAFETY: the region host_processor_info allocated, freed once.
+        unsafe {
+            libc::vm_deallocate(
+                libc::mach_task_self(),
+                info as libc::vm_address_t,
+                count as usize * std::mem::size_of::<libc::integer_t>(),
+            );
+        }
+        Ok(ticks)
     }
 
     impl Source for CpuSource {
@@ -508,6 +618,18 @@ mod imp {
                 logical: u32::try_from(sys.cpus().len()).ok().filter(|&n| n > 0),
                 physical: self.physical,
             });
+            #[cfg(target_os = "macos")]
+            if let Some(mach) = self.per_cpu.as_mut() {
+                use crate::sources::snapshot::{CpuTimesOrigin, PerCpuTimes};
+                let cpus = mach.update(&mach_cpu_load()?);
+                // SAFETY: sysconf has no preconditions.
+                let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+                snap.compat_mut().cpu_times = Some(PerCpuTimes {
+                    ticks_per_second: u64::try_from(hz).unwrap_or(0),
+                    cpus,
+                    origin: CpuTimesOrigin::Mach,
+                });
+            }
             Ok(())
         }
     }
@@ -542,6 +664,31 @@ mod tests {
         assert_eq!((t[1].1.user, t[1].1.idle, t[1].1.iowait), (10, 20, 0));
         assert!(parse_per_cpu("cpu0 1 x 3 4\n").is_err());
         assert!(parse_per_cpu("cpufreq 1 2 3 4\n").unwrap().is_empty());
+    }
+
+    #[test]
+    fn mach_ticks_in_state_order_and_across_a_wrap() {
+        let mut m = MachTicks::default();
+        let t = m.update(&[[10, 20, 30, 4], [1, 2, 3, 0]]);
+        assert_eq!(t.len(), 2);
+        assert_eq!(
+            (
+                t[0].1.user,
+                t[0].1.system,
+                t[0].1.idle,
+                t[0].1.nice,
+                t[0].1.irq
+            ),
+            (10, 20, 30, 4, 0)
+        );
+        let t = m.update(&[[u32::MAX, 21, 31, 4], [2, 2, 3, 0]]);
+        assert_eq!(t[0].1.user, u64::from(u32::MAX));
+        // The counter wrapped past 2^32: 5 more ticks.
+        let t = m.update(&[[4, 21, 31, 4], [2, 2, 3, 0]]);
+        assert_eq!(t[0].1.user, (1 << 32) + 4);
+        // One CPU fewer: start over.
+        let t = m.update(&[[7, 0, 0, 0]]);
+        assert_eq!((t.len(), t[0].1.user), (1, 7));
     }
 
     #[test]

@@ -77,35 +77,53 @@ fn bytes_of(key: &str, rest: &str) -> Result<u64, ParseError> {
     }
 }
 
-/// The breakdown hostmetrics reports as `system.memory.usage{state}`, in
-/// bytes. The states partition MemTotal: `used()` is what the others leave.
+/// The meminfo fields hostmetrics reports as `system.memory.usage{state}`,
+/// in bytes, as the kernel gives them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MemoryStates {
     pub total: u64,
     pub free: u64,
     pub buffers: u64,
-    /// Page cache (`Cached`, which already excludes SwapCached).
+    /// The kernel's page cache (`Cached`, which already excludes SwapCached).
     pub cached: u64,
     /// `SReclaimable` (since 2.6.19).
     pub slab_reclaimable: Option<u64>,
+    /// `SUnreclaim` (since 2.6.19).
+    pub slab_unreclaimable: Option<u64>,
 }
 
 impl MemoryStates {
-    /// MemTotal minus free, buffers, page cache and reclaimable slab:
-    /// anonymous memory, unreclaimable slab, kernel stacks, page tables.
+    /// The receiver's `cached` state: gopsutil adds `SReclaimable` to the
+    /// kernel's `Cached` (so `slab_reclaimable` is counted twice across the
+    /// states).
+    pub fn cached_with_slab(&self) -> u64 {
+        self.cached
+            .saturating_add(self.slab_reclaimable.unwrap_or(0))
+    }
+
+    /// The receiver's `used`: MemTotal minus free, buffers and
+    /// [`cached_with_slab`](Self::cached_with_slab): anonymous memory,
+    /// unreclaimable slab, kernel stacks, page tables. used + free + buffered
+    /// + cached = MemTotal.
     pub fn used(&self) -> u64 {
         self.total
             .saturating_sub(self.free)
             .saturating_sub(self.buffers)
-            .saturating_sub(self.cached)
-            .saturating_sub(self.slab_reclaimable.unwrap_or(0))
+            .saturating_sub(self.cached_with_slab())
     }
 }
 
 pub fn parse_meminfo_states(text: &str) -> Result<MemoryStates, ParseError> {
-    let [total, free, buffers, cached, sreclaimable] = meminfo_values(
+    let [total, free, buffers, cached, sreclaimable, sunreclaim] = meminfo_values(
         text,
-        ["MemTotal", "MemFree", "Buffers", "Cached", "SReclaimable"],
+        [
+            "MemTotal",
+            "MemFree",
+            "Buffers",
+            "Cached",
+            "SReclaimable",
+            "SUnreclaim",
+        ],
     )?;
     match (total, free, buffers, cached) {
         (Some(total), Some(free), Some(buffers), Some(cached)) => Ok(MemoryStates {
@@ -114,10 +132,37 @@ pub fn parse_meminfo_states(text: &str) -> Result<MemoryStates, ParseError> {
             buffers,
             cached,
             slab_reclaimable: sreclaimable,
+            slab_unreclaimable: sunreclaim,
         }),
         _ => Err(ParseError(
             "MemTotal, MemFree, Buffers or Cached is missing".into(),
         )),
+    }
+}
+
+/// macOS memory as the hostmetrics receiver reports it there (gopsutil's
+/// `VirtualMemory` over Mach's `host_statistics(HOST_VM_INFO)`), in bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VmMemoryStates {
+    /// `free_count` pages.
+    pub free: u64,
+    /// `inactive_count` pages.
+    pub inactive: u64,
+    /// hw.memsize in pages minus free and inactive pages.
+    pub used: u64,
+}
+
+impl VmMemoryStates {
+    /// From hw.memsize (bytes), the page size and the two page counts.
+    pub fn from_pages(total: u64, page_size: u64, free_pages: u32, inactive_pages: u32) -> Self {
+        let pages = |n: u64| n.saturating_mul(page_size);
+        let total_pages = total.checked_div(page_size).unwrap_or(0);
+        let available = u64::from(free_pages) + u64::from(inactive_pages);
+        VmMemoryStates {
+            free: pages(u64::from(free_pages)),
+            inactive: pages(u64::from(inactive_pages)),
+            used: pages(total_pages.saturating_sub(available)),
+        }
     }
 }
 
@@ -177,19 +222,56 @@ mod imp {
 
     pub struct MemorySource {
         sys: Option<System>,
+        /// Also read the VM page counts (`[compat] hostmetrics`, macOS).
+        states: bool,
     }
 
     impl MemorySource {
         pub fn new(_paths: HostPaths) -> Self {
             MemorySource {
                 sys: System::new().ok(),
+                states: false,
             }
         }
 
-        /// No meminfo here: `system.memory.usage` is absent.
-        pub fn with_states(self, _on: bool) -> Self {
+        /// macOS: also read Mach's page counts for `system.memory.usage`;
+        /// other platforms have no breakdown and it is absent.
+        pub fn with_states(mut self, on: bool) -> Self {
+            self.states = on && cfg!(target_os = "macos");
             self
         }
+    }
+
+    /// (free_count, inactive_count) of `host_statistics(HOST_VM_INFO)`, the
+    /// call gopsutil makes.
+    #[cfg(target_os = "macos")]
+    #[allow(deprecated)] // libc points the Mach calls to the mach2 crate
+    fn vm_page_counts() -> Result<(u32, u32), SourceError> {
+        use std::sync::OnceLock;
+        // mach_host_self() hands out a port right per call: take one.
+        static HOST: OnceLock<libc::host_t> = OnceLock::new();
+        // SAFETY: mach_host_self has no preconditions.
+        let host = *HOST.get_or_init(|| unsafe { libc::mach_host_self() });
+        // SAFETY: an all-zero vm_statistics is a valid plain C struct.
+        let mut vm: libc::vm_statistics = unsafe { std::mem::zeroed() };
+        let mut count = (std::mem::size_of::<libc::vm_statistics>()
+            / std::mem::size_of::<libc::integer_t>())
+            as libc::mach_msg_type_number_t;
+        // SAFETY: `vm` holds `count` integers, as host_statistics requires.
+        let kr = unsafe {
+            libc::host_statistics(
+                host,
+                libc::HOST_VM_INFO,
+                (&mut vm as *mut libc::vm_statistics).cast(),
+                &mut count,
+            )
+        };
+        if kr != libc::KERN_SUCCESS {
+            return Err(SourceError::Failed(format!(
+                "host_statistics(HOST_VM_INFO) returned {kr}"
+            )));
+        }
+        Ok((vm.free_count, vm.inactive_count))
     }
 
     impl Source for MemorySource {
@@ -213,6 +295,18 @@ mod imp {
                 total_bytes: total,
                 available_bytes: sys.available_memory().min(total),
             });
+            #[cfg(target_os = "macos")]
+            if self.states {
+                let (free, inactive) = vm_page_counts()?;
+                // SAFETY: sysconf has no preconditions.
+                let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+                let page = u64::try_from(page).unwrap_or(0);
+                if page == 0 {
+                    return Err(SourceError::Failed("sysconf(_SC_PAGESIZE) failed".into()));
+                }
+                snap.compat_mut().vm_memory =
+                    Some(VmMemoryStates::from_pages(total, page, free, inactive));
+            }
             Ok(())
         }
     }
@@ -248,18 +342,34 @@ mod tests {
         assert_eq!(m.free, 100 * 1024);
         assert_eq!(m.cached, 250 * 1024);
         assert_eq!(m.slab_reclaimable, Some(40 * 1024));
-        // 1000 - 100 - 50 - 250 - 40
+        assert_eq!(m.slab_unreclaimable, Some(30 * 1024));
+        assert_eq!(m.cached_with_slab(), 290 * 1024);
+        // 1000 - 100 - 50 - (250 + 40)
         assert_eq!(m.used(), 560 * 1024);
         let old = parse_meminfo_states(
             "MemTotal: 1000 kB\nMemFree: 100 kB\nBuffers: 50 kB\nCached: 250 kB\n",
         )
         .unwrap();
-        assert_eq!((old.slab_reclaimable, old.used()), (None, 600 * 1024));
+        assert_eq!(
+            (old.slab_reclaimable, old.slab_unreclaimable, old.used()),
+            (None, None, 600 * 1024)
+        );
         assert!(parse_meminfo_states("MemTotal: 1000 kB\nMemFree: 100 kB\n").is_err());
         assert!(
             parse_meminfo_states("MemTotal: 1000 kB\nMemFree: x kB\nBuffers: 1 kB\nCached: 1 kB\n")
                 .is_err()
         );
+    }
+
+    #[test]
+    fn macos_states_from_page_counts() {
+        // 16 KiB pages, 8 GiB: 524288 pages, 1000 free, 3000 inactive.
+        let m = VmMemoryStates::from_pages(8 << 30, 16384, 1000, 3000);
+        assert_eq!(
+            (m.free, m.inactive, m.used),
+            (1000 * 16384, 3000 * 16384, (524288 - 4000) * 16384)
+        );
+        assert_eq!(VmMemoryStates::from_pages(1 << 20, 0, 1, 1).used, 0);
     }
 
     #[test]

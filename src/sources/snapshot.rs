@@ -16,7 +16,7 @@ use super::export_queue::ExportQueueStats;
 use super::filesystem::FsUsage;
 use super::gpu::GpuStats;
 use super::macos::MacosStats;
-use super::memory::{MemoryStates, MemoryStats};
+use super::memory::{MemoryStates, MemoryStats, VmMemoryStates};
 use super::ollama::OllamaStats;
 use super::power::PowerStats;
 use super::service::ServicesSample;
@@ -117,15 +117,32 @@ pub struct ActivityStats {
 /// `[compat] hostmetrics` is on.
 #[derive(Debug, Clone, Default)]
 pub struct CompatStats {
-    /// Per-CPU cumulative times from the `cpuN` lines of `/proc/stat`.
+    /// Per-CPU cumulative times: the `cpuN` lines of `/proc/stat` (Linux),
+    /// Mach's per-processor ticks (macOS).
     pub cpu_times: Option<PerCpuTimes>,
+    /// `/proc/meminfo` (Linux).
     pub memory: Option<MemoryStates>,
+    /// Mach's VM page counts (macOS).
+    pub vm_memory: Option<VmMemoryStates>,
     pub filesystems: Option<Vec<FsUsage>>,
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct PerCpuTimes {
-    /// USER_HZ: the unit of the times.
+    /// USER_HZ (CLK_TCK): the unit of the times.
     pub ticks_per_second: u64,
     pub cpus: Vec<(u32, CpuTimes)>,
+    /// Where they come from, which says which states the host counts.
+    pub origin: CpuTimesOrigin,
+}
+
+/// The counters behind [`PerCpuTimes`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CpuTimesOrigin {
+    /// `/proc/stat`: all eight hostmetrics states.
+    #[default]
+    ProcStat,
+    /// Mach `PROCESSOR_CPU_LOAD_INFO`: user, system, idle and nice only (no
+    /// iowait, irq, softirq or steal counters exist).
+    Mach,
 }
