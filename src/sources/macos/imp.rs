@@ -225,6 +225,12 @@ pub struct AppleGpuSource {
     memsize: Option<u64>,
 }
 
+impl Default for AppleGpuSource {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl AppleGpuSource {
     pub fn new() -> Self {
         AppleGpuSource {
