@@ -17,6 +17,8 @@
 //! `compat.include_virtual_filesystems` takes every mount instead, as the
 //! receiver's `include_virtual_filesystems` does.
 
+use super::seq_file::unescape;
+
 /// One line of a mounts file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mount {
@@ -74,32 +76,6 @@ impl FsUsage {
             inodes,
         })
     }
-}
-
-/// Mounts file fields escape space, tab, newline and backslash as
-/// three-digit octal (`\040`), as the kernel's `mangle()` writes them.
-fn unescape(field: &str) -> String {
-    let b = field.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 4 <= b.len() {
-            let oct = &b[i + 1..i + 4];
-            if oct.iter().all(|c| (b'0'..=b'7').contains(c)) {
-                let v = oct
-                    .iter()
-                    .fold(0u32, |acc, c| acc * 8 + u32::from(c - b'0'));
-                if let Ok(v) = u8::try_from(v) {
-                    out.push(v);
-                    i += 4;
-                    continue;
-                }
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A NUL-terminated C string field of a fixed-size array (macOS `statfs`

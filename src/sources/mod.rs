@@ -21,6 +21,7 @@ pub mod net_tcp;
 pub mod ollama;
 pub mod power;
 pub mod process;
+pub mod seq_file;
 pub mod service;
 pub mod snapshot;
 pub mod sock_diag;

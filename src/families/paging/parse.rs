@@ -6,6 +6,7 @@
 //! including `pgmajfault`, the ones that waited for I/O).
 
 use crate::sources::ParseError;
+use crate::sources::seq_file::unescape;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SwapArea {
@@ -36,37 +37,12 @@ pub fn parse_swaps(text: &str) -> Result<Vec<SwapArea>, ParseError> {
                 .map_err(|_| ParseError(format!("line {}: {:?} is not KiB", i + 2, f[k])))
         };
         out.push(SwapArea {
-            name: unescape_octal(f[0]),
+            name: unescape(f[0]),
             size_kib: n(2)?,
             used_kib: n(3)?,
         });
     }
     Ok(out)
-}
-
-/// seq_file's `\ooo` escapes back to bytes (`/swap\040file`).
-fn unescape_octal(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = (b[i + 1] - b'0') as u32 * 64
-                + (b[i + 2] - b'0') as u32 * 8
-                + (b[i + 3] - b'0') as u32;
-            if let Ok(byte) = u8::try_from(v) {
-                out.push(byte);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The paging counters of `/proc/vmstat`; a counter the kernel lacks is
