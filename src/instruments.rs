@@ -27,7 +27,9 @@ pub fn reader_count() -> usize {
     semconv::ALL.len()
 }
 
-pub fn register(meter: &Meter, cycle: &CycleSampler) -> Registered {
+/// `descriptions`: give each instrument its registry brief, which the
+/// exporter then sends with every export (`export.descriptions`).
+pub fn register(meter: &Meter, cycle: &CycleSampler, descriptions: bool) -> Registered {
     let mut instruments: Vec<Box<dyn std::any::Any + Send + Sync>> = Vec::new();
     for (reader, &metric) in semconv::ALL.iter().enumerate() {
         let cycle = cycle.clone();
@@ -41,7 +43,7 @@ pub fn register(meter: &Meter, cycle: &CycleSampler) -> Registered {
                     meter
                         .$builder(metric.name)
                         .with_unit(metric.unit)
-                        .with_description(metric.brief)
+                        .with_description(if descriptions { metric.brief } else { "" })
                         .with_callback(move |o| {
                             cycle.read(reader, metric, |p| {
                                 o.observe($conv(p.value), &key_values(p))

@@ -404,7 +404,7 @@ async fn run_async(loaded: &Loaded) -> Result<(), String> {
     let resource = telemetry::resource(resource_attributes(loaded));
     let provider = telemetry::meter_provider(exporter, cfg.interval.0, resource);
     let meter = provider.meter(telemetry::AGENT_NAME);
-    let _instruments = instruments::register(&meter, &cycle);
+    let _instruments = instruments::register(&meter, &cycle, loaded.config.export.descriptions);
     tracing::info!(
         endpoint = %cfg.export.effective_endpoint(),
         protocol = ?cfg.export.protocol,

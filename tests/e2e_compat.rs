@@ -453,6 +453,7 @@ async fn hostmetrics_and_hw_names_from_the_same_snapshot() {
             "/nonexistent/nvidia-smi".into(),
         ),
         ("UNAMENTIS_AGENT_OLLAMA_ENABLED", "false".into()),
+        ("UNAMENTIS_AGENT_EXPORT_DESCRIPTIONS", "true".into()),
     ]);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     // The TCP state counts are off by default (they dump every socket each
@@ -462,6 +463,12 @@ async fn hostmetrics_and_hw_names_from_the_same_snapshot() {
     let agent = Agent::spawn(&env, &["--config", config.path().to_str().unwrap(), "run"]);
     let got = rx.wait_for(2, LIMIT).await;
     let r = &got[1];
+
+    // export.descriptions = true: each metric carries its registry brief.
+    for m in metrics(r) {
+        let def = semconv::ALL.iter().find(|d| d.name == m.name).unwrap();
+        assert_eq!(m.description, def.brief, "{}", m.name);
+    }
 
     let specs = load_specs();
     let seen = check_against_conventions(r, &specs);

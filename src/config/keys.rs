@@ -96,6 +96,11 @@ pub(super) const KEYS: &[KeySpec] = &[
         flag: None,
     },
     KeySpec {
+        key: "export.descriptions",
+        env: &[("UNAMENTIS_AGENT_EXPORT_DESCRIPTIONS", Conv::Bool)],
+        flag: None,
+    },
+    KeySpec {
         key: "export.timeout",
         env: &[
             ("OTEL_EXPORTER_OTLP_TIMEOUT", Conv::Millis),

@@ -94,6 +94,10 @@ pub struct ExportConfig {
     pub queue_max_bytes: u64,
     /// Batches older than this are dropped from the replay queue.
     pub queue_max_age: Dur,
+    /// Send each metric's description with every export. Off: the
+    /// descriptions are static text that would make up a third of every
+    /// request's bytes; the registry, the README and `/metrics` carry them.
+    pub descriptions: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -313,6 +317,7 @@ impl Default for ExportConfig {
             certificate: None,
             queue_max_bytes: DEFAULT_QUEUE_MAX_BYTES,
             queue_max_age: Dur(Duration::from_secs(15 * 60)),
+            descriptions: false,
         }
     }
 }
