@@ -8,8 +8,10 @@
 //! 1. **Readers**, each filling its own field: cpu, memory, services; on
 //!    Linux rapl, hwmon, battery (an earlier power source wins a domain:
 //!    hwmon fills only what RAPL left empty, the battery adds its own
-//!    domain last), thermal; filesystem (hostmetrics only, Linux and
-//!    macOS); gpu and ollama when enabled; on macOS apple-gpu before
+//!    domain last); filesystem (hostmetrics only, Linux and macOS); the
+//!    families of `src/families/` in `families::ALL` order (cpufreq, disk,
+//!    network, paging, pressure, processes, thermal: none reads another);
+//!    gpu and ollama when enabled; on macOS apple-gpu before
 //!    powermetrics (the IOAccelerator entries name the GPU powermetrics'
 //!    GPU power describes), then battery.
 //! 2. **Derived steps**, after every reader:
@@ -106,7 +108,6 @@ pub fn readers(cfg: &Config) -> Vec<Box<dyn Source>> {
         Box::new(sources::power::rapl::RaplSource::new(paths.clone())) as Box<dyn Source>,
         Box::new(sources::power::hwmon::HwmonPowerSource::new(paths.clone())),
         Box::new(sources::power::battery::BatterySource::new(paths.clone())),
-        Box::new(sources::thermal::ThermalSource::new(paths.clone())),
     ]);
     #[cfg(any(target_os = "linux", target_os = "macos"))]
     if cfg.compat.hostmetrics {
@@ -206,8 +207,14 @@ mod tests {
         before(&n, "services", "gpu");
         before(&n, "gpu", "ollama");
         before(&n, "ollama", "idle");
+        // The families (src/families/) after the readers of src/sources/,
+        // before the GPU.
         #[cfg(target_os = "linux")]
-        before(&n, "thermal", "filesystem");
+        {
+            before(&n, "filesystem", "thermal");
+            before(&n, "disk", "gpu");
+            before(&n, "thermal", "gpu");
+        }
         assert!(!n.contains(&"connections"));
         assert_eq!(n.last(), Some(&"idle"));
     }

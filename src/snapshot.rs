@@ -19,7 +19,6 @@ use crate::sources::ollama::OllamaStats;
 use crate::sources::power::{BatteryState, PowerStats};
 use crate::sources::service::{ContainerIdentity, ServicesSample};
 use crate::sources::snapshot::{ActivityStats, CompatStats};
-use crate::sources::thermal::ThermalStats;
 use crate::sources::{Source, SourceError};
 
 pub use crate::point::{AttrValue, Point};
@@ -58,9 +57,6 @@ impl Snapshot {
         }
         if let Some(power) = &self.power {
             power_points(power, &mut out);
-        }
-        if let Some(thermal) = &self.thermal {
-            thermal_points(thermal, &mut out);
         }
         if let Some(a) = &self.activity {
             activity_points(a, &mut out);
@@ -409,21 +405,6 @@ fn battery_state_points(b: &BatteryState, out: &mut Vec<Point>) {
         if let Some(v) = v {
             out.push(Point::new(metric, v));
         }
-    }
-}
-
-fn thermal_points(t: &ThermalStats, out: &mut Vec<Point>) {
-    if let Some(c) = t.temperature {
-        out.push(Point::new(&semconv::THERMAL_TEMPERATURE, c));
-    }
-    if let Some(l) = t.pressure {
-        out.push(Point::new(&semconv::THERMAL_PRESSURE, f64::from(l)));
-    }
-    for (fan, rpm) in &t.fans {
-        out.push(Point::new(&semconv::THERMAL_FAN_RPM, *rpm).with(attr::FAN, fan.as_str()));
-    }
-    if let Some(n) = t.throttle_events {
-        out.push(Point::new(&semconv::THERMAL_THROTTLE_EVENTS, n as f64));
     }
 }
 

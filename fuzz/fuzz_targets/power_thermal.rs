@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use unamentis_agent::sources::power::{battery, rapl};
-use unamentis_agent::sources::{energy, sysfs, thermal};
+use unamentis_agent::families::thermal;
+use unamentis_agent::sources::{energy, sysfs};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

@@ -3,7 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use unamentis_agent::sources::{gpu, power, sysfs, thermal};
+use unamentis_agent::families::thermal;
+use unamentis_agent::sources::{gpu, power, sysfs};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

@@ -28,6 +28,7 @@ pub mod network;
 pub mod paging;
 pub mod pressure;
 pub mod processes;
+pub mod thermal;
 
 /// One family: its name (the section's and the source's) and how its
 /// section becomes its source (`None`: switched off, or not on this
@@ -48,6 +49,7 @@ pub const ALL: &[Family] = &[
     paging::FAMILY,
     pressure::FAMILY,
     processes::FAMILY,
+    thermal::FAMILY,
 ];
 
 /// The section of a family whose only setting is whether it is on.

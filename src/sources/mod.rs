@@ -26,7 +26,6 @@ pub mod service;
 pub mod snapshot;
 pub mod sock_diag;
 pub mod sysfs;
-pub mod thermal;
 
 pub use snapshot::{Snapshot, SourceStatus};
 

@@ -20,7 +20,6 @@ use super::memory::{MemoryStates, MemoryStats, VmMemoryStates};
 use super::ollama::OllamaStats;
 use super::power::PowerStats;
 use super::service::ServicesSample;
-use super::thermal::ThermalStats;
 
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
@@ -32,7 +31,6 @@ pub struct Snapshot {
     pub gpu: Option<GpuStats>,
     pub ollama: Option<OllamaStats>,
     pub power: Option<PowerStats>,
-    pub thermal: Option<ThermalStats>,
     /// Idle clock, activity probes and idle accounting (`activity/`).
     pub activity: Option<ActivityStats>,
     /// What only the `[compat] hostmetrics` names need (`src/compat.rs`).

@@ -8,6 +8,37 @@
 //! docs/FORMATS.md, hwmon, Thermal zones and thermal_throttle counters.
 //! Temperatures are millidegrees Celsius. The pressure rule is
 //! [`pressure_level`], documented in semconv/registry.yaml.
+//!
+//! Section `[families.thermal]`: `enabled` (default true). On macOS the
+//! same metrics come from powermetrics (`sources::macos`).
+
+use toml::Table;
+
+use super::{Family, OnOff, SectionError, section};
+use crate::host::HostPaths;
+use crate::point::Point;
+use crate::semconv::{self, attr};
+use crate::sources::Source;
+use crate::sources::snapshot::FamilySample;
+
+pub const FAMILY: Family = Family {
+    name: "thermal",
+    build,
+};
+
+fn build(paths: &HostPaths, t: &Table) -> Result<Option<Box<dyn Source>>, SectionError> {
+    let cfg: OnOff = section(t)?;
+    if !cfg.enabled || !super::READERS_HERE {
+        return Ok(None);
+    }
+    #[cfg(target_os = "linux")]
+    return Ok(Some(Box::new(ThermalSource::new(paths.clone()))));
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = paths;
+        Ok(None)
+    }
+}
 
 /// What the thermal source found in one cycle.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -230,13 +261,13 @@ mod imp {
     use std::collections::HashMap;
     use std::io;
     use std::path::PathBuf;
+    use std::sync::Arc;
 
     use super::*;
-    use crate::host::HostPaths;
     use crate::sources::Snapshot;
+    use crate::sources::SourceError;
     use crate::sources::cpu::{CPUS, CpuTopology, cpu_dirs};
     use crate::sources::sysfs::{self, ValueError};
-    use crate::sources::{Source, SourceError};
 
     const HWMON: &str = "class/hwmon";
     const THERMAL: &str = "class/thermal";
@@ -573,7 +604,7 @@ mod imp {
             inputs.throttle_counters = events.is_some();
             inputs.throttled = increased;
             stats.pressure = pressure_level(&inputs);
-            snap.thermal = Some(stats);
+            snap.families.push(Arc::new(stats));
             if gone {
                 // A chip went away (module unloaded): look again next cycle.
                 self.cycles = REDISCOVER_EVERY;
@@ -593,6 +624,23 @@ mod imp {
 
 #[cfg(target_os = "linux")]
 pub use imp::ThermalSource;
+
+impl FamilySample for ThermalStats {
+    fn points(&self, out: &mut Vec<Point>) {
+        if let Some(c) = self.temperature {
+            out.push(Point::new(&semconv::THERMAL_TEMPERATURE, c));
+        }
+        if let Some(l) = self.pressure {
+            out.push(Point::new(&semconv::THERMAL_PRESSURE, f64::from(l)));
+        }
+        for (fan, rpm) in &self.fans {
+            out.push(Point::new(&semconv::THERMAL_FAN_RPM, *rpm).with(attr::FAN, fan.as_str()));
+        }
+        if let Some(n) = self.throttle_events {
+            out.push(Point::new(&semconv::THERMAL_THROTTLE_EVENTS, n as f64));
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
