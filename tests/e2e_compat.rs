@@ -18,6 +18,7 @@ use opentelemetry_proto::tonic::metrics::v1::number_data_point;
 use serde::Deserialize;
 use support::agent::Agent;
 use support::fake_nvml;
+use support::fixtures::host_env;
 use support::otlp_receiver::{
     Received, Receiver, attr, find_value, metrics, points, resource_attrs, value,
 };
@@ -283,23 +284,6 @@ fn registry_system_metrics_agree_with_the_receiver_spec() {
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hosts/compat-2cpu")
-}
-
-fn host_env(dir: &Path) -> Vec<(&'static str, String)> {
-    vec![
-        (
-            "UNAMENTIS_AGENT_HOST_PROC",
-            dir.join("proc").display().to_string(),
-        ),
-        (
-            "UNAMENTIS_AGENT_HOST_SYS",
-            dir.join("sys").display().to_string(),
-        ),
-        (
-            "UNAMENTIS_AGENT_HOST_ROOT",
-            dir.join("root").display().to_string(),
-        ),
-    ]
 }
 
 fn user_hz() -> f64 {

@@ -17,6 +17,7 @@ use opentelemetry_proto::tonic::metrics::v1::Metric;
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use serde::Deserialize;
 use support::agent::Agent;
+use support::fixtures::host_env;
 use support::otlp_receiver::{Received, Receiver, attr, metrics, points, resource_attrs};
 
 /// Guards against hangs only; nothing asserts on elapsed time.
@@ -334,25 +335,14 @@ async fn hosts_list_and_host_detail_find_what_they_query() {
     let host = std::fs::read_to_string(dir.join("proc/sys/kernel/hostname")).unwrap();
     let host = host.trim();
     let rx = Receiver::grpc().await;
-    let env = [
-        (
-            "UNAMENTIS_AGENT_HOST_PROC",
-            dir.join("proc").display().to_string(),
-        ),
-        (
-            "UNAMENTIS_AGENT_HOST_SYS",
-            dir.join("sys").display().to_string(),
-        ),
-        (
-            "UNAMENTIS_AGENT_HOST_ROOT",
-            dir.join("root").display().to_string(),
-        ),
+    let mut env = host_env(&dir);
+    env.extend([
         ("OTEL_EXPORTER_OTLP_ENDPOINT", rx.endpoint()),
         ("UNAMENTIS_AGENT_INTERVAL", "1s".into()),
         ("UNAMENTIS_AGENT_COMPAT_HOSTMETRICS", "true".into()),
         ("UNAMENTIS_AGENT_GPU_ENABLED", "false".into()),
         ("UNAMENTIS_AGENT_OLLAMA_ENABLED", "false".into()),
-    ];
+    ]);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let config = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(config.path(), CONFIG).unwrap();

@@ -28,6 +28,25 @@ pub fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+/// The environment that points the agent at a fixture host laid out as
+/// `<dir>/proc`, `<dir>/sys`, `<dir>/root`.
+pub fn host_env(dir: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "UNAMENTIS_AGENT_HOST_PROC",
+            dir.join("proc").display().to_string(),
+        ),
+        (
+            "UNAMENTIS_AGENT_HOST_SYS",
+            dir.join("sys").display().to_string(),
+        ),
+        (
+            "UNAMENTIS_AGENT_HOST_ROOT",
+            dir.join("root").display().to_string(),
+        ),
+    ]
+}
+
 /// A private, writable copy of a fixture host.
 pub fn host_copy(name: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
