@@ -31,15 +31,28 @@ pub mod processes;
 pub mod thermal;
 
 /// One family: its name (the section's and the source's) and how its
-/// section becomes its source (`None`: switched off, or not on this
-/// platform).
+/// section becomes its source.
 pub struct Family {
     pub name: &'static str,
     pub build: Build,
 }
 
-/// A family's section into its source.
-pub type Build = fn(&HostPaths, &Table) -> Result<Option<Box<dyn Source>>, SectionError>;
+/// A family's section, parsed and checked, into the maker of its source
+/// (`None`: switched off, or not on this platform). Checking a section
+/// reads nothing of the host: only calling the [`Builder`] does.
+pub type Build = fn(&Table) -> Result<Option<Builder>, SectionError>;
+
+/// Makes a family's source for the host at the given paths.
+pub type Builder = Box<dyn FnOnce(&HostPaths) -> Box<dyn Source>>;
+
+/// `make` as the family's builder when it is on and its readers exist on
+/// this platform ([`READERS_HERE`]).
+pub fn when(
+    enabled: bool,
+    make: impl FnOnce(&HostPaths) -> Box<dyn Source> + 'static,
+) -> Option<Builder> {
+    (enabled && READERS_HERE).then(|| Box::new(make) as Builder)
+}
 
 /// Every family, in sampling order. Adding a family is one line here.
 pub const ALL: &[Family] = &[
@@ -88,7 +101,6 @@ pub fn section<T: DeserializeOwned>(t: &Table) -> Result<T, SectionError> {
 /// Checks every `[families.*]` section: an unknown family or a bad key is
 /// a config error naming where the value came from.
 pub fn check(loaded: &Loaded) -> Result<(), ConfigError> {
-    let paths = loaded.config.host_paths();
     for (name, table) in &loaded.config.families {
         let Some(f) = ALL.iter().find(|f| f.name == name) else {
             let known: Vec<&str> = ALL.iter().map(|f| f.name).collect();
@@ -99,7 +111,7 @@ pub fn check(loaded: &Loaded) -> Result<(), ConfigError> {
                 reason: format!("unknown metric family (known: {})", known.join(", ")),
             });
         };
-        if let Err(e) = (f.build)(&paths, table) {
+        if let Err(e) = (f.build)(table) {
             let key = if e.key.is_empty() || e.key == "." {
                 format!("families.{name}")
             } else {
@@ -129,7 +141,8 @@ fn origin(loaded: &Loaded, key: &str) -> Origin {
 pub fn sources(paths: &HostPaths, sections: &BTreeMap<String, Table>) -> Vec<Box<dyn Source>> {
     let empty = Table::new();
     ALL.iter()
-        .filter_map(|f| (f.build)(paths, sections.get(f.name).unwrap_or(&empty)).ok()?)
+        .filter_map(|f| (f.build)(sections.get(f.name).unwrap_or(&empty)).ok()?)
+        .map(|make| make(paths))
         .collect()
 }
 
@@ -148,9 +161,8 @@ mod tests {
 
     #[test]
     fn every_family_builds_from_an_empty_section() {
-        let paths = HostPaths::default();
         for f in ALL {
-            assert!((f.build)(&paths, &Table::new()).is_ok(), "{}", f.name);
+            assert!((f.build)(&Table::new()).is_ok(), "{}", f.name);
         }
     }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use toml::Table;
 
-use super::{Family, OnOff, SectionError, section};
+use super::{Builder, Family, OnOff, SectionError, section, when};
 use crate::host::HostPaths;
 use crate::point::Point;
 use crate::semconv::{self, attr};
@@ -23,14 +23,13 @@ pub const FAMILY: Family = Family {
     build,
 };
 
-fn build(paths: &HostPaths, t: &Table) -> Result<Option<Box<dyn Source>>, SectionError> {
+fn build(t: &Table) -> Result<Option<Builder>, SectionError> {
     let cfg: OnOff = section(t)?;
-    if !cfg.enabled || !super::READERS_HERE {
-        return Ok(None);
-    }
-    Ok(Some(Box::new(CpufreqSource {
-        paths: paths.clone(),
-    })))
+    Ok(when(cfg.enabled, move |paths| {
+        Box::new(CpufreqSource {
+            paths: paths.clone(),
+        })
+    }))
 }
 
 /// `(processor, MHz)` from the `processor` and `cpu MHz` lines of

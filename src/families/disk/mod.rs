@@ -16,7 +16,7 @@ use toml::Table;
 
 pub use parse::{DiskLine, parse_diskstats};
 
-use super::{Family, SectionError, glob_match, section};
+use super::{Builder, Family, SectionError, glob_match, section, when};
 use crate::host::HostPaths;
 use crate::point::Point;
 use crate::semconv::{self, attr};
@@ -45,7 +45,7 @@ impl Default for DiskConfig {
     }
 }
 
-fn build(paths: &HostPaths, t: &Table) -> Result<Option<Box<dyn Source>>, SectionError> {
+fn build(t: &Table) -> Result<Option<Builder>, SectionError> {
     let cfg: DiskConfig = section(t)?;
     if let Some(i) = cfg.exclude_devices.iter().position(|g| g.trim().is_empty()) {
         return Err(SectionError {
@@ -53,14 +53,13 @@ fn build(paths: &HostPaths, t: &Table) -> Result<Option<Box<dyn Source>>, Sectio
             reason: "an empty pattern matches no device".into(),
         });
     }
-    if !cfg.enabled || !super::READERS_HERE {
-        return Ok(None);
-    }
-    Ok(Some(Box::new(DiskSource {
-        paths: paths.clone(),
-        exclude: cfg.exclude_devices,
-        wraps: HashMap::new(),
-    })))
+    Ok(when(cfg.enabled, move |paths| {
+        Box::new(DiskSource {
+            paths: paths.clone(),
+            exclude: cfg.exclude_devices,
+            wraps: HashMap::new(),
+        })
+    }))
 }
 
 /// One device, its time fields made monotonic across their 32-bit wrap.
@@ -219,12 +218,12 @@ mod tests {
     #[test]
     fn section_keys_are_checked() {
         let t: Table = toml::from_str("exclude_devices = ['loop*', '']").unwrap();
-        let e = build(&HostPaths::default(), &t).err().unwrap();
+        let e = build(&t).err().unwrap();
         assert_eq!(e.key, "exclude_devices[1]");
         let t: Table = toml::from_str("exclude = []").unwrap();
-        let e = build(&HostPaths::default(), &t).err().unwrap();
+        let e = build(&t).err().unwrap();
         assert!(e.reason.contains("unknown key"), "{e:?}");
         let t: Table = toml::from_str("enabled = false").unwrap();
-        assert!(build(&HostPaths::default(), &t).unwrap().is_none());
+        assert!(build(&t).unwrap().is_none());
     }
 }

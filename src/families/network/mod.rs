@@ -19,7 +19,7 @@ use toml::Table;
 
 pub use parse::{Direction, Interface, parse_net_dev};
 
-use super::{Family, SectionError, glob_match, section};
+use super::{Builder, Family, SectionError, glob_match, section, when};
 use crate::host::HostPaths;
 use crate::point::Point;
 use crate::semconv::{self, attr};
@@ -49,7 +49,7 @@ impl Default for NetworkConfig {
     }
 }
 
-fn build(paths: &HostPaths, t: &Table) -> Result<Option<Box<dyn Source>>, SectionError> {
+fn build(t: &Table) -> Result<Option<Builder>, SectionError> {
     let cfg: NetworkConfig = section(t)?;
     if let Some(i) = cfg
         .exclude_interfaces
@@ -61,13 +61,12 @@ fn build(paths: &HostPaths, t: &Table) -> Result<Option<Box<dyn Source>>, Sectio
             reason: "an empty pattern matches no interface".into(),
         });
     }
-    if !cfg.enabled || !super::READERS_HERE {
-        return Ok(None);
-    }
-    Ok(Some(Box::new(NetworkSource {
-        paths: paths.clone(),
-        cfg,
-    })))
+    Ok(when(cfg.enabled, move |paths| {
+        Box::new(NetworkSource {
+            paths: paths.clone(),
+            cfg,
+        })
+    }))
 }
 
 /// TCP states by `st` value (include/net/tcp_states.h), named as the
@@ -177,22 +176,13 @@ mod tests {
 
     #[test]
     fn section_defaults_and_checks() {
-        let on = build(&HostPaths::default(), &Table::new()).unwrap();
+        let on = build(&Table::new()).unwrap();
         assert_eq!(on.is_some(), super::super::READERS_HERE);
         let t: Table = toml::from_str("enabled = false").unwrap();
-        assert!(build(&HostPaths::default(), &t).unwrap().is_none());
+        assert!(build(&t).unwrap().is_none());
         let t: Table = toml::from_str("exclude_interfaces = ['']").unwrap();
-        assert_eq!(
-            build(&HostPaths::default(), &t).err().unwrap().key,
-            "exclude_interfaces[0]"
-        );
+        assert_eq!(build(&t).err().unwrap().key, "exclude_interfaces[0]");
         let t: Table = toml::from_str("connection = true").unwrap();
-        assert!(
-            build(&HostPaths::default(), &t)
-                .err()
-                .unwrap()
-                .reason
-                .contains("unknown key")
-        );
+        assert!(build(&t).err().unwrap().reason.contains("unknown key"));
     }
 }

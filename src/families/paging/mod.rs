@@ -20,7 +20,7 @@ use toml::Table;
 
 pub use parse::{SwapArea, VmPaging, parse_swaps, parse_vmstat};
 
-use super::{Family, OnOff, SectionError, section};
+use super::{Builder, Family, OnOff, SectionError, section, when};
 use crate::host::HostPaths;
 use crate::point::Point;
 use crate::semconv::{self, attr};
@@ -32,14 +32,13 @@ pub const FAMILY: Family = Family {
     build,
 };
 
-fn build(paths: &HostPaths, t: &Table) -> Result<Option<Box<dyn Source>>, SectionError> {
+fn build(t: &Table) -> Result<Option<Builder>, SectionError> {
     let cfg: OnOff = section(t)?;
-    if !cfg.enabled || !super::READERS_HERE {
-        return Ok(None);
-    }
-    Ok(Some(Box::new(PagingSource {
-        paths: paths.clone(),
-    })))
+    Ok(when(cfg.enabled, move |paths| {
+        Box::new(PagingSource {
+            paths: paths.clone(),
+        })
+    }))
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

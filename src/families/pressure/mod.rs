@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use toml::Table;
 
-use super::{Family, OnOff, SectionError, section};
+use super::{Builder, Family, OnOff, SectionError, section, when};
 use crate::host::HostPaths;
 use crate::point::Point;
 use crate::semconv::{self, attr};
@@ -29,15 +29,14 @@ pub const FAMILY: Family = Family {
     build,
 };
 
-fn build(paths: &HostPaths, t: &Table) -> Result<Option<Box<dyn Source>>, SectionError> {
+fn build(t: &Table) -> Result<Option<Builder>, SectionError> {
     let cfg: OnOff = section(t)?;
-    if !cfg.enabled || !super::READERS_HERE {
-        return Ok(None);
-    }
-    Ok(Some(Box::new(PressureSource {
-        paths: paths.clone(),
-        missing: false,
-    })))
+    Ok(when(cfg.enabled, move |paths| {
+        Box::new(PressureSource {
+            paths: paths.clone(),
+            missing: false,
+        })
+    }))
 }
 
 /// The `total=` of a PSI file's `some` and `full` lines, in µs.

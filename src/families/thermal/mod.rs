@@ -14,11 +14,11 @@
 
 use toml::Table;
 
-use super::{Family, OnOff, SectionError, section};
-use crate::host::HostPaths;
+#[cfg(target_os = "linux")]
+use super::when;
+use super::{Builder, Family, OnOff, SectionError, section};
 use crate::point::Point;
 use crate::semconv::{self, attr};
-use crate::sources::Source;
 use crate::sources::snapshot::FamilySample;
 
 pub const FAMILY: Family = Family {
@@ -26,16 +26,15 @@ pub const FAMILY: Family = Family {
     build,
 };
 
-fn build(paths: &HostPaths, t: &Table) -> Result<Option<Box<dyn Source>>, SectionError> {
+fn build(t: &Table) -> Result<Option<Builder>, SectionError> {
     let cfg: OnOff = section(t)?;
-    if !cfg.enabled || !super::READERS_HERE {
-        return Ok(None);
-    }
     #[cfg(target_os = "linux")]
-    return Ok(Some(Box::new(ThermalSource::new(paths.clone()))));
+    return Ok(when(cfg.enabled, |paths| {
+        Box::new(ThermalSource::new(paths.clone()))
+    }));
     #[cfg(not(target_os = "linux"))]
     {
-        let _ = paths;
+        let _ = cfg;
         Ok(None)
     }
 }
@@ -264,10 +263,11 @@ mod imp {
     use std::sync::Arc;
 
     use super::*;
-    use crate::sources::Snapshot;
+    use crate::host::HostPaths;
     use crate::sources::SourceError;
     use crate::sources::cpu::{CPUS, CpuTopology, cpu_dirs};
     use crate::sources::sysfs::{self, ValueError};
+    use crate::sources::{Snapshot, Source};
 
     const HWMON: &str = "class/hwmon";
     const THERMAL: &str = "class/thermal";
