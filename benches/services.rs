@@ -3,10 +3,10 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use unamentis_agent::config::Config;
+use unamentis_agent::families::services::ServiceSource;
 use unamentis_agent::host::HostPaths;
 use unamentis_agent::snapshot::Snapshot;
 use unamentis_agent::sources::Source;
-use unamentis_agent::sources::service::ServiceSource;
 
 #[path = "../tests/support/synthetic_host.rs"]
 mod synthetic_host;
@@ -16,7 +16,7 @@ fn cycle(c: &mut Criterion) {
         let dir = tempfile::tempdir().unwrap();
         synthetic_host::write_host(dir.path(), n);
         let cfg = Config::for_host(&HostPaths::under(dir.path()));
-        let mut source = ServiceSource::new(&cfg);
+        let mut source = ServiceSource::new(&cfg.services_section(), cfg.host_paths());
         c.bench_function(&format!("services cycle, {n} processes"), |b| {
             b.iter(|| {
                 let mut snap = Snapshot::default();

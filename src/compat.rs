@@ -6,10 +6,10 @@
 //! the cycle's own `unamentis.server.*` points.
 
 use crate::config::CompatConfig;
+use crate::families::cpu::CpuStats;
 use crate::point::{AttrValue, Point};
 use crate::semconv::{self, Metric, attr};
 use crate::sources::Snapshot;
-pub use crate::sources::snapshot::{CompatStats, CpuTimesOrigin, PerCpuTimes};
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -24,104 +24,14 @@ pub fn points(snap: &Snapshot, compat: CompatConfig, out: &mut Vec<Point>) {
     }
 }
 
+/// The load averages under the receiver's names; the other hostmetrics
+/// names are mapped by their families (cpu, memory, filesystem, disk, …),
+/// whose sources read them only with `[compat] hostmetrics` on.
 fn hostmetrics_points(snap: &Snapshot, out: &mut Vec<Point>) {
-    if let Some([l1, l5, l15]) = snap.cpu.as_ref().and_then(|c| c.load) {
+    if let Some([l1, l5, l15]) = snap.get::<CpuStats>().and_then(|c| c.load) {
         out.push(Point::new(&semconv::SYSTEM_CPU_LOAD_AVERAGE_1M, l1));
         out.push(Point::new(&semconv::SYSTEM_CPU_LOAD_AVERAGE_5M, l5));
         out.push(Point::new(&semconv::SYSTEM_CPU_LOAD_AVERAGE_15M, l15));
-    }
-    let Some(c) = &snap.compat else { return };
-    if let Some(t) = c.cpu_times.as_ref().filter(|t| t.ticks_per_second > 0) {
-        let hz = t.ticks_per_second as f64;
-        for (n, times) in &t.cpus {
-            let cpu = format!("cpu{n}");
-            // hostmetrics' state names: wait is iowait, interrupt is irq.
-            let linux = [
-                ("user", times.user),
-                ("nice", times.nice),
-                ("system", times.system),
-                ("idle", times.idle),
-                ("wait", times.iowait),
-                ("interrupt", times.irq),
-                ("softirq", times.softirq),
-                ("steal", times.steal),
-            ];
-            // The receiver reports user, system, idle and interrupt on
-            // macOS (not nice); Mach counts no interrupt time, and a value
-            // the host does not count has no point.
-            let mach = [
-                ("user", times.user),
-                ("system", times.system),
-                ("idle", times.idle),
-            ];
-            let states: &[(&str, u64)] = match t.origin {
-                CpuTimesOrigin::ProcStat => &linux,
-                CpuTimesOrigin::Mach => &mach,
-            };
-            for &(state, ticks) in states {
-                out.push(
-                    Point::new(&semconv::SYSTEM_CPU_TIME, ticks as f64 / hz)
-                        .with(attr::CPU, cpu.as_str())
-                        .with(attr::STATE, state),
-                );
-            }
-        }
-    }
-    // macOS, as the receiver there: used = total - free - inactive.
-    if let Some(m) = &c.vm_memory {
-        for (state, bytes) in [("used", m.used), ("free", m.free), ("inactive", m.inactive)] {
-            out.push(
-                Point::new(&semconv::SYSTEM_MEMORY_USAGE, bytes as f64).with(attr::STATE, state),
-            );
-        }
-    }
-    if let Some(m) = &c.memory {
-        let states = [
-            ("used", Some(m.used())),
-            ("free", Some(m.free)),
-            ("buffered", Some(m.buffers)),
-            // The receiver's cached is Cached + SReclaimable (gopsutil).
-            ("cached", Some(m.cached_with_slab())),
-            ("slab_reclaimable", m.slab_reclaimable),
-            ("slab_unreclaimable", m.slab_unreclaimable),
-        ];
-        for (state, bytes) in states {
-            if let Some(b) = bytes {
-                out.push(
-                    Point::new(&semconv::SYSTEM_MEMORY_USAGE, b as f64).with(attr::STATE, state),
-                );
-            }
-        }
-    }
-    for fs in c.filesystems.iter().flatten() {
-        let m = &fs.mount;
-        let with_mount = |p: Point| {
-            p.with(attr::DEVICE, m.device.as_str())
-                .with(attr::MODE, m.mode)
-                .with(attr::MOUNTPOINT, m.mountpoint.as_str())
-                .with(attr::TYPE, m.fstype.as_str())
-        };
-        for (state, bytes) in [
-            ("used", fs.used),
-            ("free", fs.free),
-            ("reserved", fs.reserved),
-        ] {
-            out.push(
-                with_mount(Point::new(&semconv::SYSTEM_FILESYSTEM_USAGE, bytes as f64))
-                    .with(attr::STATE, state),
-            );
-        }
-        if let Some((used, free)) = fs.inodes {
-            for (state, n) in [("used", used), ("free", free)] {
-                out.push(
-                    with_mount(Point::new(
-                        &semconv::SYSTEM_FILESYSTEM_INODES_USAGE,
-                        n as f64,
-                    ))
-                    .with(attr::STATE, state),
-                );
-            }
-        }
     }
 }
 
@@ -214,8 +124,8 @@ fn hw_points(own: &[Point]) -> Vec<Point> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sources::cpu::{CpuStats, CpuTimes};
-    use crate::sources::memory::{MemoryStates, VmMemoryStates};
+    use crate::families::cpu::{CpuTimes, CpuTimesOrigin, PerCpuTimes};
+    use crate::families::memory::{MemoryStates, VmMemoryStates};
 
     fn find<'a>(pts: &'a [Point], m: &'static Metric, attrs: &[(&str, &str)]) -> Vec<&'a Point> {
         pts.iter()
@@ -247,14 +157,11 @@ mod tests {
 
     #[test]
     fn hostmetrics_cpu_times_memory_and_load() {
-        let mut snap = Snapshot {
-            cpu: Some(CpuStats {
-                load: Some([0.5, 1.0, 1.5]),
-                ..Default::default()
-            }),
+        let mut snap = Snapshot::default().with(CpuStats {
+            load: Some([0.5, 1.0, 1.5]),
             ..Default::default()
-        };
-        snap.compat_mut().cpu_times = Some(PerCpuTimes {
+        });
+        snap.put(PerCpuTimes {
             origin: CpuTimesOrigin::ProcStat,
             ticks_per_second: 100,
             cpus: vec![(
@@ -267,7 +174,7 @@ mod tests {
                 },
             )],
         });
-        snap.compat_mut().memory = Some(MemoryStates {
+        snap.put(MemoryStates {
             total: 1000,
             free: 100,
             buffers: 50,
@@ -275,16 +182,13 @@ mod tests {
             slab_reclaimable: None,
             slab_unreclaimable: Some(30),
         });
-        let mut out = Vec::new();
-        points(
-            &snap,
-            CompatConfig {
-                hostmetrics: true,
-                hw: false,
-                include_virtual_filesystems: false,
-            },
-            &mut out,
-        );
+        // The families map these names; `points_with` is what every
+        // output reads.
+        let out = snap.points_with(CompatConfig {
+            hostmetrics: true,
+            hw: false,
+            include_virtual_filesystems: false,
+        });
         let t = |state| {
             find(
                 &out,
@@ -321,7 +225,7 @@ mod tests {
     #[test]
     fn hostmetrics_on_macos_the_receivers_states() {
         let mut snap = Snapshot::default();
-        snap.compat_mut().cpu_times = Some(PerCpuTimes {
+        snap.put(PerCpuTimes {
             ticks_per_second: 100,
             cpus: vec![(
                 0,
@@ -335,20 +239,17 @@ mod tests {
             )],
             origin: CpuTimesOrigin::Mach,
         });
-        snap.compat_mut().vm_memory = Some(VmMemoryStates {
+        snap.put(VmMemoryStates {
             free: 10,
             inactive: 30,
             used: 60,
         });
-        let mut out = Vec::new();
-        points(
-            &snap,
-            CompatConfig {
-                hostmetrics: true,
-                ..Default::default()
-            },
-            &mut out,
-        );
+        // The families map these names; `points_with` is what every
+        // output reads.
+        let out = snap.points_with(CompatConfig {
+            hostmetrics: true,
+            ..Default::default()
+        });
         let states = |m| {
             let mut v: Vec<String> = find(&out, m, &[])
                 .iter()

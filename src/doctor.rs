@@ -6,6 +6,9 @@
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::families::gpu::GpuStats;
+use crate::families::macos::MacosStats;
+use crate::families::services::ServicesSample;
 use crate::pipeline::Pipeline;
 use crate::snapshot::{Sampler, SourceStatus};
 use crate::sources::SourceError;
@@ -46,7 +49,7 @@ pub struct Report {
 }
 
 /// How `service.power_watts{domain=gpu}` is split on this host.
-pub fn gpu_split_note(gpu: &crate::sources::gpu::GpuStats) -> String {
+pub fn gpu_split_note(gpu: &crate::families::gpu::GpuStats) -> String {
     let how = match gpu.backend {
         "nvml" => {
             "by each process's share of SM utilization (NVML per-process samples), \
@@ -84,8 +87,8 @@ pub fn check(cfg: &Config, window: Duration) -> Report {
     // The services source is up while a value of one service is absent:
     // say which and why (its hint says how to fix a denied read).
     let io_notes: Vec<String> = snap
-        .services
-        .iter()
+        .get::<ServicesSample>()
+        .into_iter()
         .flat_map(|s| &s.services)
         .filter_map(|s| {
             Some(format!(
@@ -103,8 +106,7 @@ pub fn check(cfg: &Config, window: Duration) -> Report {
         row.reason = Some(io_notes.join("; "));
     }
     let apple = snap
-        .macos
-        .as_ref()
+        .get::<MacosStats>()
         .filter(|m| m.gpu_watts.is_some())
         .map(|m| match m.gpu_tasks {
             Some(_) => "per-service GPU power (Apple GPU): by each task's GPU time \
@@ -114,7 +116,12 @@ pub fn check(cfg: &Config, window: Duration) -> Report {
                      sampler did not run here, so all of it goes to other"
                 .to_owned(),
         });
-    let notes = snap.gpu.iter().map(gpu_split_note).chain(apple).collect();
+    let notes = snap
+        .get::<GpuStats>()
+        .into_iter()
+        .map(gpu_split_note)
+        .chain(apple)
+        .collect();
     let virtual_machine = cfg
         .host_paths()
         .read_proc("cpuinfo")
@@ -234,7 +241,7 @@ mod tests {
 
     #[test]
     fn the_gpu_note_names_what_the_split_rests_on() {
-        let mut g = crate::sources::gpu::GpuStats {
+        let mut g = crate::families::gpu::GpuStats {
             backend: "nvml",
             ..Default::default()
         };

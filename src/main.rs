@@ -10,10 +10,10 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use opentelemetry::metrics::MeterProvider as _;
 use unamentis_agent::activity::Activity;
 use unamentis_agent::config::{self, ConfigError, Flags, Loaded, LogFormat};
+use unamentis_agent::families::agent::ExportCounters;
 use unamentis_agent::pipeline::Pipeline;
 use unamentis_agent::server::{self, point_json};
 use unamentis_agent::snapshot::{CycleSampler, Point, Sampler};
-use unamentis_agent::sources::export_queue::ExportCounters;
 use unamentis_agent::{doctor, instruments, telemetry};
 
 /// How long after start the first export is forced: long enough for a CPU
@@ -231,15 +231,21 @@ fn resource_attributes(loaded: &Loaded) -> Vec<(String, String)> {
 /// Matches the services now and explains each: its matchers, the
 /// processes found and what they use, or why nothing matched.
 fn services_table(loaded: &Loaded, window: Duration) -> String {
+    use unamentis_agent::families::services::{Matcher, ServiceSource, ServicesSample, Wording};
     use unamentis_agent::sources::Source;
-    use unamentis_agent::sources::service::{Matcher, ServiceSource, Wording};
-    let mut source = ServiceSource::new(&loaded.config);
+    let mut source = ServiceSource::new(
+        &loaded.config.services_section(),
+        loaded.config.host_paths(),
+    );
     std::thread::sleep(window);
     let mut snap = unamentis_agent::snapshot::Snapshot::default();
     if let Err(e) = source.sample(&mut snap) {
         return format!("cannot list processes: {e}\n");
     }
-    let samples = snap.services.map(|s| s.services).unwrap_or_default();
+    let samples = snap
+        .take::<ServicesSample>()
+        .map(|s| s.services)
+        .unwrap_or_default();
     let mut out = String::new();
     for (cfg, s) in loaded.config.effective_services().iter().zip(&samples) {
         let how = Matcher::from_config(cfg).describe(Wording::Config);

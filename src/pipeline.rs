@@ -5,7 +5,9 @@
 //! one can read what an earlier one wrote in the same cycle. The order is a
 //! contract:
 //!
-//! 1. **Readers**, each filling its own field: cpu, memory, services; on
+//! 1. **Readers**, each writing its family's stats, each built from its own
+//!    section of the configuration (never the whole of it): cpu, memory,
+//!    services; on
 //!    Linux rapl, hwmon, battery (an earlier power source wins a domain:
 //!    hwmon fills only what RAPL left empty, the battery adds its own
 //!    domain last); filesystem (hostmetrics only, Linux and macOS); the
@@ -21,7 +23,7 @@
 //!      `Activity`, so it runs before idle, which must see them to count
 //!      the interval as busy;
 //!    - `idle` last: it reads the cycle's power, services, GPU processes
-//!      and `snap.ollama` (its Ollama probe), and writes `snap.activity`
+//!      and `OllamaStats` (its Ollama probe), and writes `ActivityStats`
 //!      (idle clock and energy, per-service power).
 //!
 //! Building the sources primes their baselines (CPU times, energy
@@ -29,8 +31,8 @@
 
 use crate::activity::{Activity, connections, idle, ollama as ollama_probe};
 use crate::config::Config;
-use crate::sources::export_queue::{ExportCounters, ExportQueueSource};
-use crate::sources::{self, Source};
+use crate::families::agent::{ExportCounters, ExportQueueSource};
+use crate::sources::Source;
 
 /// What to build: the readers always; the export queue stats and the
 /// activity steps when asked for.
@@ -79,14 +81,20 @@ impl<'a> Pipeline<'a> {
             out.push(Box::new(ExportQueueSource::new(counters)));
         }
         if let Some(activity) = self.activity {
+            let services = cfg.effective_services();
             if cfg.activity.connections {
                 out.push(Box::new(connections::ConnectionsProbe::new(
-                    cfg,
+                    &cfg.activity,
+                    &services,
+                    &cfg.ollama.url,
+                    cfg.host_paths(),
                     activity.clone(),
                 )));
             }
             let ollama = (cfg.activity.ollama && cfg.ollama.enabled)
-                .then(|| ollama_probe::OllamaProbe::new(cfg, activity.clone()))
+                .then(|| {
+                    ollama_probe::OllamaProbe::new(&services, &cfg.ollama.url, activity.clone())
+                })
                 .flatten();
             out.push(Box::new(idle::IdleSource::new(activity.clone(), ollama)));
         }
@@ -96,36 +104,45 @@ impl<'a> Pipeline<'a> {
 
 /// Every reader the configuration asks for, in sampling order.
 pub fn readers(cfg: &Config) -> Vec<Box<dyn Source>> {
-    use sources::{cpu, gpu, memory, ollama, service};
+    use crate::families::{cpu, gpu, memory, models, services};
     let paths = cfg.host_paths();
     let mut out: Vec<Box<dyn Source>> = vec![
         Box::new(cpu::CpuSource::new(paths.clone()).with_per_cpu_times(cfg.compat.hostmetrics)),
         Box::new(memory::MemorySource::new(paths.clone()).with_states(cfg.compat.hostmetrics)),
-        Box::new(service::ServiceSource::new(cfg)),
+        Box::new(services::ServiceSource::new(
+            &cfg.services_section(),
+            paths.clone(),
+        )),
     ];
     #[cfg(target_os = "linux")]
     out.extend([
-        Box::new(sources::power::rapl::RaplSource::new(paths.clone())) as Box<dyn Source>,
-        Box::new(sources::power::hwmon::HwmonPowerSource::new(paths.clone())),
-        Box::new(sources::power::battery::BatterySource::new(paths.clone())),
+        Box::new(crate::families::power::rapl::RaplSource::new(paths.clone())) as Box<dyn Source>,
+        Box::new(crate::families::power::hwmon::HwmonPowerSource::new(
+            paths.clone(),
+        )),
+        Box::new(crate::families::power::battery::BatterySource::new(
+            paths.clone(),
+        )),
     ]);
     #[cfg(any(target_os = "linux", target_os = "macos"))]
     if cfg.compat.hostmetrics {
-        out.push(Box::new(sources::filesystem::FilesystemSource::new(
-            paths.clone(),
-            cfg.compat.include_virtual_filesystems,
-        )));
+        out.push(Box::new(
+            crate::families::filesystem::FilesystemSource::new(
+                paths.clone(),
+                cfg.compat.include_virtual_filesystems,
+            ),
+        ));
     }
     out.extend(crate::families::sources(&paths, &cfg.families));
     if cfg.gpu.enabled {
         out.push(Box::new(gpu::GpuSource::new(&cfg.gpu, paths)));
     }
     if cfg.ollama.enabled {
-        out.push(Box::new(ollama::OllamaSource::new(&cfg.ollama)));
+        out.push(Box::new(models::OllamaSource::new(&cfg.ollama)));
     }
     #[cfg(target_os = "macos")]
     {
-        use sources::macos;
+        use crate::families::macos;
         out.extend([
             Box::new(macos::AppleGpuSource::new()) as Box<dyn Source>,
             Box::new(macos::PowermetricsSource::new(cfg.interval.0)),
@@ -207,8 +224,8 @@ mod tests {
         before(&n, "services", "gpu");
         before(&n, "gpu", "ollama");
         before(&n, "ollama", "idle");
-        // The families (src/families/) after the readers of src/sources/,
-        // before the GPU.
+        // The families of `families::ALL` after the host readers, before
+        // the GPU.
         #[cfg(target_os = "linux")]
         {
             before(&n, "filesystem", "thermal");

@@ -393,7 +393,7 @@ fn ollama_expires_at_advance_counts_one_inference() {
     cfg.ollama.url = fake.url();
     cfg.activity.ollama = true;
     let clock = ManualClock::default();
-    let ollama = unamentis_agent::sources::ollama::OllamaSource::new(&cfg.ollama);
+    let ollama = unamentis_agent::families::models::OllamaSource::new(&cfg.ollama);
     let (mut s, _) = sampler(&cfg, &clock, vec![Box::new(ollama)]);
     let inferences = |snap: &Snapshot| {
         value(
@@ -448,7 +448,7 @@ fn idle_energy_accumulates_only_while_idle() {
     cfg.default_services = false;
     cfg.services = vec![service("web", 1)];
     let clock = ManualClock::default();
-    let rapl = unamentis_agent::sources::power::rapl::RaplSource::new(paths);
+    let rapl = unamentis_agent::families::power::rapl::RaplSource::new(paths);
     let (mut s, activity) = sampler(&cfg, &clock, vec![Box::new(rapl)]);
     let idle_j = |snap: &Snapshot| {
         value(

@@ -13,6 +13,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use unamentis_agent::config::{Config, ServiceConfig};
+use unamentis_agent::families::services::ServicesSample;
+use unamentis_agent::families::services::{ServiceSample, ServiceSource};
 use unamentis_agent::host::HostPaths;
 use unamentis_agent::snapshot::Snapshot;
 use unamentis_agent::sources::Source;
@@ -21,7 +23,6 @@ use unamentis_agent::sources::cgroup::{
     parse_cpuacct_usage, parse_memory_v1, parse_memory_v2,
 };
 use unamentis_agent::sources::process::page_size;
-use unamentis_agent::sources::service::{ServiceSample, ServiceSource};
 
 fn fixture(name: &str) -> String {
     std::fs::read_to_string(
@@ -250,7 +251,11 @@ fn cgroup_service(name: &str, unit: Option<&str>, cgroup: Option<&str>) -> Servi
 fn sample(src: &mut ServiceSource) -> ServiceSample {
     let mut snap = Snapshot::default();
     src.sample(&mut snap).unwrap();
-    snap.services.unwrap().services.remove(0)
+    snap.get::<ServicesSample>()
+        .cloned()
+        .unwrap()
+        .services
+        .remove(0)
 }
 
 fn cpu_stat(usec: u64) -> String {
@@ -305,8 +310,7 @@ fn v2_only_fixture() {
     // Through the services source: CPU over its own wall time, bounded by
     // the test's measure of that window.
     let before_new = Instant::now();
-    let mut src =
-        ServiceSource::new(&f.config(cgroup_service("ollama", Some("ollama.service"), None)));
+    let mut src = service_source(&f.config(cgroup_service("ollama", Some("ollama.service"), None)));
     let after_new = Instant::now();
     std::thread::sleep(Duration::from_millis(50));
     f.write(&format!("{unit}/cpu.stat"), &cpu_stat(12_600_000));
@@ -336,10 +340,10 @@ fn v2_only_fixture() {
     cfg.services
         .push(cgroup_service("ollama", Some("ollama.service"), None));
     cfg.top_processes = 10;
-    let mut both = ServiceSource::new(&cfg);
+    let mut both = service_source(&cfg);
     let mut snap = Snapshot::default();
     both.sample(&mut snap).unwrap();
-    let got = snap.services.unwrap();
+    let got = snap.get::<ServicesSample>().cloned().unwrap();
     assert_eq!(got.services[0].pids, vec![5]);
     assert_eq!(got.services[1].pids, vec![412, 977, 980]);
     assert!(got.top.is_empty(), "{:?}", got.top);
@@ -456,7 +460,7 @@ fn v1_only_fixture() {
     // The memory hierarchy has no docker-cc: fall back to RSS.
     assert_eq!(s.memory, None);
 
-    let mut src = ServiceSource::new(&f.config(cgroup_service(
+    let mut src = service_source(&f.config(cgroup_service(
         "docker",
         None,
         Some("system.slice/docker-*.scope"),
@@ -498,7 +502,7 @@ fn v1_only_fixture() {
         "proc/self/mountinfo",
         "22 28 0:21 / /sys rw - sysfs sysfs rw\n",
     );
-    let mut src = ServiceSource::new(&bare.config(cgroup_service("x", Some("x.service"), None)));
+    let mut src = service_source(&bare.config(cgroup_service("x", Some("x.service"), None)));
     let s = sample(&mut src);
     assert!(!s.up());
     assert!(s.note.unwrap().contains("no cgroup hierarchy is mounted"));
@@ -682,7 +686,7 @@ fn unique(prefix: &str) -> String {
 /// read just before the baseline and just after the sample: the truth.
 fn measure(cfg: &Config, counter: &dyn Fn() -> u64) -> (ServiceSample, f64) {
     let (c0, t0) = (counter(), Instant::now());
-    let mut src = ServiceSource::new(cfg);
+    let mut src = service_source(cfg);
     std::thread::sleep(Duration::from_secs(1));
     let s = sample(&mut src);
     let (c1, t1) = (counter(), Instant::now());
@@ -968,4 +972,9 @@ async fn real_cgroup_through_the_binary_and_otlp() {
     assert!(agent.wait(limit).success(), "{}", agent.log_text());
     drop(w);
     drop(cg);
+}
+
+/// The services source of `cfg`, built as the pipeline builds it.
+fn service_source(cfg: &Config) -> ServiceSource {
+    ServiceSource::new(&cfg.services_section(), cfg.host_paths())
 }

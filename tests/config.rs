@@ -6,7 +6,7 @@ mod support;
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
-use unamentis_agent::sources::service::Matcher;
+use unamentis_agent::families::services::Matcher;
 
 use unamentis_agent::config::{self, ConfigError, Flags, Loaded, Origin, Protocol};
 

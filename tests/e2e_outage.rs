@@ -22,8 +22,8 @@ use support::tcp::free_port;
 use tonic::Code;
 use unamentis_agent::config::{ExportConfig, Protocol};
 use unamentis_agent::export::QueueingExporter;
+use unamentis_agent::families::agent::ExportCounters;
 use unamentis_agent::semconv;
-use unamentis_agent::sources::export_queue::ExportCounters;
 use unamentis_agent::telemetry;
 
 /// Guards against hangs only; nothing asserts on elapsed time.

@@ -19,7 +19,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 use support::otlp_receiver::Receiver;
 use unamentis_agent::config::{Compression, ExportConfig, Protocol};
-use unamentis_agent::sources::export_queue::ExportCounters;
+use unamentis_agent::families::agent::ExportCounters;
 use unamentis_agent::telemetry;
 
 const LIMIT: Duration = Duration::from_secs(30);

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use support::fake_nvml;
 use unamentis_agent::config::GpuConfig;
+use unamentis_agent::families::gpu::{self, Backend, GpuProcess, GpuSource, GpuStats, smi};
+use unamentis_agent::families::models::{LoadedModel, OllamaStats};
 use unamentis_agent::host::HostPaths;
 use unamentis_agent::semconv::{self, attr};
 use unamentis_agent::snapshot::{AttrValue, Point, Snapshot};
-use unamentis_agent::sources::gpu::{self, Backend, GpuProcess, GpuSource, GpuStats, smi};
-use unamentis_agent::sources::ollama::{LoadedModel, OllamaStats};
 use unamentis_agent::sources::{Source, SourceError};
 
 const MIB: u64 = 1024 * 1024;
@@ -110,7 +110,7 @@ fn fake_nvml_answers_every_value_and_is_loaded_once() {
     );
     let (r, snap) = sample(&mut src);
     r.unwrap();
-    let g = snap.gpu.as_ref().unwrap();
+    let g = snap.get::<GpuStats>().unwrap();
     assert_eq!(g.backend, "nvml");
     assert_eq!(g.devices.len(), 2);
     let d0 = &g.devices[0];
@@ -177,7 +177,7 @@ fn fake_nvml_answers_every_value_and_is_loaded_once() {
     assert_eq!(index_of_h100, Some(AttrValue::Int(1)));
 
     // Energy: the RTX counter gains 2500 mJ per read; the H100 has none.
-    let energy = |s: &Snapshot| s.gpu.as_ref().and_then(|g| g.energy_joules);
+    let energy = |s: &Snapshot| s.get::<GpuStats>().and_then(|g| g.energy_joules);
     assert_eq!(energy(&snap), Some(0.0));
     let (_, snap2) = sample(&mut src);
     assert_eq!(energy(&snap2), Some(2.5));
@@ -215,7 +215,7 @@ fn nvml_without_a_driver_is_tried_once_then_nvidia_smi_answers() {
     for _ in 0..3 {
         let (r, snap) = sample(&mut src);
         r.unwrap();
-        let g = snap.gpu.unwrap();
+        let g = snap.get::<GpuStats>().cloned().unwrap();
         assert_eq!(g.backend, "nvidia-smi");
         assert_eq!(g.devices.len(), 2);
         assert_eq!(g.devices[0].uuid.as_deref(), Some(H100));
@@ -436,7 +436,7 @@ fn the_chain_falls_through_to_amdgpu_and_then_to_nothing() {
     );
     let (r, snap) = sample(&mut src);
     r.unwrap();
-    let g = snap.gpu.unwrap();
+    let g = snap.get::<GpuStats>().cloned().unwrap();
     assert_eq!((g.backend, g.devices.len()), ("amdgpu", 4));
     assert!(g.processes.is_empty());
     // Power readings exist but no interval has passed yet.
@@ -455,7 +455,7 @@ fn the_chain_falls_through_to_amdgpu_and_then_to_nothing() {
         panic!("{r:?}")
     };
     assert_eq!(why, "no GPU found (tried nvml, nvidia-smi, amdgpu)");
-    assert!(snap.gpu.is_none());
+    assert!(snap.get::<GpuStats>().is_none());
     assert!(snap.points().is_empty());
 }
 
@@ -487,7 +487,7 @@ fn a_broken_driver_is_failed_not_unavailable() {
         !why.contains("amdgpu"),
         "an absent backend is not a failure: {why}"
     );
-    assert!(snap.gpu.is_none());
+    assert!(snap.get::<GpuStats>().is_none());
     // Broken NVML, but nvidia-smi answers: up.
     let smi = fake_smi(
         dir.path(),
@@ -498,7 +498,10 @@ fn a_broken_driver_is_failed_not_unavailable() {
     let mut src = GpuSource::new(&config(Some(&lib), &smi), empty_host(dir.path()));
     let (r, snap) = sample(&mut src);
     r.unwrap();
-    assert_eq!(snap.gpu.unwrap().backend, "nvidia-smi");
+    assert_eq!(
+        snap.get::<GpuStats>().cloned().unwrap().backend,
+        "nvidia-smi"
+    );
 }
 
 #[test]
@@ -511,7 +514,7 @@ fn nvml_with_no_gpu_falls_through() {
     );
     let (r, snap) = sample(&mut src);
     r.unwrap();
-    assert_eq!(snap.gpu.unwrap().backend, "amdgpu");
+    assert_eq!(snap.get::<GpuStats>().cloned().unwrap().backend, "amdgpu");
 }
 
 fn models(vram: &[(&str, u64)]) -> OllamaStats {
@@ -535,10 +538,7 @@ fn ollama_estimates_vram_only_without_a_gpu_backend() {
         ("phi3:mini", 0),
         ("qwen2:7b", 1024 * MIB),
     ]);
-    let alone = Snapshot {
-        ollama: Some(ollama.clone()),
-        ..Default::default()
-    };
+    let alone = Snapshot::default().with(ollama.clone());
     let pts = alone.points();
     let est: Vec<_> = pts
         .iter()
@@ -566,20 +566,16 @@ fn ollama_estimates_vram_only_without_a_gpu_backend() {
     );
 
     // With a GPU backend, only the real device points remain.
-    let with_gpu = Snapshot {
-        ollama: Some(ollama),
-        gpu: Some(GpuStats {
-            backend: "amdgpu",
-            devices: vec![gpu::GpuDevice {
-                name: "AMD GPU 0x73bf".into(),
-                vendor: "amd",
-                vram_used_bytes: Some(MIB),
-                ..Default::default()
-            }],
+    let with_gpu = Snapshot::default().with(ollama).with(GpuStats {
+        backend: "amdgpu",
+        devices: vec![gpu::GpuDevice {
+            name: "AMD GPU 0x73bf".into(),
+            vendor: "amd",
+            vram_used_bytes: Some(MIB),
             ..Default::default()
-        }),
+        }],
         ..Default::default()
-    };
+    });
     let vram: Vec<_> = with_gpu
         .points()
         .into_iter()
@@ -590,10 +586,7 @@ fn ollama_estimates_vram_only_without_a_gpu_backend() {
 
     // Models on the CPU only, or none: no estimate.
     for o in [models(&[("phi3:mini", 0)]), models(&[])] {
-        let s = Snapshot {
-            ollama: Some(o),
-            ..Default::default()
-        };
+        let s = Snapshot::default().with(o);
         assert!(
             !s.points()
                 .iter()
@@ -611,7 +604,7 @@ fn gpu_points_use_only_registered_attributes() {
         empty_host(dir.path()),
     );
     let (_, mut snap) = sample(&mut src);
-    snap.ollama = Some(models(&[("a:b", MIB)]));
+    snap.put(models(&[("a:b", MIB)]));
     let mut amd = GpuSource::new(
         &config(None, Path::new("/nonexistent/nvidia-smi")),
         amdgpu_host(),
@@ -728,7 +721,7 @@ fn timed(src: &mut GpuSource) -> Timed {
         before,
         after: std::time::Instant::now(),
         result,
-        gpu: snap.gpu,
+        gpu: snap.get::<GpuStats>().cloned(),
     }
 }
 
@@ -806,7 +799,7 @@ fn a_hot_unplugged_gpu_keeps_the_energy_total_and_its_absence_adds_nothing() {
     unplug("card2");
     let t4 = timed(&mut src);
     assert!(t4.result.is_err());
-    assert!(t4.gpu.is_none());
+    assert!(t4.gpu.as_ref().is_none());
     std::thread::sleep(Duration::from_millis(300));
     replug("card0");
     replug("card2");

@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use unamentis_agent::config::Config;
+use unamentis_agent::families::services::ServicesSample;
 use unamentis_agent::host::HostPaths;
 use unamentis_agent::pipeline;
 use unamentis_agent::semconv;
@@ -224,12 +225,11 @@ fn default_services_on_a_synthetic_host() {
     use std::time::Instant;
     use support::synthetic_host::{stat_line, write_host};
     use unamentis_agent::sources::Source;
-    use unamentis_agent::sources::service::ServiceSource;
 
     let dir = tempfile::tempdir().unwrap();
     write_host(dir.path(), 60);
     let t_pre = Instant::now();
-    let mut src = ServiceSource::new(&Config::for_host(&HostPaths::under(dir.path())));
+    let mut src = service_source(&Config::for_host(&HostPaths::under(dir.path())));
     let t0 = Instant::now();
     // The ollama runner burns 250 ticks; the management child exits.
     std::fs::write(
@@ -243,7 +243,7 @@ fn default_services_on_a_synthetic_host() {
     let mut snap = Snapshot::default();
     src.sample(&mut snap).unwrap();
     let after = Instant::now();
-    let svcs = snap.services.unwrap().services;
+    let svcs = snap.get::<ServicesSample>().cloned().unwrap().services;
     let by = |n: &str| svcs.iter().find(|s| s.name == n).unwrap();
 
     assert_eq!(
@@ -297,8 +297,8 @@ fn default_services_on_a_synthetic_host() {
 #[test]
 fn service_disk_io_on_a_synthetic_host() {
     use support::synthetic_host::{FakeProc, io_text, stat_line_reaped, write_host, write_proc};
+    use unamentis_agent::families::services::ProcIo;
     use unamentis_agent::sources::Source;
-    use unamentis_agent::sources::service::{ProcIo, ServiceSource};
 
     let dir = tempfile::tempdir().unwrap();
     let proc = dir.path().join("proc");
@@ -306,12 +306,12 @@ fn service_disk_io_on_a_synthetic_host() {
     let io = |pid: u32, read: u64, write: u64| {
         std::fs::write(proc.join(format!("{pid}/io")), io_text(read, write)).unwrap();
     };
-    let mut src = ServiceSource::new(&Config::for_host(&HostPaths::under(dir.path())));
+    let mut src = service_source(&Config::for_host(&HostPaths::under(dir.path())));
     let mut step = || {
         let mut snap = Snapshot::default();
         src.sample(&mut snap).unwrap();
         let points = snap.points();
-        let svcs = snap.services.unwrap().services;
+        let svcs = snap.get::<ServicesSample>().cloned().unwrap().services;
         (svcs, points)
     };
     // write_host's io files: read_bytes = pid << 12, write_bytes = ticks << 9.
@@ -345,7 +345,7 @@ fn service_disk_io_on_a_synthetic_host() {
     );
     let worker = (202u64 << 12, 128u64 << 9);
     let (svcs, points) = step();
-    let by = |svcs: &[unamentis_agent::sources::service::ServiceSample], n: &str| {
+    let by = |svcs: &[unamentis_agent::families::services::ServiceSample], n: &str| {
         svcs.iter().find(|s| s.name == n).unwrap().clone()
     };
     let io_of = |read_bytes, write_bytes| {
@@ -416,7 +416,6 @@ fn service_disk_io_on_a_synthetic_host() {
 fn the_proc_listing_waits_for_a_new_pid() {
     use support::synthetic_host::{FakeProc, write_host, write_proc};
     use unamentis_agent::sources::Source;
-    use unamentis_agent::sources::service::ServiceSource;
 
     let dir = tempfile::tempdir().unwrap();
     let proc = dir.path().join("proc");
@@ -441,11 +440,11 @@ fn the_proc_listing_waits_for_a_new_pid() {
         systemd_unit: None,
         cgroup: None,
     });
-    let mut src = ServiceSource::new(&cfg);
-    let late_pids = |src: &mut ServiceSource| {
+    let mut src = service_source(&cfg);
+    let late_pids = |src: &mut unamentis_agent::families::services::ServiceSource| {
         let mut snap = Snapshot::default();
         src.sample(&mut snap).unwrap();
-        let svcs = snap.services.unwrap().services;
+        let svcs = snap.get::<ServicesSample>().cloned().unwrap().services;
         svcs.into_iter().find(|s| s.name == "late").unwrap().pids
     };
     assert_eq!(late_pids(&mut src), Vec::<u32>::new());
@@ -481,7 +480,6 @@ fn the_proc_listing_waits_for_a_new_pid() {
 fn container_identity_on_service_and_top_process_points() {
     use support::synthetic_host::{stat_line, write_host};
     use unamentis_agent::sources::Source;
-    use unamentis_agent::sources::service::ServiceSource;
 
     const CID: &str = "3f5b7c9d1e2a4b6c8d0e1f2a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e";
     const CID2: &str = "9e8d7c6b5a493827161504f3e2d1c0b9a8978675645342312f1e0d0c0b0a0908";
@@ -514,7 +512,7 @@ fn container_identity_on_service_and_top_process_points() {
     cgroup(1005, format!("0::/kubepods/besteffort/pod{POD2}/{CID}\n"));
     let mut cfg = Config::for_host(&HostPaths::under(dir.path()));
     cfg.top_processes = 1;
-    let mut src = ServiceSource::new(&cfg);
+    let mut src = service_source(&cfg);
     std::fs::write(
         dir.path().join("proc/1005/stat"),
         stat_line(1005, "worker", 1, 1005 + 500, 100),
@@ -570,4 +568,12 @@ fn container_identity_on_service_and_top_process_points() {
         .find(|p| std::ptr::eq(p.metric, &semconv::SERVICE_UP))
         .unwrap();
     assert_eq!(up.attrs.len(), 1, "service.up keeps one series per service");
+}
+
+/// The services source of `cfg`, built as the pipeline builds it.
+fn service_source(cfg: &Config) -> unamentis_agent::families::services::ServiceSource {
+    unamentis_agent::families::services::ServiceSource::new(
+        &cfg.services_section(),
+        cfg.host_paths(),
+    )
 }

@@ -23,13 +23,16 @@ const LAYERS: &[(&str, &[&str])] = &[
         "base",
         &["host", "semconv", "url", "patterns", "point", "counters"],
     ),
+    // The readers layer: readers
+    // several families share, the `Source` trait and the
+    // `Snapshot` they fill (it holds each family's stats without knowing
+    // their types). It knows nothing of the configuration: a source
+    // receives its settings as values.
+    ("sources", &["sources"]),
     // The configuration model, defaults, layering and validation.
     ("config", &["config"]),
-    // Readers and sources, the `Source` trait and the `Snapshot` they fill
-    // (every stats type it holds lives here).
-    ("sources", &["sources"]),
-    // Metric families that are one folder each: stats, parsers, source,
-    // config section and mapping to points (`families::ALL`).
+    // Metric families, one folder each: stats, parsers, source, config
+    // section and mapping to points.
     ("families", &["families"]),
     // Steps that read what the readers wrote in the same cycle: idle and
     // activity accounting, the `[compat]` standard names.
@@ -352,7 +355,7 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 /// The module path of a file under `src/` (`sources/gpu/mod.rs` →
-/// `sources::gpu`); the binary is `main`.
+/// `families::gpu`); the binary is `main`.
 fn module_path(rel: &Path) -> Vec<String> {
     let mut parts: Vec<String> = rel
         .iter()

@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use support::fake_ollama::{Answer, FakeOllama, ps_body};
 use unamentis_agent::config::{Config, Dur, OllamaConfig};
+use unamentis_agent::families::memory::MemoryStats;
+use unamentis_agent::families::models::{LoadedModel, OllamaSource, OllamaStats};
 use unamentis_agent::host::HostPaths;
 use unamentis_agent::pipeline;
 use unamentis_agent::snapshot::{Sampler, Snapshot};
-use unamentis_agent::sources::ollama::{LoadedModel, OllamaSource, OllamaStats};
 use unamentis_agent::sources::{Source, SourceError};
 
 const MIB: u64 = 1024 * 1024;
@@ -26,7 +27,7 @@ fn source(url: &str, timeout: Duration) -> OllamaSource {
 fn sample(url: &str) -> (Result<(), SourceError>, Option<OllamaStats>) {
     let mut snap = Snapshot::default();
     let r = source(url, Duration::from_secs(2)).sample(&mut snap);
-    (r, snap.ollama)
+    (r, snap.take::<OllamaStats>())
 }
 
 fn two_models() -> String {
@@ -102,10 +103,7 @@ fn nothing_loaded() {
     r.unwrap();
     let stats = stats.unwrap();
     assert!(stats.models.is_empty());
-    let snap = Snapshot {
-        ollama: Some(stats),
-        ..Default::default()
-    };
+    let snap = Snapshot::default().with(stats);
     assert!(snap.points().is_empty(), "no model, no estimate");
 }
 
@@ -118,7 +116,7 @@ fn slow_ollama_times_out() {
         panic!("{r:?}")
     };
     assert!(why.contains("no complete answer"), "{why}");
-    assert!(snap.ollama.is_none());
+    assert!(snap.get::<OllamaStats>().is_none());
 }
 
 #[test]
@@ -176,5 +174,5 @@ fn ollama_down_touches_nothing_else() {
     assert_eq!(up("ollama"), Some(false));
     assert_eq!(up("memory"), Some(true));
     assert_eq!(up("gpu"), None, "disabled sources are not built");
-    assert!(snap.memory.is_some() && snap.ollama.is_none());
+    assert!(snap.get::<MemoryStats>().is_some() && snap.get::<OllamaStats>().is_none());
 }

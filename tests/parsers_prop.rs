@@ -7,20 +7,20 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use proptest::prelude::*;
 use unamentis_agent::activity::Kind;
 use unamentis_agent::activity::connections::{TcpCounters, parse_netstat, parse_snmp_tcp};
+use unamentis_agent::families::cpu::{
+    CpuTimes, parse_cpu_list, parse_loadavg, parse_per_cpu, parse_stat,
+};
+use unamentis_agent::families::filesystem::{Mount, parse_mountinfo, parse_mounts};
+use unamentis_agent::families::gpu::{amdgpu, smi};
+use unamentis_agent::families::memory::{parse_meminfo, parse_meminfo_states};
+use unamentis_agent::families::models::{LoadedModel, parse_ps};
 use unamentis_agent::server::{MAX_COUNT, PushEvent, parse_push};
 use unamentis_agent::sources::cgroup::{
     glob_match, parse_cgroup_mounts, parse_cpu_stat_usage_usec, parse_cpuacct_usage,
     parse_memory_v1, parse_memory_v2, parse_procs,
 };
-use unamentis_agent::sources::cpu::{
-    CpuTimes, parse_cpu_list, parse_loadavg, parse_per_cpu, parse_stat,
-};
-use unamentis_agent::sources::filesystem::{Mount, parse_mountinfo, parse_mounts};
-use unamentis_agent::sources::gpu::{amdgpu, smi};
 use unamentis_agent::sources::http_get::parse_response;
-use unamentis_agent::sources::memory::{parse_meminfo, parse_meminfo_states};
 use unamentis_agent::sources::net_tcp::parse_net_tcp;
-use unamentis_agent::sources::ollama::{LoadedModel, parse_ps};
 use unamentis_agent::sources::process::{
     ProcIo, parse_cmdline, parse_container_identity, parse_pid_stat, parse_proc_io,
 };

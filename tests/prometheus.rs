@@ -248,12 +248,14 @@ fn metrics_endpoint_passes_promtool_and_needs_the_token() {
     let om = r.text().unwrap();
     assert!(om.ends_with("\n# EOF\n"));
     assert!(
-        om.contains("\n# TYPE system_cpu_time_seconds counter\n"),
+        om.lines()
+            .any(|l| l == "# TYPE system_cpu_time_seconds counter"),
         "{om}"
     );
     assert!(
-        om.contains("\n# UNIT system_cpu_time_seconds seconds\n"),
+        om.lines()
+            .any(|l| l == "# UNIT system_cpu_time_seconds seconds"),
         "{om}"
     );
-    assert!(om.contains("\n# TYPE target info\n"));
+    assert!(om.lines().any(|l| l == "# TYPE target info"));
 }

@@ -10,9 +10,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use unamentis_agent::config::{Config, ServiceConfig};
+use unamentis_agent::families::services::ServicesSample;
+use unamentis_agent::families::services::{ServiceSample, ServiceSource};
 use unamentis_agent::snapshot::Snapshot;
 use unamentis_agent::sources::Source;
-use unamentis_agent::sources::service::{ServiceSample, ServiceSource};
 
 /// Guards against hangs only; nothing asserts on elapsed time.
 const LIMIT: Duration = Duration::from_secs(30);
@@ -348,7 +349,7 @@ fn regex_escape(s: &str) -> String {
 }
 
 fn source(services: Vec<ServiceConfig>) -> ServiceSource {
-    ServiceSource::new(&Config {
+    service_source(&Config {
         default_services: false,
         services,
         ..Default::default()
@@ -358,7 +359,7 @@ fn source(services: Vec<ServiceConfig>) -> ServiceSource {
 fn sample(src: &mut ServiceSource, name: &str) -> ServiceSample {
     let mut snap = Snapshot::default();
     src.sample(&mut snap).unwrap();
-    snap.services
+    snap.take::<ServicesSample>()
         .unwrap()
         .services
         .into_iter()
@@ -580,7 +581,7 @@ fn a_service_that_never_existed_is_down_without_values() {
     let mut src = source(vec![service("ghost", Some(&tag()), None)]);
     let mut snap = Snapshot::default();
     src.sample(&mut snap).unwrap();
-    let s = &snap.services.as_ref().unwrap().services[0];
+    let s = &snap.get::<ServicesSample>().unwrap().services[0];
     assert!(!s.up());
     assert_eq!((s.cpu_percent, s.rss_bytes, s.threads), (None, None, None));
     let points = snap.points();
@@ -603,7 +604,7 @@ fn a_process_two_services_match_goes_to_the_first() {
     ]);
     let mut snap = Snapshot::default();
     src.sample(&mut snap).unwrap();
-    let svcs = snap.services.unwrap().services;
+    let svcs = snap.get::<ServicesSample>().cloned().unwrap().services;
     assert_eq!(svcs[0].pids, vec![b.0.id()]);
     assert!(svcs[1].pids.is_empty());
 }
@@ -1053,4 +1054,9 @@ async fn a_writer_through_the_binary_and_otlp() {
     assert_eq!(delta("read"), (truth1.0 - truth0.0) as f64);
     agent.signal("TERM");
     assert!(agent.wait(LIMIT).success(), "{}", agent.log_text());
+}
+
+/// The services source of `cfg`, built as the pipeline builds it.
+fn service_source(cfg: &Config) -> ServiceSource {
+    ServiceSource::new(&cfg.services_section(), cfg.host_paths())
 }

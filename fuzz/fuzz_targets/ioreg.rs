@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use unamentis_agent::sources::macos;
+use unamentis_agent::families::macos;
 
 fuzz_target!(|data: &[u8]| {
     let text = &String::from_utf8_lossy(data);

@@ -3,11 +3,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use unamentis_agent::sources::service;
+use unamentis_agent::families::services;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let _ = service::parse_lsof_listen(text);
+    let _ = services::parse_lsof_listen(text);
 });

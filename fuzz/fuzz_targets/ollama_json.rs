@@ -3,8 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use unamentis_agent::sources::ollama;
+use unamentis_agent::families::models;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = ollama::parse_ps(data);
+    let _ = models::parse_ps(data);
 });

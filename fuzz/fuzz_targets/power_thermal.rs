@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use unamentis_agent::sources::power::{battery, rapl};
+use unamentis_agent::families::power::{battery, rapl};
 use unamentis_agent::families::thermal;
 use unamentis_agent::sources::{energy, sysfs};
 

@@ -4,7 +4,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use unamentis_agent::families::thermal;
-use unamentis_agent::sources::{gpu, power, sysfs};
+use unamentis_agent::families::{gpu, power};
+use unamentis_agent::sources::sysfs;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

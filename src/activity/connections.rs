@@ -30,8 +30,9 @@
 use std::collections::{BTreeSet, HashSet};
 use std::net::{IpAddr, SocketAddr};
 
-use super::{Activity, Kind, Probe, ServiceActivity};
-use crate::config::Config;
+use super::{Activity, ActivityStats, Kind, Probe, ServiceActivity};
+use crate::config::{ActivityConfig, ServiceConfig};
+use crate::host::HostPaths;
 use crate::sources::Snapshot;
 use crate::sources::{Source, SourceError};
 
@@ -107,25 +108,31 @@ pub struct ConnectionsProbe {
 }
 
 impl ConnectionsProbe {
-    pub fn new(cfg: &Config, activity: Activity) -> Self {
-        let ollama = super::ollama::target_service(cfg);
-        let ollama_port = ollama_local_port(&cfg.ollama.url);
-        let (names, ports) = cfg
-            .effective_services()
-            .into_iter()
+    /// `services`: the effective services; `ollama_url` gives the port of
+    /// the service Ollama stands for when it names none of its own.
+    pub fn new(
+        section: &ActivityConfig,
+        services: &[ServiceConfig],
+        ollama_url: &str,
+        paths: HostPaths,
+        activity: Activity,
+    ) -> Self {
+        let ollama = super::ollama::target_service(services, ollama_url);
+        let ollama_port = ollama_local_port(ollama_url);
+        let (names, ports) = services
+            .iter()
             .filter_map(|s| {
                 let mut ports: Vec<u16> = s.port.iter().chain(&s.ports).copied().collect();
                 if ports.is_empty() && ollama.as_deref() == Some(s.name.as_str()) {
                     ports.extend(ollama_port);
                 }
-                (!ports.is_empty()).then_some((s.name, ports))
+                (!ports.is_empty()).then_some((s.name.clone(), ports))
             })
             .unzip();
         ConnectionsProbe {
             names,
             ports,
-            ignore: cfg
-                .activity
+            ignore: section
                 .ignore_sources
                 .iter()
                 .filter_map(|a| a.trim().parse().ok().map(canonical))
@@ -133,7 +140,7 @@ impl ConnectionsProbe {
             prev: None,
             gate: None,
             activity,
-            paths: cfg.host_paths(),
+            paths,
         }
     }
 
@@ -247,7 +254,7 @@ impl Source for ConnectionsProbe {
         }
         let sockets = imp::established(self)?;
         let services = self.observe(&sockets);
-        snap.activity.get_or_insert_with(Default::default).services = services;
+        snap.get_or_default::<ActivityStats>().services = services;
         Ok(())
     }
 }

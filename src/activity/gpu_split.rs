@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 
-use crate::sources::gpu::{GpuProcess, GpuStats};
+use crate::families::gpu::{GpuProcess, GpuStats};
 
 /// What a GPU's split rested on in one interval.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +59,7 @@ pub fn process_shares(procs: &[&GpuProcess]) -> (Basis, Vec<(u32, f64)>) {
 /// powermetrics watts, the interval's energy, and, when the `tasks`
 /// sampler ran, each task's GPU time as its weight (µs of GPU per s).
 /// `None` without an Apple GPU reading.
-pub fn apple_gpu(m: &crate::sources::macos::MacosStats, joules: Option<f64>) -> Option<GpuStats> {
+pub fn apple_gpu(m: &crate::families::macos::MacosStats, joules: Option<f64>) -> Option<GpuStats> {
     let watts = m.gpu_watts?;
     let (backend, processes) = match &m.gpu_tasks {
         Some(tasks) => (
@@ -81,7 +81,7 @@ pub fn apple_gpu(m: &crate::sources::macos::MacosStats, joules: Option<f64>) -> 
         devices: Vec::new(),
         processes,
         energy_joules: None,
-        intervals: vec![crate::sources::gpu::GpuInterval {
+        intervals: vec![crate::families::gpu::GpuInterval {
             gpu_index: 0,
             watts: Some(watts),
             joules,
@@ -174,7 +174,7 @@ pub fn split(gpu: &GpuStats, services: &[Option<&[u32]>]) -> Option<GpuSplit> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sources::gpu::GpuInterval;
+    use crate::families::gpu::GpuInterval;
 
     const GIB: u64 = 1 << 30;
 

@@ -26,6 +26,12 @@ use std::time::Duration;
 use super::gpu_split;
 use super::ollama::OllamaProbe;
 use super::{Activity, ActivityStats};
+use crate::families::cpu::CpuStats;
+use crate::families::gpu::GpuStats;
+use crate::families::macos::MacosStats;
+use crate::families::models::OllamaStats;
+use crate::families::power;
+use crate::families::services::ServicesSample;
 use crate::sources::Snapshot;
 use crate::sources::{Source, SourceError};
 
@@ -85,13 +91,13 @@ impl IdleSource {
     }
 
     fn account(&mut self, snap: &Snapshot, stats: &mut ActivityStats, now: Duration) {
-        let energy = snap.energy_totals();
+        let energy = power::energy_totals(snap);
         let interval = self.prev.as_ref().map(|p| {
             let dt = now.saturating_sub(p.at);
             let idle_from = p.at.max(self.activity.idle_since());
             (p, dt, now.saturating_sub(idle_from).min(dt))
         });
-        let package_w = snap.package_watts();
+        let package_w = power::package_watts(snap);
         // Energy of this interval by domain; a counter that went backwards
         // (a source restarted) adds nothing.
         let mut deltas: Vec<(&'static str, f64)> = Vec::new();
@@ -124,7 +130,7 @@ impl IdleSource {
         }
         stats.idle_energy_joules = self.idle_energy.iter().map(|(d, j)| (*d, *j)).collect();
 
-        let Some(services) = &snap.services else {
+        let Some(services) = snap.get::<ServicesSample>() else {
             return;
         };
         let idle_dt = interval.as_ref().map_or(0.0, |i| i.2.as_secs_f64());
@@ -159,7 +165,7 @@ impl IdleSource {
     /// in the accounting sense from `idle_after` later.
     fn add_idle_energy(
         &mut self,
-        services: &crate::sources::service::ServicesSample,
+        services: &crate::families::services::ServicesSample,
         stats: &ActivityStats,
         spent: &IntervalEnergy,
         dt: Duration,
@@ -194,7 +200,7 @@ impl IdleSource {
         deltas: &[(&'static str, f64)],
     ) -> IntervalEnergy {
         let apple;
-        let gpu = match (&snap.gpu, &snap.macos) {
+        let gpu = match (snap.get::<GpuStats>(), snap.get::<MacosStats>()) {
             (Some(g), _) => g,
             (None, Some(m)) => {
                 let joules = deltas.iter().find(|(d, _)| *d == "gpu").map(|(_, j)| *j);
@@ -206,8 +212,8 @@ impl IdleSource {
             }
             (None, None) => return Vec::new(),
         };
-        let empty = crate::sources::service::ServicesSample::default();
-        let services = snap.services.as_ref().unwrap_or(&empty);
+        let empty = crate::families::services::ServicesSample::default();
+        let services = snap.get::<ServicesSample>().unwrap_or(&empty);
         let pids: Vec<Option<&[u32]>> = services
             .services
             .iter()
@@ -248,12 +254,12 @@ impl IdleSource {
         deltas: &[(&'static str, f64)],
     ) -> IntervalEnergy {
         let mut spent = Vec::new();
-        let Some(services) = &snap.services else {
+        let Some(services) = snap.get::<ServicesSample>() else {
             return spent;
         };
 
         let host_busy = snap
-            .cpu
+            .get::<CpuStats>()
             .and_then(|c| Some(c.percent? * f64::from(c.logical?)));
         let (Some(watts), Some(busy)) = (package_w, host_busy) else {
             return spent;
@@ -290,12 +296,12 @@ impl Source for IdleSource {
 
     fn sample(&mut self, snap: &mut Snapshot) -> Result<(), SourceError> {
         if let Some(p) = &mut self.ollama {
-            p.observe(snap.ollama.as_ref());
+            p.observe(snap.get::<OllamaStats>());
         }
         let now = self.activity.now();
         let mut stats = self.activity.stats_at(now);
         // The connections probe ran earlier in this cycle.
-        if let Some(conns) = snap.activity.take() {
+        if let Some(conns) = snap.take::<ActivityStats>() {
             for c in conns.services {
                 if let Some(s) = stats.services.iter_mut().find(|s| s.name == c.name) {
                     s.connections = c.connections;
@@ -305,9 +311,9 @@ impl Source for IdleSource {
         self.account(snap, &mut stats, now);
         self.prev = Some(Prev {
             at: now,
-            energy: snap.energy_totals(),
+            energy: power::energy_totals(snap),
         });
-        snap.activity = Some(stats);
+        snap.put(stats);
         Ok(())
     }
 }
@@ -316,9 +322,8 @@ impl Source for IdleSource {
 mod tests {
     use super::*;
     use crate::activity::{ManualClock, ServiceActivity};
-    use crate::sources::cpu::CpuStats;
-    use crate::sources::power::{DomainPower, PowerStats};
-    use crate::sources::service::{ServiceSample, ServicesSample};
+    use crate::families::power::{DomainPower, PowerStats};
+    use crate::families::services::{ServiceSample, ServicesSample};
     use std::sync::Arc;
 
     fn snap(
@@ -327,21 +332,21 @@ mod tests {
         pkg: (f64, f64),
         services: &[(&str, Option<f64>)],
     ) -> Snapshot {
-        Snapshot {
-            cpu: Some(CpuStats {
+        Snapshot::default()
+            .with(CpuStats {
                 percent: Some(busy_pct),
                 load: None,
                 logical: Some(cores),
                 physical: None,
-            }),
-            power: Some(PowerStats {
+            })
+            .with(PowerStats {
                 package: DomainPower {
                     watts: Some(pkg.0),
                     joules: Some(pkg.1),
                 },
                 ..Default::default()
-            }),
-            services: Some(ServicesSample {
+            })
+            .with(ServicesSample {
                 services: services
                     .iter()
                     .map(|(name, cpu)| ServiceSample {
@@ -352,9 +357,7 @@ mod tests {
                     })
                     .collect(),
                 top: vec![],
-            }),
-            ..Default::default()
-        }
+            })
     }
 
     fn source(names: &[&str], clock: &ManualClock) -> IdleSource {
@@ -380,7 +383,7 @@ mod tests {
         clock.advance(Duration::from_secs(5));
         let mut s1 = snap(50.0, 4, (20.0, 100.0), &services);
         src.sample(&mut s1).unwrap();
-        let st = s1.activity.as_ref().unwrap();
+        let st = s1.get::<ActivityStats>().unwrap();
         assert_eq!(get(st, "a").power_watts, Some(5.0));
         assert_eq!(get(st, "b").power_watts, Some(3.0));
         assert_eq!(get(st, "c").power_watts, None, "down: no estimate");
@@ -393,7 +396,7 @@ mod tests {
         clock.advance(Duration::from_secs(10));
         let mut s2 = snap(50.0, 4, (2.0, 120.0), &services);
         src.sample(&mut s2).unwrap();
-        let st = s2.activity.as_ref().unwrap();
+        let st = s2.get::<ActivityStats>().unwrap();
         assert_eq!(get(st, "a").energy_joules, Some(5.0));
         assert_eq!(get(st, "b").energy_joules, Some(3.0));
         assert_eq!(st.other_energy_joules, Some(12.0));
@@ -406,9 +409,9 @@ mod tests {
         // Without a package reading the estimate is absent; the counters stay.
         clock.advance(Duration::from_secs(10));
         let mut s3 = snap(50.0, 4, (2.0, 120.0), &services);
-        s3.power = None;
+        s3.take::<PowerStats>();
         src.sample(&mut s3).unwrap();
-        let st = s3.activity.as_ref().unwrap();
+        let st = s3.get::<ActivityStats>().unwrap();
         assert_eq!(get(st, "a").power_watts, None);
         assert_eq!(st.other_power_watts, None);
         assert_eq!(get(st, "a").energy_joules, Some(5.0));
@@ -418,7 +421,7 @@ mod tests {
     #[test]
     fn gpu_power_by_service_and_energy_while_each_service_idles() {
         use crate::activity::{Kind, Probe};
-        use crate::sources::gpu::{GpuInterval, GpuProcess, GpuStats};
+        use crate::families::gpu::{GpuInterval, GpuProcess, GpuStats};
         let clock = ManualClock::default();
         let activity = Activity::new(
             vec!["a".into(), "b".into()],
@@ -426,52 +429,52 @@ mod tests {
             Arc::new(clock.clone()),
         );
         let mut src = IdleSource::new(activity.clone(), None);
-        let gpu_snap = |joules: Option<f64>| Snapshot {
-            services: Some(ServicesSample {
-                services: vec![
-                    ServiceSample {
-                        name: "a".into(),
-                        pids: vec![1],
-                        ..Default::default()
-                    },
-                    ServiceSample {
-                        name: "b".into(),
-                        pids: vec![2, 3],
-                        ..Default::default()
-                    },
-                ],
-                top: vec![],
-            }),
-            gpu: Some(GpuStats {
-                backend: "nvml",
-                devices: vec![],
-                processes: vec![
-                    GpuProcess {
-                        pid: 1,
+        let gpu_snap = |joules: Option<f64>| {
+            Snapshot::default()
+                .with(ServicesSample {
+                    services: vec![
+                        ServiceSample {
+                            name: "a".into(),
+                            pids: vec![1],
+                            ..Default::default()
+                        },
+                        ServiceSample {
+                            name: "b".into(),
+                            pids: vec![2, 3],
+                            ..Default::default()
+                        },
+                    ],
+                    top: vec![],
+                })
+                .with(GpuStats {
+                    backend: "nvml",
+                    devices: vec![],
+                    processes: vec![
+                        GpuProcess {
+                            pid: 1,
+                            gpu_index: 0,
+                            used_bytes: 1 << 30,
+                            sm_util: Some(60),
+                        },
+                        GpuProcess {
+                            pid: 3,
+                            gpu_index: 0,
+                            used_bytes: 3 << 30,
+                            sm_util: Some(20),
+                        },
+                    ],
+                    energy_joules: None,
+                    intervals: vec![GpuInterval {
                         gpu_index: 0,
-                        used_bytes: 1 << 30,
-                        sm_util: Some(60),
-                    },
-                    GpuProcess {
-                        pid: 3,
-                        gpu_index: 0,
-                        used_bytes: 3 << 30,
-                        sm_util: Some(20),
-                    },
-                ],
-                energy_joules: None,
-                intervals: vec![GpuInterval {
-                    gpu_index: 0,
-                    watts: Some(100.0),
-                    joules,
-                }],
-            }),
-            ..Default::default()
+                        watts: Some(100.0),
+                        joules,
+                    }],
+                })
         };
         clock.advance(Duration::from_secs(5));
         let mut s1 = gpu_snap(None);
         src.sample(&mut s1).unwrap();
-        let st = s1.activity.as_ref().unwrap();
+        let st = s1.get::<ActivityStats>().unwrap();
         assert_eq!(get(st, "a").gpu_power_watts, Some(75.0));
         assert_eq!(get(st, "b").gpu_power_watts, Some(25.0));
         assert_eq!(st.other_gpu_power_watts, Some(0.0));
@@ -490,7 +493,7 @@ mod tests {
         clock.advance(Duration::from_secs(1));
         let mut s2 = gpu_snap(Some(1000.0));
         src.sample(&mut s2).unwrap();
-        let st = s2.activity.as_ref().unwrap();
+        let st = s2.get::<ActivityStats>().unwrap();
         assert_eq!(get(st, "a").gpu_energy_joules, Some(750.0));
         assert_eq!(get(st, "b").gpu_energy_joules, Some(250.0));
         assert_eq!(st.other_gpu_energy_joules, Some(0.0));
@@ -504,7 +507,7 @@ mod tests {
         clock.advance(Duration::from_secs(3));
         let mut s3 = gpu_snap(Some(400.0));
         src.sample(&mut s3).unwrap();
-        let st = s3.activity.as_ref().unwrap();
+        let st = s3.get::<ActivityStats>().unwrap();
         assert_eq!(get(st, "a").idle_energy_joules, vec![("gpu", 150.0)]);
         assert_eq!(get(st, "b").idle_energy_joules, vec![("gpu", 350.0)]);
         let pts = s3.points();
@@ -541,43 +544,41 @@ mod tests {
 
     #[test]
     fn the_apple_gpu_goes_to_other() {
-        use crate::sources::macos::MacosStats;
+        use crate::families::macos::MacosStats;
         let clock = ManualClock::default();
         let mut src = source(&["a"], &clock);
-        let apple = |w: f64, j: f64| Snapshot {
-            macos: Some(MacosStats {
+        let apple = |w: f64, j: f64| {
+            snap(10.0, 8, (5.0, 0.0), &[("a", Some(10.0))]).with(MacosStats {
                 gpu_watts: Some(w),
                 energy: vec![("gpu", j)],
                 ..Default::default()
-            }),
-            ..snap(10.0, 8, (5.0, 0.0), &[("a", Some(10.0))])
+            })
         };
         clock.advance(Duration::from_secs(1));
         let mut s1 = apple(3.0, 0.0);
         src.sample(&mut s1).unwrap();
-        let st = s1.activity.as_ref().unwrap();
+        let st = s1.get::<ActivityStats>().unwrap();
         assert_eq!(st.other_gpu_power_watts, Some(3.0));
         assert_eq!(st.other_gpu_energy_joules, Some(0.0));
         assert_eq!(get(st, "a").gpu_power_watts, None);
         clock.advance(Duration::from_secs(2));
         let mut s2 = apple(4.0, 7.0);
         src.sample(&mut s2).unwrap();
-        let st = s2.activity.as_ref().unwrap();
+        let st = s2.get::<ActivityStats>().unwrap();
         assert_eq!(st.other_gpu_energy_joules, Some(7.0));
         assert_eq!(get(st, "a").gpu_energy_joules, None);
     }
 
     #[test]
     fn the_apple_gpu_splits_by_task_gpu_time_when_powermetrics_lists_tasks() {
-        use crate::sources::macos::MacosStats;
+        use crate::families::macos::MacosStats;
         let clock = ManualClock::default();
         let mut src = source(&["a", "b"], &clock);
         let mut s = snap(10.0, 8, (5.0, 0.0), &[("a", Some(10.0)), ("b", Some(1.0))]);
-        if let Some(svc) = &mut s.services {
-            svc.services[0].pids = vec![412];
-            svc.services[1].pids = vec![977, 978];
-        }
-        s.macos = Some(MacosStats {
+        let svc = s.get_or_default::<ServicesSample>();
+        svc.services[0].pids = vec![412];
+        svc.services[1].pids = vec![977, 978];
+        s.put(MacosStats {
             gpu_watts: Some(8.0),
             // 600 + 200 ms/s by the services, 200 by a task no service holds.
             gpu_tasks: Some(vec![(412, 600.0), (978, 200.0), (33, 200.0), (0, 0.0)]),
@@ -585,7 +586,7 @@ mod tests {
         });
         clock.advance(Duration::from_secs(1));
         src.sample(&mut s).unwrap();
-        let st = s.activity.as_ref().unwrap();
+        let st = s.get::<ActivityStats>().unwrap();
         assert_eq!(get(st, "a").gpu_power_watts, Some(8.0 * 0.6));
         assert_eq!(get(st, "b").gpu_power_watts, Some(8.0 * 0.2));
         // Other is what the services left (8 − 4.8 − 1.6, to rounding).
@@ -613,7 +614,7 @@ mod tests {
             let mut src = source(&refs, &clock);
             let mut s = snap(busy, cores, (watts, 0.0), &services);
             src.sample(&mut s).unwrap();
-            let st = s.activity.unwrap();
+            let st = s.get::<ActivityStats>().cloned().unwrap();
             let named: f64 = st.services.iter().filter_map(|a| a.power_watts).sum();
             let other = st.other_power_watts.unwrap();
             proptest::prop_assert!(other >= 0.0);

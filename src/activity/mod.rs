@@ -18,12 +18,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
-pub use crate::sources::snapshot::{ActivityStats, Probe, ServiceActivity};
+pub use stats::{ActivityStats, Probe, ServiceActivity};
 
 pub mod connections;
 pub mod gpu_split;
 pub mod idle;
 pub mod ollama;
+pub mod stats;
 
 /// A monotonic clock: time since an arbitrary, fixed origin.
 pub trait Clock: Send + Sync {

@@ -9,14 +9,13 @@
 use std::collections::HashMap;
 
 use super::{Activity, Kind, Probe};
-use crate::config::Config;
-use crate::sources::ollama::OllamaStats;
+use crate::config::ServiceConfig;
+use crate::families::models::OllamaStats;
 
 /// The service Ollama's activity belongs to: the one whose ports include
 /// `ollama.url`'s port, else the one named `ollama`.
-pub fn target_service(cfg: &Config) -> Option<String> {
-    let services = cfg.effective_services();
-    let port = crate::url::parse(&cfg.ollama.url)
+pub fn target_service(services: &[ServiceConfig], ollama_url: &str) -> Option<String> {
+    let port = crate::url::parse(ollama_url)
         .ok()
         .filter(|u| u.scheme == Some(crate::url::Scheme::Http))
         .and_then(|u| u.host_port_or_default().ok())
@@ -54,9 +53,9 @@ pub struct OllamaProbe {
 
 impl OllamaProbe {
     /// `None` when no configured service stands for Ollama.
-    pub fn new(cfg: &Config, activity: Activity) -> Option<Self> {
+    pub fn new(services: &[ServiceConfig], ollama_url: &str, activity: Activity) -> Option<Self> {
         Some(OllamaProbe {
-            service: target_service(cfg)?,
+            service: target_service(services, ollama_url)?,
             prev: None,
             activity,
         })
@@ -107,11 +106,13 @@ mod tests {
 
     #[test]
     fn target_by_port_then_by_name() {
-        let mut cfg = Config::default();
-        assert_eq!(target_service(&cfg).as_deref(), Some("ollama"));
+        let mut cfg = crate::config::Config::default();
+        let target =
+            |c: &crate::config::Config| target_service(&c.effective_services(), &c.ollama.url);
+        assert_eq!(target(&cfg).as_deref(), Some("ollama"));
         cfg.ollama.url = "http://127.0.0.1:11402".into();
-        assert_eq!(target_service(&cfg).as_deref(), Some("piper"));
+        assert_eq!(target(&cfg).as_deref(), Some("piper"));
         cfg.default_services = false;
-        assert_eq!(target_service(&cfg), None);
+        assert_eq!(target(&cfg), None);
     }
 }

@@ -201,6 +201,15 @@ pub struct CompatConfig {
     pub include_virtual_filesystems: bool,
 }
 
+/// What the services source is built from ([`Config::services_section`]):
+/// the built-in services merged with the file's, and how many other
+/// processes to list.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServicesSection {
+    pub services: Vec<ServiceConfig>,
+    pub top_processes: u32,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConfig {
@@ -443,6 +452,15 @@ impl Config {
         c.host.sys = paths.sys.clone();
         c.host.root = paths.root.clone();
         c
+    }
+
+    /// The services family's part of the configuration: the effective
+    /// services and the length of the top-processes list.
+    pub fn services_section(&self) -> ServicesSection {
+        ServicesSection {
+            services: self.effective_services(),
+            top_processes: self.top_processes,
+        }
     }
 
     pub fn host_paths(&self) -> crate::host::HostPaths {

@@ -22,12 +22,21 @@ use crate::config::{ConfigError, Loaded, Origin};
 use crate::host::HostPaths;
 use crate::sources::Source;
 
+pub mod agent;
+pub mod cpu;
 pub mod cpufreq;
 pub mod disk;
+pub mod filesystem;
+pub mod gpu;
+pub mod macos;
+pub mod memory;
+pub mod models;
 pub mod network;
 pub mod paging;
+pub mod power;
 pub mod pressure;
 pub mod processes;
+pub mod services;
 pub mod thermal;
 
 /// One family: its name (the section's and the source's) and how its

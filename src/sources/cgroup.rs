@@ -633,51 +633,6 @@ impl CgroupServices {
     }
 }
 
-/// A cgroup service's sample: CPU and memory from the cgroup, threads and
-/// open files (and RSS when there is no memory controller) from its
-/// processes' `stat` and `fd/`, as for other services. `wall` is the time
-/// since the previous sample.
-#[cfg(target_os = "linux")]
-pub fn service_sample(
-    name: &str,
-    cg: CgroupSample,
-    paths: &HostPaths,
-    wall: Option<f64>,
-    page: u64,
-) -> crate::sources::service::ServiceSample {
-    use crate::sources::process::{count_fds, read_stat};
-    let mut s = crate::sources::service::ServiceSample {
-        name: name.to_owned(),
-        note: cg.note,
-        ..Default::default()
-    };
-    let (mut rss, mut threads, mut fds) = (0u64, 0u64, Some(0u64));
-    for &pid in &cg.pids {
-        // Gone since cgroup.procs was read: nothing to count.
-        let Some(st) = read_stat(paths, pid) else {
-            continue;
-        };
-        rss += st.rss_pages * page;
-        threads += u64::from(st.num_threads);
-        fds = fds.and_then(|n| Some(n + count_fds(paths, pid)?));
-        s.pids.push(pid);
-    }
-    s.matched = cg.explain;
-    if s.up() {
-        s.cpu_percent = cg
-            .cpu_ns
-            .zip(wall)
-            .map(|(ns, w)| ns as f64 / 1e9 / w * 100.0);
-        s.rss_bytes = Some(cg.memory.map_or(rss, |(b, _)| b));
-        s.threads = Some(threads);
-        s.open_files = fds;
-        s.note = None;
-    } else if s.note.is_none() {
-        s.note = Some("the cgroup's processes exited while they were read".into());
-    }
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

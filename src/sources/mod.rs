@@ -1,6 +1,8 @@
-//! Sources read one part of the host into a [`Snapshot`]. They know files and
-//! units, never OpenTelemetry: the mapping to metric names lives in
-//! `snapshot.rs`.
+//! The `Source` trait every family's source implements, its
+//! [`SourceError`], the [`Snapshot`] they fill, and the readers several
+//! families share (per-process procfs files, cgroups, TCP sockets, sysfs
+//! values, energy bookkeeping, helper commands, a minimal HTTP GET). They
+//! know files and units, never OpenTelemetry.
 
 use std::fmt;
 use std::io;
@@ -9,20 +11,11 @@ use crate::host::ReadError;
 
 pub mod cgroup;
 pub mod command;
-pub mod cpu;
 pub mod energy;
-pub mod export_queue;
-pub mod filesystem;
-pub mod gpu;
 pub mod http_get;
-pub mod macos;
-pub mod memory;
 pub mod net_tcp;
-pub mod ollama;
-pub mod power;
 pub mod process;
 pub mod seq_file;
-pub mod service;
 pub mod snapshot;
 pub mod sock_diag;
 pub mod sysfs;

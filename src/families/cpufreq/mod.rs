@@ -7,8 +7,6 @@
 //!
 //! Section `[families.cpufreq]`: `enabled` (default true).
 
-use std::sync::Arc;
-
 use toml::Table;
 
 use super::{Builder, Family, OnOff, SectionError, section, when};
@@ -119,13 +117,13 @@ impl Source for CpufreqSource {
                 "no cpufreq scaling_cur_freq and no `cpu MHz` in /proc/cpuinfo".into(),
             ));
         }
-        snap.families.push(Arc::new(CpufreqStats { cpus }));
+        snap.put(CpufreqStats { cpus });
         Ok(())
     }
 }
 
 impl FamilySample for CpufreqStats {
-    fn points(&self, out: &mut Vec<Point>) {
+    fn points(&self, _snap: &Snapshot, out: &mut Vec<Point>) {
         for (cpu, hz) in &self.cpus {
             out.push(
                 Point::new(&semconv::SYSTEM_CPU_FREQUENCY, *hz)

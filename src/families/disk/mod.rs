@@ -9,7 +9,6 @@
 mod parse;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use toml::Table;
@@ -131,7 +130,7 @@ impl Source for DiskSource {
         }
         // A device that went away takes its state with it.
         self.wraps = seen;
-        snap.families.push(Arc::new(DiskStats { devices }));
+        snap.put(DiskStats { devices });
         Ok(())
     }
 }
@@ -140,7 +139,7 @@ impl Source for DiskSource {
 const SECTOR: f64 = 512.0;
 
 impl FamilySample for DiskStats {
-    fn points(&self, out: &mut Vec<Point>) {
+    fn points(&self, _snap: &Snapshot, out: &mut Vec<Point>) {
         for d in &self.devices {
             let l = &d.line;
             let per_dir =

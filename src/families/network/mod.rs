@@ -12,7 +12,6 @@
 mod parse;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use toml::Table;
@@ -114,10 +113,10 @@ impl Source for NetworkSource {
                 .any(|g| glob_match(g, &i.name))
         });
         let tcp_states = self.cfg.connections.then(|| self.tcp_states());
-        snap.families.push(Arc::new(NetworkStats {
+        snap.put(NetworkStats {
             interfaces,
             tcp_states,
-        }));
+        });
         Ok(())
     }
 }
@@ -143,7 +142,7 @@ impl NetworkSource {
 }
 
 impl FamilySample for NetworkStats {
-    fn points(&self, out: &mut Vec<Point>) {
+    fn points(&self, _snap: &Snapshot, out: &mut Vec<Point>) {
         for i in &self.interfaces {
             for (dir, d) in [("receive", &i.receive), ("transmit", &i.transmit)] {
                 for (m, v) in [

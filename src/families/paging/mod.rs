@@ -14,8 +14,6 @@
 
 mod parse;
 
-use std::sync::Arc;
-
 use toml::Table;
 
 pub use parse::{SwapArea, VmPaging, parse_swaps, parse_vmstat};
@@ -75,7 +73,7 @@ impl Source for PagingSource {
             vm: vm.ok(),
         };
         if stats.swaps.is_some() || stats.vm.is_some() {
-            snap.families.push(Arc::new(stats));
+            snap.put(stats);
         }
         err.map_or(Ok(()), Err)
     }
@@ -84,7 +82,7 @@ impl Source for PagingSource {
 const KIB: f64 = 1024.0;
 
 impl FamilySample for PagingStats {
-    fn points(&self, out: &mut Vec<Point>) {
+    fn points(&self, _snap: &Snapshot, out: &mut Vec<Point>) {
         for s in self.swaps.iter().flatten() {
             let free = s.size_kib.saturating_sub(s.used_kib);
             for (state, kib) in [("used", s.used_kib), ("free", free)] {

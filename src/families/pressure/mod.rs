@@ -13,8 +13,6 @@
 //!
 //! Section `[families.pressure]`: `enabled` (default true).
 
-use std::sync::Arc;
-
 use toml::Table;
 
 use super::{Builder, Family, OnOff, SectionError, section, when};
@@ -119,7 +117,7 @@ impl Source for PressureSource {
         }
         self.missing = matches!(err, Some(SourceError::Unavailable(_)));
         if !stats.resources.is_empty() {
-            snap.families.push(Arc::new(stats));
+            snap.put(stats);
         }
         err.map_or(Ok(()), Err)
     }
@@ -132,7 +130,7 @@ impl Source for PressureSource {
 }
 
 impl FamilySample for PressureStats {
-    fn points(&self, out: &mut Vec<Point>) {
+    fn points(&self, _snap: &Snapshot, out: &mut Vec<Point>) {
         for (r, t) in &self.resources {
             for (stall, us) in [("some", t.some_us), ("full", t.full_us)] {
                 if let Some(us) = us {

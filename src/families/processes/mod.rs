@@ -11,8 +11,6 @@
 //!
 //! Section `[families.processes]`: `enabled` (default true).
 
-use std::sync::Arc;
-
 use toml::Table;
 
 use super::{Builder, Family, OnOff, SectionError, section, when};
@@ -85,13 +83,13 @@ impl Source for ProcessesSource {
     fn sample(&mut self, snap: &mut Snapshot) -> Result<(), SourceError> {
         let text = self.paths.read_proc("stat")?;
         let s = parse_stat_processes(&text).map_err(|e| e.in_file("/proc/stat"))?;
-        snap.families.push(Arc::new(s));
+        snap.put(s);
         Ok(())
     }
 }
 
 impl FamilySample for ProcessesStats {
-    fn points(&self, out: &mut Vec<Point>) {
+    fn points(&self, _snap: &Snapshot, out: &mut Vec<Point>) {
         out.push(Point::new(
             &semconv::SYSTEM_PROCESSES_CREATED,
             self.created as f64,

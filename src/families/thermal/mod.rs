@@ -10,7 +10,7 @@
 //! [`pressure_level`], documented in semconv/registry.yaml.
 //!
 //! Section `[families.thermal]`: `enabled` (default true). On macOS the
-//! same metrics come from powermetrics (`sources::macos`).
+//! same metrics come from powermetrics (`families::macos`).
 
 use toml::Table;
 
@@ -19,7 +19,7 @@ use super::when;
 use super::{Builder, Family, OnOff, SectionError, section};
 use crate::point::Point;
 use crate::semconv::{self, attr};
-use crate::sources::snapshot::FamilySample;
+use crate::sources::snapshot::{FamilySample, Snapshot};
 
 pub const FAMILY: Family = Family {
     name: "thermal",
@@ -260,12 +260,11 @@ mod imp {
     use std::collections::HashMap;
     use std::io;
     use std::path::PathBuf;
-    use std::sync::Arc;
 
     use super::*;
+    use crate::families::cpu::{CPUS, CpuTopology, cpu_dirs};
     use crate::host::HostPaths;
     use crate::sources::SourceError;
-    use crate::sources::cpu::{CPUS, CpuTopology, cpu_dirs};
     use crate::sources::sysfs::{self, ValueError};
     use crate::sources::{Snapshot, Source};
 
@@ -604,7 +603,7 @@ mod imp {
             inputs.throttle_counters = events.is_some();
             inputs.throttled = increased;
             stats.pressure = pressure_level(&inputs);
-            snap.families.push(Arc::new(stats));
+            snap.put(stats);
             if gone {
                 // A chip went away (module unloaded): look again next cycle.
                 self.cycles = REDISCOVER_EVERY;
@@ -626,7 +625,7 @@ mod imp {
 pub use imp::ThermalSource;
 
 impl FamilySample for ThermalStats {
-    fn points(&self, out: &mut Vec<Point>) {
+    fn points(&self, _snap: &Snapshot, out: &mut Vec<Point>) {
         if let Some(c) = self.temperature {
             out.push(Point::new(&semconv::THERMAL_TEMPERATURE, c));
         }

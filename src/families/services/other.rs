@@ -11,7 +11,7 @@ use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System, UpdateKind};
 use super::{
     Growth, Matcher, Plan, ProcessSample, ServiceSample, ServicesSample, parse_lsof_listen,
 };
-use crate::config::Config;
+use crate::config::ServicesSection;
 use crate::sources::Snapshot;
 use crate::sources::command::run_with_timeout;
 use crate::sources::{Source, SourceError};
@@ -31,13 +31,14 @@ pub struct ServiceSource {
 }
 
 impl ServiceSource {
-    pub fn new(cfg: &Config) -> Self {
+    /// `paths` is unused: sysinfo reads the host it runs on.
+    pub fn new(section: &ServicesSection, _paths: crate::host::HostPaths) -> Self {
         let Plan {
             matchers,
             ports,
             growth,
             top_n,
-        } = Plan::from_config(cfg);
+        } = Plan::new(section);
         let mut s = ServiceSource {
             sys: System::new().ok(),
             ports,
@@ -193,7 +194,7 @@ impl Source for ServiceSource {
     }
 
     fn sample(&mut self, snap: &mut Snapshot) -> Result<(), SourceError> {
-        snap.services = Some(self.collect()?);
+        snap.put(self.collect()?);
         Ok(())
     }
 }

@@ -1,9 +1,18 @@
-//! Host power and energy: what every power source writes into the
-//! snapshot (the counters and integrators are in [`super::energy`]).
+//! The `power` family: host power and energy, what every power source
+//! writes into the snapshot, and its mapping (the counters and integrators
+//! are in `sources::energy`).
 //!
 //! Linux sources, in sampling order (an earlier one wins a domain):
 //! `rapl` (powercap RAPL zones), `hwmon` (hwmon energy/power sensors where
 //! RAPL has no zone for a domain), `battery` (power_supply discharge).
+
+use crate::families::macos::MacosStats;
+use crate::point::Point;
+use crate::semconv;
+use crate::semconv::attr;
+use crate::sources::snapshot::{FamilySample, Snapshot};
+
+use super::gpu::GpuStats;
 
 #[cfg(target_os = "linux")]
 pub mod battery;
@@ -54,6 +63,84 @@ pub struct BatteryState {
     /// Whether an AC, USB or wireless supply is online; `None` where the
     /// host has no such supply.
     pub ac_online: Option<bool>,
+}
+
+impl PowerStats {
+    /// The energy domains of the Linux power sources; uncore is left to
+    /// the GPU source (power.gpu_watts).
+    fn energy(&self) -> [(&'static str, Option<f64>); 4] {
+        [
+            ("cpu", self.cpu.joules),
+            ("package", self.package.joules),
+            ("dram", self.dram.joules),
+            ("battery", self.battery.joules),
+        ]
+    }
+}
+
+impl FamilySample for PowerStats {
+    fn points(&self, _snap: &Snapshot, out: &mut Vec<Point>) {
+        let gauges = [
+            (&semconv::POWER_CPU_WATTS, self.cpu.watts),
+            (&semconv::POWER_PACKAGE_WATTS, self.package.watts),
+            (&semconv::POWER_DRAM_WATTS, self.dram.watts),
+            (&semconv::POWER_BATTERY_WATTS, self.battery.watts),
+        ];
+        for (metric, v) in gauges {
+            if let Some(v) = v {
+                out.push(Point::new(metric, v));
+            }
+        }
+        for (domain, j) in self.energy() {
+            if let Some(j) = j {
+                out.push(Point::new(&semconv::ENERGY_JOULES, j).with(attr::DOMAIN, domain));
+            }
+        }
+        self.battery_state.points(out);
+    }
+}
+
+impl BatteryState {
+    pub fn points(&self, out: &mut Vec<Point>) {
+        for (metric, v) in [
+            (&semconv::BATTERY_CHARGE_PERCENT, self.charge_percent),
+            (&semconv::BATTERY_TIME_LEFT, self.time_left_s),
+            (
+                &semconv::POWER_AC_ONLINE,
+                self.ac_online.map(|on| f64::from(u8::from(on))),
+            ),
+        ] {
+            if let Some(v) = v {
+                out.push(Point::new(metric, v));
+            }
+        }
+    }
+}
+
+/// Package power of this cycle: Linux RAPL/hwmon or macOS powermetrics.
+pub fn package_watts(snap: &Snapshot) -> Option<f64> {
+    let linux = snap.get::<PowerStats>().and_then(|p| p.package.watts);
+    linux.or_else(|| snap.get::<MacosStats>().and_then(|m| m.package_watts))
+}
+
+/// Cumulative joules since start per energy domain (`package`, `cpu`, …),
+/// as `energy.joules` reports them.
+pub fn energy_totals(snap: &Snapshot) -> Vec<(&'static str, f64)> {
+    let mut out = Vec::new();
+    if let Some(p) = snap.get::<PowerStats>() {
+        out.extend(p.energy().into_iter().filter_map(|(d, j)| Some((d, j?))));
+    }
+    if let Some(m) = snap.get::<MacosStats>() {
+        out.extend(m.energy.iter().copied());
+    }
+    // The GPU source's total (NVML, nvidia-smi, amdgpu), unless a platform
+    // source already gave the domain.
+    if let Some(j) = snap.get::<GpuStats>().and_then(|g| g.energy_joules)
+        && !out.iter().any(|(d, _)| *d == "gpu")
+    {
+        out.push(("gpu", j));
+    }
+    out
 }
 
 pub fn uj_to_joules(uj: u64) -> f64 {

@@ -13,7 +13,7 @@
 //! same names inside `IOReportLegend` (another property, never looked at),
 //! and integers ≥ 2^53 (kept as integers, never through f64).
 
-use super::super::ParseError;
+use crate::sources::ParseError;
 
 /// One value of the text form.
 #[derive(Debug, Clone, PartialEq)]

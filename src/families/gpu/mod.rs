@@ -9,8 +9,10 @@ use std::time::Instant;
 
 use crate::config::GpuConfig;
 use crate::host::HostPaths;
-use crate::sources::Snapshot;
+use crate::point::{AttrValue, Point};
+use crate::semconv::{self, Metric, attr};
 use crate::sources::energy::{Counter, Trapezoid};
+use crate::sources::snapshot::{FamilySample, Snapshot};
 use crate::sources::{Source, SourceError};
 
 pub mod amdgpu;
@@ -108,6 +110,44 @@ pub trait Backend: Send {
     fn read(&mut self) -> Result<GpuReading, SourceError>;
 }
 
+const MIB: f64 = 1024.0 * 1024.0;
+
+impl FamilySample for GpuStats {
+    fn points(&self, _snap: &Snapshot, out: &mut Vec<Point>) {
+        let mib = |bytes: u64| bytes as f64 / MIB;
+        for d in &self.devices {
+            let point = |metric: &'static Metric, value: f64| {
+                let mut p = Point::new(metric, value)
+                    .with(attr::GPU_INDEX, AttrValue::Int(i64::from(d.index)))
+                    .with(attr::GPU_NAME, d.name.as_str())
+                    .with(attr::GPU_VENDOR, d.vendor);
+                if let Some(u) = &d.uuid {
+                    p = p.with(attr::GPU_UUID, u.as_str());
+                }
+                if let Some(b) = &d.pci_bus_id {
+                    p = p.with(attr::GPU_PCI_BUS_ID, b.as_str());
+                }
+                p
+            };
+            let values = [
+                (&semconv::GPU_VRAM_USED_MB, d.vram_used_bytes.map(mib)),
+                (&semconv::GPU_VRAM_TOTAL_MB, d.vram_total_bytes.map(mib)),
+                (&semconv::GPU_UTILIZATION_PERCENT, d.utilization_percent),
+                (&semconv::GPU_TEMPERATURE, d.temperature_celsius),
+                (&semconv::POWER_GPU_WATTS, d.power_watts),
+            ];
+            for (metric, v) in values {
+                if let Some(v) = v {
+                    out.push(point(metric, v));
+                }
+            }
+        }
+        if let Some(j) = self.energy_joules {
+            out.push(Point::new(&semconv::ENERGY_JOULES, j).with(attr::DOMAIN, "gpu"));
+        }
+    }
+}
+
 pub struct GpuSource {
     backends: Vec<Box<dyn Backend>>,
     last_backend: Option<&'static str>,
@@ -159,7 +199,7 @@ impl Source for GpuSource {
                         self.last_backend = Some(name);
                     }
                     let energy_joules = self.energy.add(&r.devices, Instant::now());
-                    snap.gpu = Some(GpuStats {
+                    snap.put(GpuStats {
                         backend: name,
                         intervals: self.energy.intervals().to_vec(),
                         devices: r.devices,
@@ -429,7 +469,7 @@ mod tests {
         ]);
         let mut snap = Snapshot::default();
         src.sample(&mut snap).unwrap();
-        let g = snap.gpu.unwrap();
+        let g = snap.get::<GpuStats>().unwrap();
         assert_eq!(g.backend, "amdgpu");
         assert_eq!(g.devices, one.devices);
         assert_eq!(g.energy_joules, None);
@@ -445,7 +485,7 @@ mod tests {
                 "no GPU found (tried nvml, nvidia-smi)".into()
             ))
         );
-        assert!(snap.gpu.is_none());
+        assert!(snap.get::<GpuStats>().is_none());
     }
 
     #[test]
@@ -471,6 +511,6 @@ mod tests {
                 "nvidia-smi: no answer within 2s; amdgpu: cannot parse".into()
             ))
         );
-        assert!(snap.gpu.is_none());
+        assert!(snap.get::<GpuStats>().is_none());
     }
 }

@@ -1,4 +1,4 @@
-//! Mounted filesystems and their usage, for `system.filesystem.usage` and
+//! The `filesystem` family: mounted filesystems and their usage, for `system.filesystem.usage` and
 //! `system.filesystem.inodes.usage` (`[compat] hostmetrics`). The mount
 //! table is read as gopsutil reads it for the hostmetrics receiver:
 //! `<proc>/1/mountinfo` (the host's init, so a container with hostPID sees
@@ -17,7 +17,10 @@
 //! `compat.include_virtual_filesystems` takes every mount instead, as the
 //! receiver's `include_virtual_filesystems` does.
 
-use super::seq_file::unescape;
+use crate::point::Point;
+use crate::semconv::{self, attr};
+use crate::sources::seq_file::unescape;
+use crate::sources::snapshot::{FamilySample, Snapshot};
 
 /// One line of a mounts file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +48,47 @@ pub struct FsUsage {
     /// Inodes (used = f_files - f_ffree, free = f_ffree); `None` when the
     /// counts are inconsistent.
     pub inodes: Option<(u64, u64)>,
+}
+
+/// Every filesystem the cycle read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filesystems(pub Vec<FsUsage>);
+
+/// `system.filesystem.usage` and `system.filesystem.inodes.usage`, the
+/// hostmetrics receiver's names, states and attributes.
+impl FamilySample for Filesystems {
+    fn points(&self, _snap: &Snapshot, out: &mut Vec<Point>) {
+        for fs in &self.0 {
+            let m = &fs.mount;
+            let with_mount = |p: Point| {
+                p.with(attr::DEVICE, m.device.as_str())
+                    .with(attr::MODE, m.mode)
+                    .with(attr::MOUNTPOINT, m.mountpoint.as_str())
+                    .with(attr::TYPE, m.fstype.as_str())
+            };
+            for (state, bytes) in [
+                ("used", fs.used),
+                ("free", fs.free),
+                ("reserved", fs.reserved),
+            ] {
+                out.push(
+                    with_mount(Point::new(&semconv::SYSTEM_FILESYSTEM_USAGE, bytes as f64))
+                        .with(attr::STATE, state),
+                );
+            }
+            if let Some((used, free)) = fs.inodes {
+                for (state, n) in [("used", used), ("free", free)] {
+                    out.push(
+                        with_mount(Point::new(
+                            &semconv::SYSTEM_FILESYSTEM_INODES_USAGE,
+                            n as f64,
+                        ))
+                        .with(attr::STATE, state),
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// The statvfs(2) fields the usage is computed from.
@@ -216,7 +260,6 @@ mod imp {
 
     use super::*;
     use crate::host::HostPaths;
-    use crate::sources::Snapshot;
     use crate::sources::{Source, SourceError};
 
     pub struct FilesystemSource {
@@ -338,7 +381,7 @@ mod imp {
                     self.paths.root.display()
                 )));
             }
-            snap.compat_mut().filesystems = Some(out);
+            snap.put(Filesystems(out));
             Ok(())
         }
     }
@@ -350,7 +393,6 @@ mod imp {
 
     use super::*;
     use crate::host::HostPaths;
-    use crate::sources::Snapshot;
     use crate::sources::{Source, SourceError};
 
     /// macOS: every mount of getfsstat(2), as gopsutil lists them there (its
@@ -441,7 +483,7 @@ mod imp {
             if out.is_empty() {
                 return Err(SourceError::Unavailable("no filesystem readable".into()));
             }
-            snap.compat_mut().filesystems = Some(out);
+            snap.put(Filesystems(out));
             Ok(())
         }
     }

@@ -1,12 +1,18 @@
-//! Host CPU: busy percent from `/proc/stat`, load averages from
-//! `/proc/loadavg`, core counts from `/sys/devices/system/cpu` topology.
-//! Other platforms use sysinfo behind the same `CpuSource` API.
+//! The `cpu` family: busy percent from `/proc/stat`, load averages from
+//! `/proc/loadavg`, core counts from `/sys/devices/system/cpu` topology;
+//! with `[compat] hostmetrics` the per-CPU times behind `system.cpu.time`
+//! (the `cpuN` lines of the same `/proc/stat` read; Mach's per-processor
+//! ticks on macOS). Other platforms use sysinfo behind the same
+//! `CpuSource` API.
 //!
 //! Formats: proc(5) (`/proc/stat`, `/proc/loadavg`) and the kernel's
 //! Documentation/admin-guide/cputopology.rst.
 
-use super::{ParseError, sysfs};
 use crate::host::HostPaths;
+use crate::point::Point;
+use crate::semconv::{self, attr};
+use crate::sources::snapshot::{FamilySample, Snapshot};
+use crate::sources::{ParseError, sysfs};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct CpuStats {
@@ -24,6 +30,96 @@ impl CpuStats {
         let physical = f64::from(self.physical?);
         let load1 = self.load?[0];
         Some((physical - load1).max(1.0))
+    }
+}
+
+/// Per-CPU cumulative times for `system.cpu.time` (`[compat] hostmetrics`):
+/// the `cpuN` lines of `/proc/stat` (Linux), Mach's per-processor ticks
+/// (macOS).
+#[derive(Debug, Clone, Default)]
+pub struct PerCpuTimes {
+    /// USER_HZ (CLK_TCK): the unit of the times.
+    pub ticks_per_second: u64,
+    pub cpus: Vec<(u32, CpuTimes)>,
+    /// Where they come from, which says which states the host counts.
+    pub origin: CpuTimesOrigin,
+}
+
+/// The counters behind [`PerCpuTimes`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CpuTimesOrigin {
+    /// `/proc/stat`: all eight hostmetrics states.
+    #[default]
+    ProcStat,
+    /// Mach `PROCESSOR_CPU_LOAD_INFO`: user, system, idle and nice only (no
+    /// iowait, irq, softirq or steal counters exist).
+    Mach,
+}
+
+impl FamilySample for CpuStats {
+    fn points(&self, _snap: &Snapshot, out: &mut Vec<Point>) {
+        if let Some(p) = self.percent {
+            out.push(Point::new(&semconv::CPU_PERCENT, p));
+        }
+        if let Some([l1, l5, l15]) = self.load {
+            for (period, v) in [("1m", l1), ("5m", l5), ("15m", l15)] {
+                out.push(Point::new(&semconv::CPU_LOAD_AVERAGE, v).with(attr::PERIOD, period));
+            }
+        }
+        let cores = [
+            ("logical", self.logical.map(f64::from)),
+            ("physical", self.physical.map(f64::from)),
+            ("available", self.available()),
+        ];
+        for (kind, v) in cores {
+            if let Some(v) = v {
+                out.push(Point::new(&semconv::CPU_CORES, v).with(attr::KIND, kind));
+            }
+        }
+    }
+}
+
+/// `system.cpu.time{cpu,state}` in seconds, the hostmetrics receiver's
+/// names and states.
+impl FamilySample for PerCpuTimes {
+    fn points(&self, _snap: &Snapshot, out: &mut Vec<Point>) {
+        if self.ticks_per_second == 0 {
+            return;
+        }
+        let hz = self.ticks_per_second as f64;
+        for (n, times) in &self.cpus {
+            let cpu = format!("cpu{n}");
+            // hostmetrics' state names: wait is iowait, interrupt is irq.
+            let linux = [
+                ("user", times.user),
+                ("nice", times.nice),
+                ("system", times.system),
+                ("idle", times.idle),
+                ("wait", times.iowait),
+                ("interrupt", times.irq),
+                ("softirq", times.softirq),
+                ("steal", times.steal),
+            ];
+            // The receiver reports user, system, idle and interrupt on
+            // macOS (not nice); Mach counts no interrupt time, and a value
+            // the host does not count has no point.
+            let mach = [
+                ("user", times.user),
+                ("system", times.system),
+                ("idle", times.idle),
+            ];
+            let states: &[(&str, u64)] = match self.origin {
+                CpuTimesOrigin::ProcStat => &linux,
+                CpuTimesOrigin::Mach => &mach,
+            };
+            for &(state, ticks) in states {
+                out.push(
+                    Point::new(&semconv::SYSTEM_CPU_TIME, ticks as f64 / hz)
+                        .with(attr::CPU, cpu.as_str())
+                        .with(attr::STATE, state),
+                );
+            }
+        }
     }
 }
 
@@ -355,9 +451,7 @@ impl MachTicks {
 #[cfg(target_os = "linux")]
 mod imp {
     use super::*;
-    use crate::sources::Snapshot;
     use crate::sources::process::clock_ticks_per_second;
-    use crate::sources::snapshot::{CpuTimesOrigin, PerCpuTimes};
     use crate::sources::{Source, SourceError};
 
     pub struct CpuSource {
@@ -406,7 +500,7 @@ mod imp {
         }
 
         /// Also parse the `cpuN` lines of the same `/proc/stat` read into
-        /// `Snapshot::compat` (for `system.cpu.time`).
+        /// [`PerCpuTimes`] (for `system.cpu.time`).
         pub fn with_per_cpu_times(mut self, on: bool) -> Self {
             self.per_cpu = on;
             self
@@ -456,7 +550,7 @@ mod imp {
                             match parse_per_cpu(&text) {
                                 Ok(t) => {
                                     let cpus = self.never_backwards(t);
-                                    snap.compat_mut().cpu_times = Some(PerCpuTimes {
+                                    snap.put(PerCpuTimes {
                                         ticks_per_second: clock_ticks_per_second(),
                                         cpus,
                                         origin: CpuTimesOrigin::ProcStat,
@@ -495,7 +589,7 @@ mod imp {
                 }
             }
 
-            snap.cpu = Some(stats);
+            snap.put(stats);
             first_err.map_or(Ok(()), Err)
         }
     }
@@ -504,7 +598,6 @@ mod imp {
 #[cfg(not(target_os = "linux"))]
 mod imp {
     use super::*;
-    use crate::sources::Snapshot;
     use crate::sources::{Source, SourceError};
     use sysinfo::System;
 
@@ -612,7 +705,7 @@ mod imp {
             let load = System::load_average()
                 .ok()
                 .map(|l| [l.one, l.five, l.fifteen]);
-            snap.cpu = Some(CpuStats {
+            snap.put(CpuStats {
                 percent: Some(f64::from(sys.global_cpu_usage()).clamp(0.0, 100.0)),
                 load,
                 logical: u32::try_from(sys.cpus().len()).ok().filter(|&n| n > 0),
@@ -620,11 +713,10 @@ mod imp {
             });
             #[cfg(target_os = "macos")]
             if let Some(mach) = self.per_cpu.as_mut() {
-                use crate::sources::snapshot::{CpuTimesOrigin, PerCpuTimes};
                 let cpus = mach.update(&mach_cpu_load()?);
                 // SAFETY: sysconf has no preconditions.
                 let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-                snap.compat_mut().cpu_times = Some(PerCpuTimes {
+                snap.put(PerCpuTimes {
                     ticks_per_second: u64::try_from(hz).unwrap_or(0),
                     cpus,
                     origin: CpuTimesOrigin::Mach,

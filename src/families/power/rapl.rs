@@ -247,7 +247,7 @@ impl Source for RaplSource {
         }
         let result = self.read_zones(Instant::now());
         let package = self.domain(RaplDomain::Package);
-        let stats = snap.power.get_or_insert_with(PowerStats::default);
+        let stats = snap.get_or_default::<PowerStats>();
         stats.package = package;
         stats.cpu = if self.amd {
             package

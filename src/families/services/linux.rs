@@ -4,11 +4,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Instant;
 
 use super::{Growth, Matcher, Plan, ProcessSample, ServiceSample, ServicesSample, Wording};
-use crate::config::Config;
+use crate::config::ServicesSection;
+use crate::families::cpu::parse_last_pid;
 use crate::host::HostPaths;
 use crate::sources::Snapshot;
 use crate::sources::cgroup::{self, CgroupServices};
-use crate::sources::cpu::parse_last_pid;
 use crate::sources::net_tcp::{TCP_LISTEN, tcp_sockets};
 use crate::sources::process::{
     ContainerIdentity, IoUnreadable, PidStat, ProcIo, clock_ticks_per_second, count_fds, list_pids,
@@ -250,20 +250,19 @@ pub struct ServiceSource {
 
 impl ServiceSource {
     /// Discovers the services and takes the CPU baseline.
-    pub fn new(cfg: &Config) -> Self {
+    pub fn new(section: &ServicesSection, paths: HostPaths) -> Self {
         let Plan {
             matchers,
             ports,
             growth,
             top_n,
-        } = Plan::from_config(cfg);
+        } = Plan::new(section);
         let matchers_len = matchers.len();
-        let cgroups = CgroupServices::new(
-            &cfg.host_paths(),
-            matchers.iter().map(|m| m.cgroup.clone()).collect(),
-        );
+        let cgroups =
+            CgroupServices::new(&paths, matchers.iter().map(|m| m.cgroup.clone()).collect());
+        let own_pid_ns = own_pid_namespace(&paths);
         let mut s = ServiceSource {
-            paths: cfg.host_paths(),
+            paths,
             need_cmdline: matchers
                 .iter()
                 .any(|m| m.cmdline.is_some() || !m.process.is_empty()),
@@ -273,7 +272,7 @@ impl ServiceSource {
             top_n,
             procs: HashMap::new(),
             cycle: 0,
-            own_pid_ns: own_pid_namespace(&cfg.host_paths()),
+            own_pid_ns,
             last_pid: None,
             listening: BTreeMap::new(),
             port_owners: HashMap::new(),
@@ -549,7 +548,7 @@ impl ServiceSource {
                 // The cgroup's own counter already holds every process
                 // that ran in it, reaped ones included.
                 let name = &self.matchers[i].name;
-                let mut s = cgroup::service_sample(name, cg, &self.paths, wall, self.page);
+                let mut s = cgroup_service_sample(name, cg, &self.paths, wall, self.page);
                 if let Some(b) = s.rss_bytes {
                     self.growth[i].push(t_secs, b as f64 / mib);
                     s.growth_mib_per_hour = self.growth[i].mib_per_hour();
@@ -739,13 +738,57 @@ impl Source for ServiceSource {
     }
 
     fn sample(&mut self, snap: &mut Snapshot) -> Result<(), SourceError> {
-        snap.services = Some(self.collect()?);
+        snap.put(self.collect()?);
         Ok(())
     }
 
     fn hint(&self) -> Option<&'static str> {
         self.io_denied.then_some(IO_HINT)
     }
+}
+
+/// A cgroup service's sample: CPU and memory from the cgroup, threads and
+/// open files (and RSS when there is no memory controller) from its
+/// processes' `stat` and `fd/`, as for other services. `wall` is the time
+/// since the previous sample.
+fn cgroup_service_sample(
+    name: &str,
+    cg: cgroup::CgroupSample,
+    paths: &HostPaths,
+    wall: Option<f64>,
+    page: u64,
+) -> ServiceSample {
+    use crate::sources::process::{count_fds, read_stat};
+    let mut s = ServiceSample {
+        name: name.to_owned(),
+        note: cg.note,
+        ..Default::default()
+    };
+    let (mut rss, mut threads, mut fds) = (0u64, 0u64, Some(0u64));
+    for &pid in &cg.pids {
+        // Gone since cgroup.procs was read: nothing to count.
+        let Some(st) = read_stat(paths, pid) else {
+            continue;
+        };
+        rss += st.rss_pages * page;
+        threads += u64::from(st.num_threads);
+        fds = fds.and_then(|n| Some(n + count_fds(paths, pid)?));
+        s.pids.push(pid);
+    }
+    s.matched = cg.explain;
+    if s.up() {
+        s.cpu_percent = cg
+            .cpu_ns
+            .zip(wall)
+            .map(|(ns, w)| ns as f64 / 1e9 / w * 100.0);
+        s.rss_bytes = Some(cg.memory.map_or(rss, |(b, _)| b));
+        s.threads = Some(threads);
+        s.open_files = fds;
+        s.note = None;
+    } else if s.note.is_none() {
+        s.note = Some("the cgroup's processes exited while they were read".into());
+    }
+    s
 }
 
 #[cfg(test)]

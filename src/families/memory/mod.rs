@@ -1,7 +1,15 @@
-//! Host memory from `/proc/meminfo` (proc(5); values are KiB despite the
-//! "kB" suffix). Other platforms use sysinfo behind the same API.
+//! The `memory` family: host memory from `/proc/meminfo` (proc(5); values
+//! are KiB despite the "kB" suffix), and with `[compat] hostmetrics` the
+//! state breakdown behind `system.memory.usage` from the same read. Other
+//! platforms use sysinfo behind the same API (Mach's VM page counts for
+//! the states on macOS).
 
-use super::ParseError;
+use crate::point::Point;
+use crate::semconv::{self, attr};
+use crate::sources::ParseError;
+use crate::sources::snapshot::{FamilySample, Snapshot};
+
+const MIB: f64 = 1024.0 * 1024.0;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct MemoryStats {
@@ -166,11 +174,63 @@ impl VmMemoryStates {
     }
 }
 
+impl FamilySample for MemoryStats {
+    fn points(&self, _snap: &Snapshot, out: &mut Vec<Point>) {
+        let mib = |bytes: u64| bytes as f64 / MIB;
+        out.push(Point::new(&semconv::MEMORY_TOTAL_MB, mib(self.total_bytes)));
+        out.push(Point::new(
+            &semconv::MEMORY_AVAILABLE_MB,
+            mib(self.available_bytes),
+        ));
+        out.push(Point::new(&semconv::MEMORY_USED_MB, mib(self.used_bytes())));
+        if let Some(p) = self.percent() {
+            out.push(Point::new(&semconv::MEMORY_PERCENT, p));
+        }
+    }
+}
+
+/// `system.memory.usage{state}` as the hostmetrics receiver reports it on
+/// Linux.
+impl FamilySample for MemoryStates {
+    fn points(&self, _snap: &Snapshot, out: &mut Vec<Point>) {
+        let states = [
+            ("used", Some(self.used())),
+            ("free", Some(self.free)),
+            ("buffered", Some(self.buffers)),
+            // The receiver's cached is Cached + SReclaimable (gopsutil).
+            ("cached", Some(self.cached_with_slab())),
+            ("slab_reclaimable", self.slab_reclaimable),
+            ("slab_unreclaimable", self.slab_unreclaimable),
+        ];
+        for (state, bytes) in states {
+            if let Some(b) = bytes {
+                out.push(
+                    Point::new(&semconv::SYSTEM_MEMORY_USAGE, b as f64).with(attr::STATE, state),
+                );
+            }
+        }
+    }
+}
+
+/// macOS, as the receiver there: used = total - free - inactive.
+impl FamilySample for VmMemoryStates {
+    fn points(&self, _snap: &Snapshot, out: &mut Vec<Point>) {
+        for (state, bytes) in [
+            ("used", self.used),
+            ("free", self.free),
+            ("inactive", self.inactive),
+        ] {
+            out.push(
+                Point::new(&semconv::SYSTEM_MEMORY_USAGE, bytes as f64).with(attr::STATE, state),
+            );
+        }
+    }
+}
+
 #[cfg(target_os = "linux")]
 mod imp {
     use super::*;
     use crate::host::HostPaths;
-    use crate::sources::Snapshot;
     use crate::sources::{Source, SourceError};
 
     pub struct MemorySource {
@@ -187,8 +247,8 @@ mod imp {
             }
         }
 
-        /// Also parse the same meminfo text into `Snapshot::compat`
-        /// (for `system.memory.usage{state}`).
+        /// Also parse the same meminfo text into [`MemoryStates`] (for
+        /// `system.memory.usage{state}`).
         pub fn with_states(mut self, on: bool) -> Self {
             self.states = on;
             self
@@ -202,10 +262,9 @@ mod imp {
 
         fn sample(&mut self, snap: &mut Snapshot) -> Result<(), SourceError> {
             let text = self.paths.read_proc("meminfo")?;
-            snap.memory = Some(parse_meminfo(&text).map_err(|e| e.in_file("/proc/meminfo"))?);
+            snap.put(parse_meminfo(&text).map_err(|e| e.in_file("/proc/meminfo"))?);
             if self.states {
-                snap.compat_mut().memory =
-                    Some(parse_meminfo_states(&text).map_err(|e| e.in_file("/proc/meminfo"))?);
+                snap.put(parse_meminfo_states(&text).map_err(|e| e.in_file("/proc/meminfo"))?);
             }
             Ok(())
         }
@@ -216,7 +275,6 @@ mod imp {
 mod imp {
     use super::*;
     use crate::host::HostPaths;
-    use crate::sources::Snapshot;
     use crate::sources::{Source, SourceError};
     use sysinfo::System;
 
@@ -291,7 +349,7 @@ mod imp {
                     "sysinfo reported 0 bytes of memory".into(),
                 ));
             }
-            snap.memory = Some(MemoryStats {
+            snap.put(MemoryStats {
                 total_bytes: total,
                 available_bytes: sys.available_memory().min(total),
             });
@@ -304,8 +362,7 @@ mod imp {
                 if page == 0 {
                     return Err(SourceError::Failed("sysconf(_SC_PAGESIZE) failed".into()));
                 }
-                snap.compat_mut().vm_memory =
-                    Some(VmMemoryStates::from_pages(total, page, free, inactive));
+                snap.put(VmMemoryStates::from_pages(total, page, free, inactive));
             }
             Ok(())
         }

@@ -192,12 +192,10 @@ impl Source for BatterySource {
     fn sample(&mut self, snap: &mut Snapshot) -> Result<(), SourceError> {
         let (power, state, err) = self.read(Instant::now());
         if !power.is_empty() {
-            snap.power.get_or_insert_with(PowerStats::default).battery = power;
+            snap.get_or_default::<PowerStats>().battery = power;
         }
         if state != BatteryState::default() {
-            snap.power
-                .get_or_insert_with(PowerStats::default)
-                .battery_state = state;
+            snap.get_or_default::<PowerStats>().battery_state = state;
         }
         err.map_or(Ok(()), Err)
     }

@@ -9,10 +9,10 @@ use super::MacosStats;
 use super::child::{ArgsFor, Supervisor};
 use super::ioreg::{parse_accelerators, parse_battery_xml};
 use super::powermetrics::{Backoff, pressure_from_os_level};
+use crate::families::power::BatteryState;
 use crate::sources::Snapshot;
 use crate::sources::command::{CommandError, run_with_timeout};
 use crate::sources::energy::Trapezoid;
-use crate::sources::power::BatteryState;
 use crate::sources::{Source, SourceError};
 
 // Absolute paths: a launchd daemon runs with a minimal PATH.
@@ -22,7 +22,7 @@ const IOREG_TIMEOUT: Duration = Duration::from_secs(5);
 const NEEDS_ROOT: &str = "powermetrics needs root (run the agent as a launchd daemon)";
 
 fn stats(snap: &mut Snapshot) -> &mut MacosStats {
-    snap.macos.get_or_insert_with(MacosStats::default)
+    snap.get_or_default::<MacosStats>()
 }
 
 fn ioreg(args: &[&str]) -> Result<Vec<u8>, SourceError> {

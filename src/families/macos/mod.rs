@@ -8,6 +8,10 @@
 //! energy bookkeeping are platform-independent and tested on Linux; the
 //! `Source` impls (compiled only for macOS) are thin over them.
 
+use crate::point::{AttrValue, Point};
+use crate::semconv::{self, attr};
+use crate::sources::snapshot::{FamilySample, Snapshot};
+
 pub mod child;
 pub mod ioreg;
 pub mod powermetrics;
@@ -28,7 +32,7 @@ pub struct MacosStats {
     /// Battery discharge, W; 0 while charging (ioreg AppleSmartBattery).
     pub battery_watts: Option<f64>,
     /// Charge, time left and external power (ioreg AppleSmartBattery).
-    pub battery_state: crate::sources::power::BatteryState,
+    pub battery_state: crate::families::power::BatteryState,
     /// Intel Macs' CPU die, °C (there is none on Apple Silicon).
     pub cpu_temperature: Option<f64>,
     /// 0–3, see `powermetrics::pressure_level`.
@@ -82,6 +86,74 @@ impl MacosStats {
     }
 }
 
+/// What the macOS readers give, under the agent's power, thermal, battery
+/// and GPU names.
+impl FamilySample for MacosStats {
+    fn points(&self, _snap: &Snapshot, out: &mut Vec<Point>) {
+        let m = self;
+        m.battery_state.points(out);
+        let gauges = [
+            (&semconv::POWER_CPU_WATTS, m.cpu_watts),
+            (&semconv::POWER_ANE_WATTS, m.ane_watts),
+            (&semconv::POWER_PACKAGE_WATTS, m.package_watts),
+            (&semconv::POWER_DRAM_WATTS, m.dram_watts),
+            (&semconv::POWER_BATTERY_WATTS, m.battery_watts),
+            (&semconv::THERMAL_TEMPERATURE, m.cpu_temperature),
+            (&semconv::THERMAL_PRESSURE, m.pressure.map(f64::from)),
+        ];
+        for (metric, v) in gauges {
+            if let Some(v) = v {
+                out.push(Point::new(metric, v));
+            }
+        }
+        if let Some(w) = m.gpu_watts {
+            // powermetrics measures the one Apple Silicon GPU: IOAccelerator's
+            // Apple entry, when ioreg named it.
+            let mut p = Point::new(&semconv::POWER_GPU_WATTS, w)
+                .with(attr::GPU_INDEX, AttrValue::Int(0))
+                .with(attr::GPU_VENDOR, "apple");
+            if let Some(g) = m.gpus.iter().find(|g| g.vendor == "apple") {
+                p = p.with(attr::GPU_NAME, g.name.as_str());
+            }
+            out.push(p);
+        }
+        if let Some(rpm) = m.fan_rpm {
+            out.push(Point::new(&semconv::THERMAL_FAN_RPM, rpm).with(attr::FAN, "smc"));
+        }
+        for (domain, j) in &m.energy {
+            out.push(Point::new(&semconv::ENERGY_JOULES, *j).with(attr::DOMAIN, *domain));
+        }
+        for (i, g) in m.gpus.iter().enumerate() {
+            let apple = g.vendor == "apple";
+            let gpu = |metric, v| {
+                Point::new(metric, v)
+                    .with(attr::GPU_INDEX, AttrValue::Int(i as i64))
+                    .with(attr::GPU_NAME, g.name.as_str())
+                    .with(attr::GPU_VENDOR, g.vendor)
+            };
+            if let Some(b) = g.in_use_bytes {
+                out.push(gpu(
+                    &semconv::GPU_VRAM_USED_MB,
+                    b as f64 / (1024.0 * 1024.0),
+                ));
+            }
+            // Unified memory: the pool the GPU allocates from (hw.memsize).
+            if let (true, Some(total)) = (apple, m.unified_memory_bytes) {
+                out.push(gpu(
+                    &semconv::GPU_VRAM_TOTAL_MB,
+                    total as f64 / (1024.0 * 1024.0),
+                ));
+            }
+            let busy = g
+                .utilization_percent
+                .or(if apple { m.gpu_busy_percent } else { None });
+            if let Some(u) = busy {
+                out.push(gpu(&semconv::GPU_UTILIZATION_PERCENT, u));
+            }
+        }
+    }
+}
+
 #[cfg(target_os = "macos")]
 mod imp;
 
@@ -121,10 +193,7 @@ mod tests {
         let mut totals = EnergyTotals::default();
         totals.add("cpu", 10.16);
         m.apply_energy(&totals);
-        let snap = Snapshot {
-            macos: Some(m),
-            ..Default::default()
-        };
+        let snap = Snapshot::default().with(m);
         let pts = snap.points();
         for p in &pts {
             for (k, _) in &p.attrs {

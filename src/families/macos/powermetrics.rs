@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::super::ParseError;
+use crate::sources::ParseError;
 
 /// A stream that never terminates a document is dropped after this much.
 const MAX_DOCUMENT: usize = 8 << 20;

@@ -1,11 +1,11 @@
-//! Per-service CPU, memory and disk I/O: find each configured service's
+//! The `services` family: per-service CPU, memory and disk I/O. Find each configured service's
 //! processes and measure the whole process tree under them.
 //!
 //! A service's matchers must all hold for a process to be one of its roots
 //! (`process` name, `cmdline` regex, listening `port`s, `pid_file`); the
 //! service is every root plus all descendants. A process two services
 //! match goes to the one listed first. A `systemd_unit` or `cgroup`
-//! service is its cgroup's processes instead (`super::cgroup`), its own
+//! service is its cgroup's processes instead (`sources::cgroup`), its own
 //! whatever the order.
 //!
 //! Cost: each cycle lists the proc directory once (no file reads) and reads
@@ -17,7 +17,14 @@
 
 use std::collections::VecDeque;
 
-use crate::config::ServiceConfig;
+use crate::config::{ServiceConfig, ServicesSection};
+use crate::point::{AttrValue, Point};
+use crate::semconv::{self, attr};
+use crate::sources::snapshot::{FamilySample, Snapshot};
+
+use super::cpu::CpuStats;
+use super::gpu::GpuStats;
+use super::memory::MemoryStats;
 pub use crate::patterns::{MAX_CMDLINE_PATTERN, MAX_CMDLINE_PROGRAM, cmdline_regex};
 pub use crate::sources::process::{ContainerIdentity, ProcIo};
 
@@ -80,12 +87,8 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub fn from_config(cfg: &crate::config::Config) -> Plan {
-        let matchers: Vec<Matcher> = cfg
-            .effective_services()
-            .iter()
-            .map(Matcher::from_config)
-            .collect();
+    pub fn new(section: &ServicesSection) -> Plan {
+        let matchers: Vec<Matcher> = section.services.iter().map(Matcher::from_config).collect();
         Plan {
             ports: matchers
                 .iter()
@@ -93,7 +96,7 @@ impl Plan {
                 .collect(),
             growth: vec![Growth::default(); matchers.len()],
             matchers,
-            top_n: cfg.top_processes as usize,
+            top_n: section.top_processes as usize,
         }
     }
 }
@@ -261,6 +264,118 @@ pub fn parse_lsof_listen(text: &str) -> Vec<(u32, u16)> {
         }
     }
     out
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+impl FamilySample for ServicesSample {
+    fn points(&self, snap: &Snapshot, out: &mut Vec<Point>) {
+        let gpu = snap.get::<GpuStats>().filter(|g| g.lists_processes());
+        service_points(self, gpu, out);
+        other_points(snap, self, out);
+    }
+}
+
+/// The pseudo-service that makes the services add up to the host.
+pub const OTHER: &str = "other";
+
+fn service_points(svc: &ServicesSample, gpu: Option<&GpuStats>, out: &mut Vec<Point>) {
+    for s in &svc.services {
+        let name = s.name.as_str();
+        let up = if s.up() { 1.0 } else { 0.0 };
+        out.push(Point::new(&semconv::SERVICE_UP, up).with(attr::UNAMENTIS_SERVICE, name));
+        if !s.up() {
+            continue;
+        }
+        let values = [
+            (&semconv::SERVICE_PROCESSES, Some(s.pids.len() as f64)),
+            (&semconv::SERVICE_CPU_PERCENT, s.cpu_percent),
+            (
+                &semconv::SERVICE_MEMORY_MB,
+                s.rss_bytes.map(|b| b as f64 / MIB),
+            ),
+            (&semconv::SERVICE_THREADS, s.threads.map(|t| t as f64)),
+            (&semconv::SERVICE_OPEN_FILES, s.open_files.map(|n| n as f64)),
+            (
+                &semconv::SERVICE_MEMORY_GROWTH_MB_PER_HOUR,
+                s.growth_mib_per_hour,
+            ),
+            (
+                &semconv::SERVICE_VRAM_MB,
+                gpu.map(|g| service_vram_mib(g, &s.pids)),
+            ),
+        ];
+        for (metric, v) in values {
+            if let Some(v) = v {
+                let point = Point::new(metric, v).with(attr::UNAMENTIS_SERVICE, name);
+                out.push(with_container(point, &s.container));
+            }
+        }
+        if let Some(io) = s.disk_io {
+            for (direction, bytes) in [("read", io.read_bytes), ("write", io.write_bytes)] {
+                let point = Point::new(&semconv::SERVICE_DISK_IO_BYTES, bytes as f64)
+                    .with(attr::UNAMENTIS_SERVICE, name)
+                    .with(attr::DIRECTION, direction);
+                out.push(with_container(point, &s.container));
+            }
+        }
+    }
+    for p in &svc.top {
+        let point = |m, v| {
+            let point = Point::new(m, v)
+                .with(attr::PROCESS_EXECUTABLE_NAME, p.name.as_str())
+                .with(attr::PROCESS_PID, AttrValue::Int(i64::from(p.pid)));
+            with_container(point, &p.container)
+        };
+        out.push(point(&semconv::PROCESS_CPU_PERCENT, p.cpu_percent));
+        out.push(point(&semconv::PROCESS_MEMORY_MB, p.rss_bytes as f64 / MIB));
+    }
+}
+
+/// `container.id` and `k8s.pod.uid` where the cgroup path gave them.
+fn with_container(mut point: Point, c: &ContainerIdentity) -> Point {
+    if let Some(id) = &c.container_id {
+        point = point.with(attr::CONTAINER_ID, id.as_str());
+    }
+    if let Some(uid) = &c.pod_uid {
+        point = point.with(attr::K8S_POD_UID, uid.as_str());
+    }
+    point
+}
+
+/// GPU memory of a service's processes, from the GPU source's process list.
+fn service_vram_mib(gpu: &GpuStats, pids: &[u32]) -> f64 {
+    let bytes: u64 = gpu
+        .processes
+        .iter()
+        .filter(|p| pids.contains(&p.pid))
+        .map(|p| p.used_bytes)
+        .sum();
+    bytes as f64 / MIB
+}
+
+/// `other` = the host's busy CPU (in % of one core) and used memory minus
+/// the named services, clamped at 0. Both come from the same cycle, so no
+/// per-process scan is needed.
+fn other_points(snap: &Snapshot, svc: &ServicesSample, out: &mut Vec<Point>) {
+    let host_cpu = snap
+        .get::<CpuStats>()
+        .and_then(|c| Some(c.percent? * f64::from(c.logical?)));
+    if let Some(host) = host_cpu {
+        let services: f64 = svc.services.iter().filter_map(|s| s.cpu_percent).sum();
+        out.push(
+            Point::new(&semconv::SERVICE_CPU_PERCENT, (host - services).max(0.0))
+                .with(attr::UNAMENTIS_SERVICE, OTHER),
+        );
+    }
+    if let Some(mem) = snap.get::<MemoryStats>() {
+        let services: u64 = svc.services.iter().filter_map(|s| s.rss_bytes).sum();
+        let other = mem.used_bytes().saturating_sub(services);
+        out.push(
+            Point::new(&semconv::SERVICE_MEMORY_MB, other as f64 / MIB)
+                .with(attr::UNAMENTIS_SERVICE, OTHER),
+        );
+    }
 }
 
 #[cfg(target_os = "linux")]

@@ -1,4 +1,4 @@
-//! Models loaded in Ollama, from `GET /api/ps` (docs/FORMATS.md, Ollama;
+//! The `models` family: the models loaded in Ollama, from `GET /api/ps` (docs/FORMATS.md, Ollama;
 //! ollama's api/types.go `ProcessModelResponse`). Sizes are bytes. Fields come and
 //! go between Ollama versions: everything is optional and unknown fields
 //! are ignored. Ollama down, slow or answering garbage makes this source
@@ -9,9 +9,13 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::OllamaConfig;
-use crate::sources::Snapshot;
+use crate::point::{AttrValue, Point};
+use crate::semconv::{self, attr};
 use crate::sources::http_get::{self, HttpUrl};
+use crate::sources::snapshot::{FamilySample, Snapshot};
 use crate::sources::{Source, SourceError};
+
+use super::gpu::GpuStats;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct OllamaStats {
@@ -23,6 +27,34 @@ impl OllamaStats {
     /// estimate when no GPU backend can be read.
     pub fn vram_bytes(&self) -> u64 {
         self.models.iter().map(|m| m.size_vram_bytes).sum()
+    }
+}
+
+/// Without a GPU backend that read the devices this cycle, the models'
+/// `size_vram` stands in for the host's VRAM use, marked
+/// `gpu.vendor=ollama-estimate`.
+impl FamilySample for OllamaStats {
+    fn points(&self, snap: &Snapshot, out: &mut Vec<Point>) {
+        const MIB: f64 = 1024.0 * 1024.0;
+        for m in &self.models {
+            out.push(Point::new(&semconv::MODEL_LOADED, 1.0).with(attr::MODEL, m.name.as_str()));
+            out.push(
+                Point::new(&semconv::MODEL_VRAM_MB, m.size_vram_bytes as f64 / MIB)
+                    .with(attr::MODEL, m.name.as_str()),
+            );
+        }
+        let gpu_answered = snap
+            .get::<GpuStats>()
+            .is_some_and(|g| !g.devices.is_empty());
+        let vram = self.vram_bytes();
+        if !gpu_answered && vram > 0 {
+            out.push(
+                Point::new(&semconv::GPU_VRAM_USED_MB, vram as f64 / MIB)
+                    .with(attr::GPU_INDEX, AttrValue::Int(0))
+                    .with(attr::GPU_NAME, "ollama-estimate")
+                    .with(attr::GPU_VENDOR, "ollama-estimate"),
+            );
+        }
     }
 }
 
@@ -108,7 +140,7 @@ impl Source for OllamaSource {
         if resp.status != 200 {
             return Err(down(format!("/api/ps answered HTTP {}", resp.status)));
         }
-        snap.ollama = Some(parse_ps(&resp.body).map_err(down)?);
+        snap.put(parse_ps(&resp.body).map_err(down)?);
         Ok(())
     }
 }

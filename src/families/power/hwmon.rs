@@ -165,7 +165,7 @@ impl Source for HwmonPowerSource {
             )));
         }
         let (package, cpu, err) = self.read(Instant::now());
-        let stats = snap.power.get_or_insert_with(PowerStats::default);
+        let stats = snap.get_or_default::<PowerStats>();
         if stats.package.is_empty() {
             stats.package = package;
         }
