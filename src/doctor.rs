@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::families::gpu::GpuStats;
-use crate::families::macos::MacosStats;
 use crate::families::services::ServicesSample;
 use crate::pipeline::Pipeline;
 use crate::snapshot::{Sampler, SourceStatus};
@@ -59,6 +58,11 @@ pub fn gpu_split_note(gpu: &crate::families::gpu::GpuStats) -> String {
             "by each process's share of the GPU memory it holds (nvidia-smi reports no \
              per-process utilization; NVML would)"
         }
+        "powermetrics-tasks" => "by each task's GPU time (powermetrics tasks sampler)",
+        "powermetrics" => {
+            "not split: powermetrics' tasks sampler did not run here, so all of it goes to \
+             other"
+        }
         _ => "not split: this backend lists no GPU processes, so all of it goes to other",
     };
     format!(
@@ -105,22 +109,11 @@ pub fn check(cfg: &Config, window: Duration) -> Report {
     {
         row.reason = Some(io_notes.join("; "));
     }
-    let apple = snap
-        .get::<MacosStats>()
-        .filter(|m| m.gpu_watts.is_some())
-        .map(|m| match m.gpu_tasks {
-            Some(_) => "per-service GPU power (Apple GPU): by each task's GPU time \
-                        (powermetrics tasks sampler)"
-                .to_owned(),
-            None => "per-service GPU power (Apple GPU): not split, powermetrics' tasks \
-                     sampler did not run here, so all of it goes to other"
-                .to_owned(),
-        });
     let notes = snap
         .get::<GpuStats>()
-        .into_iter()
+        .filter(|g| g.backend != "ioreg")
         .map(gpu_split_note)
-        .chain(apple)
+        .into_iter()
         .collect();
     let virtual_machine = cfg
         .host_paths()

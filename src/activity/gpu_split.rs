@@ -55,40 +55,6 @@ pub fn process_shares(procs: &[&GpuProcess]) -> (Basis, Vec<(u32, f64)>) {
     (Basis::Nobody, Vec::new())
 }
 
-/// The Apple GPU over one interval as a GPU split can take it: its
-/// powermetrics watts, the interval's energy, and, when the `tasks`
-/// sampler ran, each task's GPU time as its weight (µs of GPU per s).
-/// `None` without an Apple GPU reading.
-pub fn apple_gpu(m: &crate::families::macos::MacosStats, joules: Option<f64>) -> Option<GpuStats> {
-    let watts = m.gpu_watts?;
-    let (backend, processes) = match &m.gpu_tasks {
-        Some(tasks) => (
-            "powermetrics-tasks",
-            tasks
-                .iter()
-                .map(|&(pid, ms_per_s)| GpuProcess {
-                    pid,
-                    gpu_index: 0,
-                    used_bytes: 0,
-                    sm_util: Some((ms_per_s * 1000.0).round() as u64),
-                })
-                .collect(),
-        ),
-        None => ("powermetrics", Vec::new()),
-    };
-    Some(GpuStats {
-        backend,
-        devices: Vec::new(),
-        processes,
-        energy_joules: None,
-        intervals: vec![crate::families::gpu::GpuInterval {
-            gpu_index: 0,
-            watts: Some(watts),
-            joules,
-        }],
-    })
-}
-
 /// One interval's GPU power and energy by service, in the order of the
 /// `services` given to [`split`], and `other`'s.
 #[derive(Debug, Clone, Default, PartialEq)]

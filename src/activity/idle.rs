@@ -28,7 +28,6 @@ use super::ollama::OllamaProbe;
 use super::{Activity, ActivityStats};
 use crate::families::cpu::CpuStats;
 use crate::families::gpu::GpuStats;
-use crate::families::macos::MacosStats;
 use crate::families::models::OllamaStats;
 use crate::families::power;
 use crate::families::services::ServicesSample;
@@ -140,7 +139,7 @@ impl IdleSource {
         }
         let dt = interval.as_ref().map(|i| i.1);
         let mut spent = self.attribute(snap, stats, package_w, &deltas);
-        spent.extend(self.attribute_gpu(snap, stats, &deltas));
+        spent.extend(self.attribute_gpu(snap, stats));
         self.add_idle_energy(services, stats, &spent, dt.unwrap_or_default());
         // Counters keep being reported through a cycle without a reading.
         for a in &mut stats.services {
@@ -193,24 +192,9 @@ impl IdleSource {
 
     /// The GPUs' power and energy of this interval by service; returns
     /// each service's energy (index in the services sample, `gpu`).
-    fn attribute_gpu(
-        &mut self,
-        snap: &Snapshot,
-        stats: &mut ActivityStats,
-        deltas: &[(&'static str, f64)],
-    ) -> IntervalEnergy {
-        let apple;
-        let gpu = match (snap.get::<GpuStats>(), snap.get::<MacosStats>()) {
-            (Some(g), _) => g,
-            (None, Some(m)) => {
-                let joules = deltas.iter().find(|(d, _)| *d == "gpu").map(|(_, j)| *j);
-                let Some(g) = gpu_split::apple_gpu(m, joules) else {
-                    return Vec::new();
-                };
-                apple = g;
-                &apple
-            }
-            (None, None) => return Vec::new(),
+    fn attribute_gpu(&mut self, snap: &Snapshot, stats: &mut ActivityStats) -> IntervalEnergy {
+        let Some(gpu) = snap.get::<GpuStats>() else {
+            return Vec::new();
         };
         let empty = crate::families::services::ServicesSample::default();
         let services = snap.get::<ServicesSample>().unwrap_or(&empty);
@@ -542,27 +526,43 @@ mod tests {
         );
     }
 
+    /// A cycle's snapshot with the Apple GPU as the macOS readers write it
+    /// (`families::macos`): `watts` from powermetrics, `joules` its energy
+    /// since the previous cycle, `tasks` each task's GPU time.
+    fn with_apple_gpu(
+        mut s: Snapshot,
+        watts: f64,
+        joules: Option<f64>,
+        tasks: Option<Vec<(u32, f64)>>,
+    ) -> Snapshot {
+        use crate::families::macos::{apply_sample, powermetrics::PowermetricsSample};
+        let mut sample = PowermetricsSample {
+            apple_gpu: true,
+            gpu_tasks: tasks,
+            ..Default::default()
+        };
+        sample.gpu.watts = Some(watts);
+        sample.package.watts = s.get::<PowerStats>().and_then(|p| p.package.watts);
+        apply_sample(&mut s, &sample, joules);
+        s
+    }
+
     #[test]
     fn the_apple_gpu_goes_to_other() {
-        use crate::families::macos::MacosStats;
         let clock = ManualClock::default();
         let mut src = source(&["a"], &clock);
-        let apple = |w: f64, j: f64| {
-            snap(10.0, 8, (5.0, 0.0), &[("a", Some(10.0))]).with(MacosStats {
-                gpu_watts: Some(w),
-                energy: vec![("gpu", j)],
-                ..Default::default()
-            })
+        let apple = |w: f64, j: Option<f64>| {
+            with_apple_gpu(snap(10.0, 8, (5.0, 0.0), &[("a", Some(10.0))]), w, j, None)
         };
         clock.advance(Duration::from_secs(1));
-        let mut s1 = apple(3.0, 0.0);
+        let mut s1 = apple(3.0, None);
         src.sample(&mut s1).unwrap();
         let st = s1.get::<ActivityStats>().unwrap();
         assert_eq!(st.other_gpu_power_watts, Some(3.0));
         assert_eq!(st.other_gpu_energy_joules, Some(0.0));
         assert_eq!(get(st, "a").gpu_power_watts, None);
         clock.advance(Duration::from_secs(2));
-        let mut s2 = apple(4.0, 7.0);
+        let mut s2 = apple(4.0, Some(7.0));
         src.sample(&mut s2).unwrap();
         let st = s2.get::<ActivityStats>().unwrap();
         assert_eq!(st.other_gpu_energy_joules, Some(7.0));
@@ -571,19 +571,15 @@ mod tests {
 
     #[test]
     fn the_apple_gpu_splits_by_task_gpu_time_when_powermetrics_lists_tasks() {
-        use crate::families::macos::MacosStats;
         let clock = ManualClock::default();
         let mut src = source(&["a", "b"], &clock);
         let mut s = snap(10.0, 8, (5.0, 0.0), &[("a", Some(10.0)), ("b", Some(1.0))]);
         let svc = s.get_or_default::<ServicesSample>();
         svc.services[0].pids = vec![412];
         svc.services[1].pids = vec![977, 978];
-        s.put(MacosStats {
-            gpu_watts: Some(8.0),
-            // 600 + 200 ms/s by the services, 200 by a task no service holds.
-            gpu_tasks: Some(vec![(412, 600.0), (978, 200.0), (33, 200.0), (0, 0.0)]),
-            ..Default::default()
-        });
+        // 600 + 200 ms/s by the services, 200 by a task no service holds.
+        let tasks = vec![(412, 600.0), (978, 200.0), (33, 200.0), (0, 0.0)];
+        let mut s = with_apple_gpu(s, 8.0, None, Some(tasks));
         clock.advance(Duration::from_secs(1));
         src.sample(&mut s).unwrap();
         let st = s.get::<ActivityStats>().unwrap();

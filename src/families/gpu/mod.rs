@@ -79,7 +79,9 @@ pub struct GpuReading {
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct GpuStats {
-    /// The backend that answered: `nvml`, `nvidia-smi`, `amdgpu`.
+    /// The backend that answered: `nvml`, `nvidia-smi`, `amdgpu`; on macOS
+    /// `ioreg` (IOAccelerator statistics), `powermetrics` (plus the Apple
+    /// GPU's power) or `powermetrics-tasks` (plus each task's GPU time).
     pub backend: &'static str,
     pub devices: Vec<GpuDevice>,
     /// Per-process GPU memory, for mapping to services (service.vram_mb).
@@ -98,6 +100,13 @@ impl GpuStats {
     /// truly uses none.
     pub fn lists_processes(&self) -> bool {
         matches!(self.backend, "nvml" | "nvidia-smi" | "powermetrics-tasks")
+    }
+
+    /// Whether the process list gives each process's GPU memory (NVIDIA's
+    /// backends; powermetrics' tasks give GPU time only), so that a
+    /// service's VRAM is the sum over its processes.
+    pub fn lists_process_memory(&self) -> bool {
+        matches!(self.backend, "nvml" | "nvidia-smi")
     }
 }
 
@@ -118,9 +127,13 @@ impl FamilySample for GpuStats {
         for d in &self.devices {
             let point = |metric: &'static Metric, value: f64| {
                 let mut p = Point::new(metric, value)
-                    .with(attr::GPU_INDEX, AttrValue::Int(i64::from(d.index)))
-                    .with(attr::GPU_NAME, d.name.as_str())
-                    .with(attr::GPU_VENDOR, d.vendor);
+                    .with(attr::GPU_INDEX, AttrValue::Int(i64::from(d.index)));
+                // Empty when unknown (the Apple GPU powermetrics measures
+                // without IOAccelerator's entry).
+                if !d.name.is_empty() {
+                    p = p.with(attr::GPU_NAME, d.name.as_str());
+                }
+                p = p.with(attr::GPU_VENDOR, d.vendor);
                 if let Some(u) = &d.uuid {
                     p = p.with(attr::GPU_UUID, u.as_str());
                 }

@@ -5,11 +5,10 @@ use std::ffi::{CStr, OsString, c_char, c_int};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::MacosStats;
 use super::child::{ArgsFor, Supervisor};
 use super::ioreg::{parse_accelerators, parse_battery_xml};
 use super::powermetrics::{Backoff, pressure_from_os_level};
-use crate::families::power::BatteryState;
+use crate::families::power::{BatteryState, PowerStats};
 use crate::sources::Snapshot;
 use crate::sources::command::{CommandError, run_with_timeout};
 use crate::sources::energy::Trapezoid;
@@ -20,10 +19,6 @@ const POWERMETRICS: &str = "/usr/bin/powermetrics";
 const IOREG: &str = "/usr/sbin/ioreg";
 const IOREG_TIMEOUT: Duration = Duration::from_secs(5);
 const NEEDS_ROOT: &str = "powermetrics needs root (run the agent as a launchd daemon)";
-
-fn stats(snap: &mut Snapshot) -> &mut MacosStats {
-    snap.get_or_default::<MacosStats>()
-}
 
 fn ioreg(args: &[&str]) -> Result<Vec<u8>, SourceError> {
     run_with_timeout(Command::new(IOREG).args(args), IOREG_TIMEOUT).map_err(|e| match e {
@@ -39,6 +34,8 @@ pub struct PowermetricsSource {
     unavailable: Option<String>,
     interval: Duration,
     pressure: NotifyPressure,
+    /// The Apple GPU's energy total at the previous cycle.
+    gpu_joules: Option<f64>,
 }
 
 impl PowermetricsSource {
@@ -51,6 +48,7 @@ impl PowermetricsSource {
                 unavailable: Some(NEEDS_ROOT.into()),
                 interval,
                 pressure,
+                gpu_joules: None,
             };
         }
         let ms = interval.as_millis().max(100).to_string();
@@ -71,12 +69,14 @@ impl PowermetricsSource {
                 unavailable: None,
                 interval,
                 pressure,
+                gpu_joules: None,
             },
             Err(e) => PowermetricsSource {
                 supervisor: None,
                 unavailable: Some(format!("cannot start the powermetrics reader: {e}")),
                 interval,
                 pressure,
+                gpu_joules: None,
             },
         }
     }
@@ -88,11 +88,9 @@ impl Source for PowermetricsSource {
     }
 
     fn sample(&mut self, snap: &mut Snapshot) -> Result<(), SourceError> {
-        let os_pressure = self.pressure.level();
         let interval = self.interval;
-        let out = stats(snap);
         // The OS's own level first; powermetrics' (the same value) wins.
-        out.pressure = os_pressure;
+        super::apply_pressure(snap, self.pressure.level());
         let Some(sup) = &self.supervisor else {
             let why = self
                 .unavailable
@@ -101,14 +99,18 @@ impl Source for PowermetricsSource {
             return Err(SourceError::Unavailable(why));
         };
         let st = sup.state();
-        out.apply_energy(&st.energy);
+        super::apply_energy(snap, &st.energy);
+        // The Apple GPU's energy since the previous cycle, stale or not.
+        let gpu_total = st.energy.get("gpu");
+        let gpu_joules = gpu_total.zip(self.gpu_joules).map(|(now, prev)| now - prev);
+        self.gpu_joules = gpu_total.or(self.gpu_joules);
         // A sample older than a few intervals is from a dead child.
         let fresh = st
             .latest_at
             .is_some_and(|t| t.elapsed() <= interval * 3 + Duration::from_secs(2));
         match (&st.latest, fresh) {
             (Some(sample), true) => {
-                out.apply_sample(sample);
+                super::apply_sample(snap, sample, gpu_joules);
                 Ok(())
             }
             _ => Err(match &st.last_error {
@@ -193,14 +195,12 @@ impl Source for BatterySource {
                     .energy
                     .update(Some(watts), Instant::now())
                     .unwrap_or(0.0);
-                let out = stats(snap);
-                out.battery_watts = Some(watts);
-                out.battery_state = BatteryState {
+                let state = BatteryState {
                     charge_percent: b.charge_percent(),
                     time_left_s: b.time_left_s(),
                     ac_online: b.external_connected,
                 };
-                out.set_energy("battery", joules);
+                super::apply_battery(snap, watts, joules, state);
                 Ok(())
             }
             Ok(None) => {
@@ -211,7 +211,7 @@ impl Source for BatterySource {
                 self.energy.gap();
                 // The counter stays where it was: it never goes backwards.
                 if let Some(total) = self.energy.total().filter(|t| *t > 0.0) {
-                    stats(snap).set_energy("battery", total);
+                    snap.get_or_default::<PowerStats>().battery.joules = Some(total);
                 }
                 Err(e)
             }
@@ -268,9 +268,7 @@ impl Source for AppleGpuSource {
                 "no IOAccelerator publishes PerformanceStatistics".into(),
             ));
         }
-        let out = stats(snap);
-        out.gpus = gpus;
-        out.unified_memory_bytes = self.memsize;
+        super::apply_accelerators(snap, gpus, self.memsize);
         Ok(())
     }
 }

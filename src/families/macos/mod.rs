@@ -8,9 +8,10 @@
 //! energy bookkeeping are platform-independent and tested on Linux; the
 //! `Source` impls (compiled only for macOS) are thin over them.
 
-use crate::point::{AttrValue, Point};
-use crate::semconv::{self, attr};
-use crate::sources::snapshot::{FamilySample, Snapshot};
+use super::gpu::{GpuDevice, GpuInterval, GpuProcess, GpuStats};
+use super::power::{BatteryState, PowerStats};
+use super::thermal::ThermalStats;
+use crate::sources::snapshot::Snapshot;
 
 pub mod child;
 pub mod ioreg;
@@ -19,139 +20,153 @@ pub mod powermetrics;
 use ioreg::AcceleratorStats;
 use powermetrics::{EnergyTotals, PowermetricsSample};
 
-/// What the macOS sources read in one cycle.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct MacosStats {
-    /// W, from powermetrics.
-    pub cpu_watts: Option<f64>,
-    /// The Apple Silicon GPU (gpu.index 0, vendor apple), W.
-    pub gpu_watts: Option<f64>,
-    pub ane_watts: Option<f64>,
-    pub package_watts: Option<f64>,
-    pub dram_watts: Option<f64>,
-    /// Battery discharge, W; 0 while charging (ioreg AppleSmartBattery).
-    pub battery_watts: Option<f64>,
-    /// Charge, time left and external power (ioreg AppleSmartBattery).
-    pub battery_state: crate::families::power::BatteryState,
-    /// Intel Macs' CPU die, °C (there is none on Apple Silicon).
-    pub cpu_temperature: Option<f64>,
-    /// 0–3, see `powermetrics::pressure_level`.
-    pub pressure: Option<u8>,
-    /// Intel Macs' SMC fan, RPM (attribute fan=smc).
-    pub fan_rpm: Option<f64>,
-    /// Cumulative joules per domain since the agent started.
-    pub energy: Vec<(&'static str, f64)>,
-    /// IOAccelerator entries with statistics, in gpu.index order.
-    pub gpus: Vec<AcceleratorStats>,
-    /// powermetrics' GPU busy share, used when ioreg has no utilization.
-    pub gpu_busy_percent: Option<f64>,
-    /// hw.memsize: the unified memory an Apple GPU allocates from, reported
-    /// as its vram_total (the registry's choice: unified memory has no
-    /// VRAM total).
-    pub unified_memory_bytes: Option<u64>,
-    /// Per-task GPU time (pid, ms per s) from powermetrics' `tasks`
-    /// sampler, when it ran.
-    pub gpu_tasks: Option<Vec<(u32, f64)>>,
+// The macOS readers write the same domain types as the Linux ones (power,
+// thermal, GPU), so each value has one mapping whatever the platform. The
+// functions below are that writing, platform-independent and tested on
+// Linux; the sources in `imp.rs` call them.
+
+/// The IOAccelerator entries with statistics, in gpu.index order, as
+/// GPUs (`apple-gpu`, which runs before powermetrics). `unified_memory` is
+/// hw.memsize: the pool an Apple GPU allocates from, reported as its
+/// vram_total (the registry's choice: unified memory has no VRAM total).
+pub fn apply_accelerators(
+    snap: &mut Snapshot,
+    gpus: Vec<AcceleratorStats>,
+    unified_memory: Option<u64>,
+) {
+    let g = snap.get_or_default::<GpuStats>();
+    g.backend = "ioreg";
+    g.devices = gpus
+        .into_iter()
+        .enumerate()
+        .map(|(i, a)| GpuDevice {
+            index: u32::try_from(i).unwrap_or(u32::MAX),
+            vram_total_bytes: unified_memory.filter(|_| a.vendor == "apple"),
+            name: a.name,
+            vendor: a.vendor,
+            uuid: None,
+            pci_bus_id: None,
+            vram_used_bytes: a.in_use_bytes,
+            utilization_percent: a.utilization_percent,
+            temperature_celsius: None,
+            power_watts: None,
+            energy_counter_mj: None,
+        })
+        .collect();
 }
 
-impl MacosStats {
-    /// Takes the gauges of one powermetrics sample.
-    pub fn apply_sample(&mut self, s: &PowermetricsSample) {
-        self.cpu_watts = s.cpu.watts;
-        self.gpu_watts = if s.apple_gpu { s.gpu.watts } else { None };
-        self.ane_watts = s.ane.watts;
-        self.package_watts = s.package.watts;
-        self.dram_watts = s.dram.watts;
-        self.cpu_temperature = s.cpu_die_celsius;
-        self.fan_rpm = s.fan_rpm;
-        self.gpu_busy_percent = s.gpu_busy_percent;
-        self.gpu_tasks = s.gpu_tasks.clone();
-        if s.pressure.is_some() {
-            self.pressure = s.pressure;
+/// The thermal pressure level the OS publishes (no root needed);
+/// powermetrics' own, when it has one, replaces it.
+pub fn apply_pressure(snap: &mut Snapshot, level: Option<u8>) {
+    snap.get_or_default::<ThermalStats>().pressure = level;
+}
+
+/// The energy counters of every powermetrics sample seen (kept even when
+/// the latest sample is stale): cpu, package and dram into the power
+/// domains, the Apple GPU's into the GPU's energy.
+pub fn apply_energy(snap: &mut Snapshot, totals: &EnergyTotals) {
+    let p = snap.get_or_default::<PowerStats>();
+    for (domain, d) in [
+        ("cpu", &mut p.cpu),
+        ("package", &mut p.package),
+        ("dram", &mut p.dram),
+    ] {
+        if let Some(j) = totals.get(domain) {
+            d.joules = Some(j);
         }
     }
-
-    /// Takes the energy counters (kept even when the sample is stale).
-    pub fn apply_energy(&mut self, totals: &EnergyTotals) {
-        for (domain, joules) in totals.iter() {
-            self.set_energy(domain, joules);
-        }
-    }
-
-    pub fn set_energy(&mut self, domain: &'static str, joules: f64) {
-        match self.energy.iter_mut().find(|(d, _)| *d == domain) {
-            Some((_, j)) => *j = joules,
-            None => self.energy.push((domain, joules)),
+    if let Some(j) = totals.get("gpu") {
+        let g = snap.get_or_default::<GpuStats>();
+        g.energy_joules = Some(j);
+        if g.backend.is_empty() {
+            g.backend = "powermetrics";
         }
     }
 }
 
-/// What the macOS readers give, under the agent's power, thermal, battery
-/// and GPU names.
-impl FamilySample for MacosStats {
-    fn points(&self, _snap: &Snapshot, out: &mut Vec<Point>) {
-        let m = self;
-        m.battery_state.points(out);
-        let gauges = [
-            (&semconv::POWER_CPU_WATTS, m.cpu_watts),
-            (&semconv::POWER_ANE_WATTS, m.ane_watts),
-            (&semconv::POWER_PACKAGE_WATTS, m.package_watts),
-            (&semconv::POWER_DRAM_WATTS, m.dram_watts),
-            (&semconv::POWER_BATTERY_WATTS, m.battery_watts),
-            (&semconv::THERMAL_TEMPERATURE, m.cpu_temperature),
-            (&semconv::THERMAL_PRESSURE, m.pressure.map(f64::from)),
-        ];
-        for (metric, v) in gauges {
-            if let Some(v) = v {
-                out.push(Point::new(metric, v));
-            }
-        }
-        if let Some(w) = m.gpu_watts {
-            // powermetrics measures the one Apple Silicon GPU: IOAccelerator's
-            // Apple entry, when ioreg named it.
-            let mut p = Point::new(&semconv::POWER_GPU_WATTS, w)
-                .with(attr::GPU_INDEX, AttrValue::Int(0))
-                .with(attr::GPU_VENDOR, "apple");
-            if let Some(g) = m.gpus.iter().find(|g| g.vendor == "apple") {
-                p = p.with(attr::GPU_NAME, g.name.as_str());
-            }
-            out.push(p);
-        }
-        if let Some(rpm) = m.fan_rpm {
-            out.push(Point::new(&semconv::THERMAL_FAN_RPM, rpm).with(attr::FAN, "smc"));
-        }
-        for (domain, j) in &m.energy {
-            out.push(Point::new(&semconv::ENERGY_JOULES, *j).with(attr::DOMAIN, *domain));
-        }
-        for (i, g) in m.gpus.iter().enumerate() {
-            let apple = g.vendor == "apple";
-            let gpu = |metric, v| {
-                Point::new(metric, v)
-                    .with(attr::GPU_INDEX, AttrValue::Int(i as i64))
-                    .with(attr::GPU_NAME, g.name.as_str())
-                    .with(attr::GPU_VENDOR, g.vendor)
-            };
-            if let Some(b) = g.in_use_bytes {
-                out.push(gpu(
-                    &semconv::GPU_VRAM_USED_MB,
-                    b as f64 / (1024.0 * 1024.0),
-                ));
-            }
-            // Unified memory: the pool the GPU allocates from (hw.memsize).
-            if let (true, Some(total)) = (apple, m.unified_memory_bytes) {
-                out.push(gpu(
-                    &semconv::GPU_VRAM_TOTAL_MB,
-                    total as f64 / (1024.0 * 1024.0),
-                ));
-            }
-            let busy = g
-                .utilization_percent
-                .or(if apple { m.gpu_busy_percent } else { None });
-            if let Some(u) = busy {
-                out.push(gpu(&semconv::GPU_UTILIZATION_PERCENT, u));
-            }
-        }
+/// The gauges of one powermetrics sample. `gpu_joules`: the Apple GPU's
+/// energy since the previous cycle, for dividing it among the tasks.
+pub fn apply_sample(snap: &mut Snapshot, s: &PowermetricsSample, gpu_joules: Option<f64>) {
+    let p = snap.get_or_default::<PowerStats>();
+    p.cpu.watts = s.cpu.watts;
+    p.ane.watts = s.ane.watts;
+    p.package.watts = s.package.watts;
+    p.dram.watts = s.dram.watts;
+    let t = snap.get_or_default::<ThermalStats>();
+    t.temperature = s.cpu_die_celsius;
+    if s.pressure.is_some() {
+        t.pressure = s.pressure;
     }
+    // Intel Macs' SMC fan.
+    t.fans = s
+        .fan_rpm
+        .map(|rpm| ("smc".to_owned(), rpm))
+        .into_iter()
+        .collect();
+    let gpu_watts = if s.apple_gpu { s.gpu.watts } else { None };
+    if gpu_watts.is_none() && s.gpu_busy_percent.is_none() {
+        return;
+    }
+    let g = snap.get_or_default::<GpuStats>();
+    let apple = match g.devices.iter().position(|d| d.vendor == "apple") {
+        Some(i) => i,
+        // powermetrics measures the one Apple Silicon GPU; without
+        // IOAccelerator's entry its name is unknown.
+        None if gpu_watts.is_some() => {
+            g.devices.push(GpuDevice {
+                index: 0,
+                name: String::new(),
+                vendor: "apple",
+                uuid: None,
+                pci_bus_id: None,
+                vram_used_bytes: None,
+                vram_total_bytes: None,
+                utilization_percent: None,
+                temperature_celsius: None,
+                power_watts: None,
+                energy_counter_mj: None,
+            });
+            g.devices.len() - 1
+        }
+        None => return,
+    };
+    let d = &mut g.devices[apple];
+    // ioreg's utilization wins over powermetrics' idle ratio.
+    d.utilization_percent = d.utilization_percent.or(s.gpu_busy_percent);
+    let Some(watts) = gpu_watts else { return };
+    d.power_watts = Some(watts);
+    let index = d.index;
+    g.intervals = vec![GpuInterval {
+        gpu_index: index,
+        watts: Some(watts),
+        joules: gpu_joules,
+    }];
+    // Each task's GPU time stands in for SM utilization (µs of GPU per
+    // s); without the tasks sampler the GPU lists no process.
+    match &s.gpu_tasks {
+        Some(tasks) => {
+            g.backend = "powermetrics-tasks";
+            g.processes = tasks
+                .iter()
+                .map(|&(pid, ms_per_s)| GpuProcess {
+                    pid,
+                    gpu_index: index,
+                    used_bytes: 0,
+                    sm_util: Some((ms_per_s * 1000.0).round() as u64),
+                })
+                .collect();
+        }
+        None => g.backend = "powermetrics",
+    }
+}
+
+/// The battery (ioreg AppleSmartBattery): discharge watts (0 while
+/// charging), the energy since start, charge, time left, external power.
+pub fn apply_battery(snap: &mut Snapshot, watts: f64, joules: f64, state: BatteryState) {
+    let p = snap.get_or_default::<PowerStats>();
+    p.battery.watts = Some(watts);
+    p.battery.joules = Some(joules);
+    p.battery_state = state;
 }
 
 #[cfg(target_os = "macos")]
@@ -176,24 +191,26 @@ mod tests {
     #[test]
     fn apple_silicon_points_carry_exact_values_and_registered_attributes() {
         use crate::semconv::{self as sc, attr};
-        use crate::snapshot::{AttrValue, Snapshot};
+        use crate::snapshot::AttrValue;
         let sample = powermetrics::parse_document(include_bytes!(
             "../../../tests/fixtures/macos/powermetrics-apple-m2.plist"
         ))
         .unwrap();
-        let mut m = MacosStats {
-            gpus: ioreg::parse_accelerators(include_str!(
+        let mut snap = Snapshot::default();
+        // In sampling order: apple-gpu, powermetrics, battery.
+        apply_accelerators(
+            &mut snap,
+            ioreg::parse_accelerators(include_str!(
                 "../../../tests/fixtures/macos/ioreg-accelerator-busy.txt"
             )),
-            unified_memory_bytes: Some(32 << 30),
-            battery_watts: Some(4.5),
-            ..Default::default()
-        };
-        m.apply_sample(&sample);
+            Some(32 << 30),
+        );
+        apply_pressure(&mut snap, None);
         let mut totals = EnergyTotals::default();
         totals.add("cpu", 10.16);
-        m.apply_energy(&totals);
-        let snap = Snapshot::default().with(m);
+        apply_energy(&mut snap, &totals);
+        apply_sample(&mut snap, &sample, None);
+        apply_battery(&mut snap, 4.5, 0.0, BatteryState::default());
         let pts = snap.points();
         for p in &pts {
             for (k, _) in &p.attrs {
@@ -221,13 +238,52 @@ mod tests {
         assert_eq!(find(&pts, &sc::POWER_BATTERY_WATTS)[0].value, 4.5);
         assert!((find(&pts, &sc::POWER_PACKAGE_WATTS)[0].value - 10.19395).abs() < 1e-9);
         assert_eq!(find(&pts, &sc::POWER_ANE_WATTS)[0].value, 0.0);
-        let e = find(&pts, &sc::ENERGY_JOULES);
-        assert_eq!(e.len(), 1);
-        assert_eq!(e[0].attrs, vec![(attr::DOMAIN, AttrValue::from("cpu"))]);
+        let mut e: Vec<String> = find(&pts, &sc::ENERGY_JOULES)
+            .iter()
+            .map(|p| format!("{}={}", p.attrs[0].1, p.value))
+            .collect();
+        e.sort();
+        assert_eq!(e, ["battery=0", "cpu=10.16"]);
         // Apple Silicon has no die temperature, fan or DRAM figure: absent.
         assert!(find(&pts, &sc::THERMAL_TEMPERATURE).is_empty());
         assert!(find(&pts, &sc::THERMAL_FAN_RPM).is_empty());
         assert!(find(&pts, &sc::POWER_DRAM_WATTS).is_empty());
+        // The GPU lists no task without the tasks sampler: not split.
+        let g = snap.get::<GpuStats>().unwrap();
+        assert_eq!(g.backend, "powermetrics");
+        assert!(g.processes.is_empty());
+    }
+
+    #[test]
+    fn the_apple_gpu_without_its_ioreg_entry_has_no_name_and_tasks_become_processes() {
+        let mut sample = powermetrics::parse_document(include_bytes!(
+            "../../../tests/fixtures/macos/powermetrics-apple-m2.plist"
+        ))
+        .unwrap();
+        sample.gpu_tasks = Some(vec![(412, 600.0), (978, 0.25)]);
+        let mut snap = Snapshot::default();
+        apply_sample(&mut snap, &sample, Some(3.0));
+        let g = snap.get::<GpuStats>().unwrap();
+        assert_eq!(g.backend, "powermetrics-tasks");
+        assert_eq!(g.devices.len(), 1);
+        assert_eq!((g.devices[0].index, g.devices[0].name.as_str()), (0, ""));
+        let sm: Vec<(u32, Option<u64>)> = g.processes.iter().map(|p| (p.pid, p.sm_util)).collect();
+        assert_eq!(sm, [(412, Some(600_000)), (978, Some(250))]);
+        assert_eq!(g.intervals.len(), 1);
+        assert_eq!(g.intervals[0].joules, Some(3.0));
+        assert!(g.lists_processes() && !g.lists_process_memory());
+        let pts = snap.points();
+        let gw: Vec<_> = pts
+            .iter()
+            .filter(|p| std::ptr::eq(p.metric, &crate::semconv::POWER_GPU_WATTS))
+            .collect();
+        assert_eq!(gw.len(), 1);
+        assert!(
+            !gw[0]
+                .attrs
+                .iter()
+                .any(|(k, _)| *k == crate::semconv::attr::GPU_NAME)
+        );
     }
 
     #[test]
@@ -236,25 +292,35 @@ mod tests {
             "../../../tests/fixtures/macos/powermetrics-intel.plist"
         ))
         .unwrap();
-        let mut m = MacosStats {
-            pressure: Some(3),
-            ..Default::default()
-        };
+        let mut snap = Snapshot::default();
+        apply_pressure(&mut snap, Some(3));
         let mut no_pressure = intel.clone();
         no_pressure.pressure = None;
-        m.apply_sample(&no_pressure);
-        assert_eq!(m.pressure, Some(3));
-        m.apply_sample(&intel);
-        assert_eq!(m.pressure, Some(1));
-        assert_eq!(m.gpu_watts, None);
-        assert_eq!(m.cpu_watts, None);
-        assert_eq!(m.cpu_temperature, Some(52.81));
+        apply_sample(&mut snap, &no_pressure, None);
+        assert_eq!(snap.get::<ThermalStats>().unwrap().pressure, Some(3));
+        apply_sample(&mut snap, &intel, None);
+        let t = snap.get::<ThermalStats>().unwrap();
+        assert_eq!(t.pressure, Some(1));
+        assert_eq!(t.temperature, Some(52.81));
+        assert!(
+            snap.get::<GpuStats>().is_none(),
+            "no Apple GPU on an Intel Mac"
+        );
+        assert_eq!(snap.get::<PowerStats>().unwrap().cpu.watts, None);
         let mut totals = EnergyTotals::default();
         totals.add("package", 9.36);
-        m.apply_energy(&totals);
-        m.set_energy("battery", 1.5);
+        apply_energy(&mut snap, &totals);
+        apply_battery(&mut snap, 0.0, 1.5, BatteryState::default());
         totals.add("package", 1.0);
-        m.apply_energy(&totals);
-        assert_eq!(m.energy, vec![("package", 10.36), ("battery", 1.5)]);
+        apply_energy(&mut snap, &totals);
+        let p = snap.get::<PowerStats>().unwrap();
+        assert_eq!(
+            (p.package.joules, p.battery.joules),
+            (Some(10.36), Some(1.5))
+        );
+        assert_eq!(
+            crate::families::power::energy_totals(&snap),
+            [("package", 10.36), ("battery", 1.5)]
+        );
     }
 }

@@ -6,7 +6,6 @@
 //! `rapl` (powercap RAPL zones), `hwmon` (hwmon energy/power sensors where
 //! RAPL has no zone for a domain), `battery` (power_supply discharge).
 
-use crate::families::macos::MacosStats;
 use crate::point::Point;
 use crate::semconv;
 use crate::semconv::attr;
@@ -47,6 +46,8 @@ pub struct PowerStats {
     /// host gauge of its own: the GPU source may report it as gpu power.
     pub uncore: DomainPower,
     pub dram: DomainPower,
+    /// The Apple Neural Engine (macOS powermetrics; watts only).
+    pub ane: DomainPower,
     /// Discharge rate of the system batteries; 0 while charging or full.
     pub battery: DomainPower,
     /// Charge, time left and AC state.
@@ -82,6 +83,7 @@ impl FamilySample for PowerStats {
     fn points(&self, _snap: &Snapshot, out: &mut Vec<Point>) {
         let gauges = [
             (&semconv::POWER_CPU_WATTS, self.cpu.watts),
+            (&semconv::POWER_ANE_WATTS, self.ane.watts),
             (&semconv::POWER_PACKAGE_WATTS, self.package.watts),
             (&semconv::POWER_DRAM_WATTS, self.dram.watts),
             (&semconv::POWER_BATTERY_WATTS, self.battery.watts),
@@ -119,8 +121,7 @@ impl BatteryState {
 
 /// Package power of this cycle: Linux RAPL/hwmon or macOS powermetrics.
 pub fn package_watts(snap: &Snapshot) -> Option<f64> {
-    let linux = snap.get::<PowerStats>().and_then(|p| p.package.watts);
-    linux.or_else(|| snap.get::<MacosStats>().and_then(|m| m.package_watts))
+    snap.get::<PowerStats>().and_then(|p| p.package.watts)
 }
 
 /// Cumulative joules since start per energy domain (`package`, `cpu`, …),
@@ -130,14 +131,8 @@ pub fn energy_totals(snap: &Snapshot) -> Vec<(&'static str, f64)> {
     if let Some(p) = snap.get::<PowerStats>() {
         out.extend(p.energy().into_iter().filter_map(|(d, j)| Some((d, j?))));
     }
-    if let Some(m) = snap.get::<MacosStats>() {
-        out.extend(m.energy.iter().copied());
-    }
-    // The GPU source's total (NVML, nvidia-smi, amdgpu), unless a platform
-    // source already gave the domain.
-    if let Some(j) = snap.get::<GpuStats>().and_then(|g| g.energy_joules)
-        && !out.iter().any(|(d, _)| *d == "gpu")
-    {
+    // The GPUs' total (NVML, nvidia-smi, amdgpu; powermetrics' Apple GPU).
+    if let Some(j) = snap.get::<GpuStats>().and_then(|g| g.energy_joules) {
         out.push(("gpu", j));
     }
     out

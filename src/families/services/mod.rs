@@ -270,7 +270,7 @@ const MIB: f64 = 1024.0 * 1024.0;
 
 impl FamilySample for ServicesSample {
     fn points(&self, snap: &Snapshot, out: &mut Vec<Point>) {
-        let gpu = snap.get::<GpuStats>().filter(|g| g.lists_processes());
+        let gpu = snap.get::<GpuStats>().filter(|g| g.lists_process_memory());
         service_points(self, gpu, out);
         other_points(snap, self, out);
     }
