@@ -5,17 +5,17 @@
 //! one can read what an earlier one wrote in the same cycle. The order is a
 //! contract:
 //!
-//! 1. **Readers**, each writing its family's stats, each built from its own
-//!    section of the configuration (never the whole of it): cpu, memory,
-//!    services; on
+//! 1. **Readers**, the families of `families::ALL` in its order, each
+//!    writing its family's stats, each built from its own settings (never
+//!    the whole configuration): cpu, memory, services; on
 //!    Linux rapl, hwmon, battery (an earlier power source wins a domain:
 //!    hwmon fills only what RAPL left empty, the battery adds its own
 //!    domain last); filesystem (hostmetrics only, Linux and macOS); the
-//!    families of `src/families/` in `families::ALL` order (cpufreq, disk,
-//!    network, paging, pressure, processes, thermal: none reads another);
-//!    gpu and ollama when enabled; on macOS apple-gpu before
-//!    powermetrics (the IOAccelerator entries name the GPU powermetrics'
-//!    GPU power describes), then battery.
+//!    families with a `[families.<name>]` section (cpufreq, disk, network,
+//!    paging, pressure, processes, thermal: none reads another); gpu and
+//!    models (Ollama) when enabled; on macOS apple-gpu before powermetrics
+//!    (which adds the Apple GPU's power to the IOAccelerator devices),
+//!    then battery.
 //! 2. **Derived steps**, after every reader:
 //!    - `export_queue` reads the exporter's dropped-batch counter (`run`
 //!      with export on);
@@ -102,54 +102,10 @@ impl<'a> Pipeline<'a> {
     }
 }
 
-/// Every reader the configuration asks for, in sampling order.
+/// Every reader the configuration asks for, in sampling order: the
+/// families of `families::ALL`.
 pub fn readers(cfg: &Config) -> Vec<Box<dyn Source>> {
-    use crate::families::{cpu, gpu, memory, models, services};
-    let paths = cfg.host_paths();
-    let mut out: Vec<Box<dyn Source>> = vec![
-        Box::new(cpu::CpuSource::new(paths.clone()).with_per_cpu_times(cfg.compat.hostmetrics)),
-        Box::new(memory::MemorySource::new(paths.clone()).with_states(cfg.compat.hostmetrics)),
-        Box::new(services::ServiceSource::new(
-            &cfg.services_section(),
-            paths.clone(),
-        )),
-    ];
-    #[cfg(target_os = "linux")]
-    out.extend([
-        Box::new(crate::families::power::rapl::RaplSource::new(paths.clone())) as Box<dyn Source>,
-        Box::new(crate::families::power::hwmon::HwmonPowerSource::new(
-            paths.clone(),
-        )),
-        Box::new(crate::families::power::battery::BatterySource::new(
-            paths.clone(),
-        )),
-    ]);
-    #[cfg(any(target_os = "linux", target_os = "macos"))]
-    if cfg.compat.hostmetrics {
-        out.push(Box::new(
-            crate::families::filesystem::FilesystemSource::new(
-                paths.clone(),
-                cfg.compat.include_virtual_filesystems,
-            ),
-        ));
-    }
-    out.extend(crate::families::sources(&paths, &cfg.families));
-    if cfg.gpu.enabled {
-        out.push(Box::new(gpu::GpuSource::new(&cfg.gpu, paths)));
-    }
-    if cfg.ollama.enabled {
-        out.push(Box::new(models::OllamaSource::new(&cfg.ollama)));
-    }
-    #[cfg(target_os = "macos")]
-    {
-        use crate::families::macos;
-        out.extend([
-            Box::new(macos::AppleGpuSource::new()) as Box<dyn Source>,
-            Box::new(macos::PowermetricsSource::new(cfg.interval.0)),
-            Box::new(macos::BatterySource::default()),
-        ]);
-    }
-    out
+    crate::families::sources(cfg)
 }
 
 #[cfg(test)]

@@ -4,20 +4,28 @@
 //! above. A loopback transfer and an fsynced write must show in full in
 //! the agent's deltas.
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::MetadataExt;
 
-use unamentis_agent::families;
+use unamentis_agent::families::{self, Settings};
 use unamentis_agent::host::HostPaths;
 use unamentis_agent::snapshot::{Point, Sampler};
 
 const MIB: u64 = 1024 * 1024;
 
-/// One sample of every family, as points.
+/// One sample of every family with a `[families.<name>]` section (with
+/// its defaults), as points.
 fn sample() -> Vec<Point> {
-    let sources = families::sources(&HostPaths::default(), &BTreeMap::new());
+    let empty = toml::Table::new();
+    let sources = families::ALL
+        .iter()
+        .filter_map(|f| match f.build {
+            Settings::Section(build) => build(&empty).unwrap(),
+            Settings::Config(_) => None,
+        })
+        .flat_map(|make| make(&HostPaths::default()))
+        .collect();
     Sampler::new(sources).sample().points()
 }
 
@@ -388,6 +396,8 @@ fn check_config(text: &str) -> (i32, String) {
 fn a_bad_family_section_exits_2_naming_the_file_and_key() {
     for (text, key) in [
         ("[families.dsk]\n", "families.dsk"),
+        // cpu's settings are top-level ([compat]): it has no section.
+        ("[families.cpu]\nenabled = false\n", "families.cpu"),
         ("[families.disk]\nexclude = []\n", "families.disk.exclude"),
         (
             "[families.disk]\nexclude_devices = [\"loop*\", \" \"]\n",
@@ -404,6 +414,9 @@ fn a_bad_family_section_exits_2_naming_the_file_and_key() {
     ] {
         let (code, err) = check_config(text);
         assert_eq!(code, 2, "{text}: {err}");
+        if key == "families.cpu" {
+            assert!(err.contains("known: cpufreq, disk,"), "{err}");
+        }
         assert!(
             err.contains("agent.toml") && err.contains(&format!("key {key}:")),
             "{text}: {err}"

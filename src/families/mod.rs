@@ -1,24 +1,25 @@
-//! Metric families that live in one folder each: the family's stats type,
-//! its pure parsers, its source, its config section and its mapping to
-//! points, registered by one line in [`ALL`].
+//! Metric families, one folder each: the family's stats type, its pure
+//! parsers, its source, its config section and its mapping to points,
+//! registered by one line in [`ALL`], in sampling order.
 //!
-//! A family's section is `[families.<name>]` in the config file. The
-//! configuration keeps it as written; the family parses and checks it
-//! ([`check`] runs at load, so a bad key exits 2 like any other) and
-//! receives only that section, never the whole configuration.
+//! A family's settings reach it as a value, never the whole configuration.
+//! Most have a section `[families.<name>]` in the config file, which the
+//! configuration keeps as written; the family parses and checks it
+//! ([`check`] runs at load, so a bad key exits 2 like any other)
+//! ([`Settings::Section`]). The families older than these sections take
+//! top-level settings, which their line in [`ALL`] picks and hands over
+//! ([`Settings::Config`]).
 //!
-//! What a family's source reads lands in `Snapshot::families` as a
+//! What a family's source reads lands in the `Snapshot` as a
 //! [`FamilySample`](crate::sources::snapshot::FamilySample), which maps
 //! itself to points: the export, `snapshot`, `doctor`, `/v1/snapshot` and
 //! `/metrics` all see the same points without knowing the family.
-
-use std::collections::BTreeMap;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use toml::Table;
 
-use crate::config::{ConfigError, Loaded, Origin};
+use crate::config::{Config, ConfigError, Loaded, Origin};
 use crate::host::HostPaths;
 use crate::sources::Source;
 
@@ -39,20 +40,27 @@ pub mod processes;
 pub mod services;
 pub mod thermal;
 
-/// One family: its name (the section's and the source's) and how its
-/// section becomes its source.
+/// One family: its name and how its settings become its sources.
 pub struct Family {
     pub name: &'static str,
-    pub build: Build,
+    pub build: Settings,
 }
 
-/// A family's section, parsed and checked, into the maker of its source
-/// (`None`: switched off, or not on this platform). Checking a section
-/// reads nothing of the host: only calling the [`Builder`] does.
-pub type Build = fn(&Table) -> Result<Option<Builder>, SectionError>;
+/// Where a family's settings come from.
+pub enum Settings {
+    /// Its `[families.<name>]` section, parsed and checked by the family
+    /// into the maker of its source (`None`: switched off, or not on this
+    /// platform). Checking reads nothing of the host: only calling the
+    /// [`Builder`] does.
+    Section(fn(&Table) -> Result<Option<Builder>, SectionError>),
+    /// Top-level settings, which the family's line in [`ALL`] picks from
+    /// the configuration and hands to the family as values.
+    Config(fn(&Config) -> Option<Builder>),
+}
 
-/// Makes a family's source for the host at the given paths.
-pub type Builder = Box<dyn FnOnce(&HostPaths) -> Box<dyn Source>>;
+/// Makes a family's sources for the host at the given paths (most have
+/// one; power and macOS have three).
+pub type Builder = Box<dyn FnOnce(&HostPaths) -> Vec<Box<dyn Source>>>;
 
 /// `make` as the family's builder when it is on and its readers exist on
 /// this platform ([`READERS_HERE`]).
@@ -60,11 +68,43 @@ pub fn when(
     enabled: bool,
     make: impl FnOnce(&HostPaths) -> Box<dyn Source> + 'static,
 ) -> Option<Builder> {
-    (enabled && READERS_HERE).then(|| Box::new(make) as Builder)
+    (enabled && READERS_HERE).then(|| one(make))
+}
+
+/// `make` as a builder of one source, whatever the platform.
+pub fn one(make: impl FnOnce(&HostPaths) -> Box<dyn Source> + 'static) -> Builder {
+    Box::new(move |paths: &HostPaths| vec![make(paths)])
 }
 
 /// Every family, in sampling order. Adding a family is one line here.
+///
+/// The order is a contract (see `crate::pipeline`): an earlier power
+/// source wins a domain (rapl, hwmon, battery, inside `power`); the
+/// families with a section read nothing of another; macOS's apple-gpu
+/// runs before powermetrics, which adds to its devices.
 pub const ALL: &[Family] = &[
+    Family {
+        name: "cpu",
+        build: Settings::Config(|c| Some(cpu::build(c.compat.hostmetrics))),
+    },
+    Family {
+        name: "memory",
+        build: Settings::Config(|c| Some(memory::build(c.compat.hostmetrics))),
+    },
+    Family {
+        name: "services",
+        build: Settings::Config(|c| Some(services::build(c.services_section()))),
+    },
+    Family {
+        name: "power",
+        build: Settings::Config(|_| power::build()),
+    },
+    Family {
+        name: "filesystem",
+        build: Settings::Config(|c| {
+            filesystem::build(c.compat.hostmetrics, c.compat.include_virtual_filesystems)
+        }),
+    },
     cpufreq::FAMILY,
     disk::FAMILY,
     network::FAMILY,
@@ -72,6 +112,18 @@ pub const ALL: &[Family] = &[
     pressure::FAMILY,
     processes::FAMILY,
     thermal::FAMILY,
+    Family {
+        name: "gpu",
+        build: Settings::Config(|c| gpu::build(&c.gpu)),
+    },
+    Family {
+        name: "models",
+        build: Settings::Config(|c| models::build(&c.ollama)),
+    },
+    Family {
+        name: "macos",
+        build: Settings::Config(|c| macos::build(c.interval.0)),
+    },
 ];
 
 /// The section of a family whose only setting is whether it is on.
@@ -107,20 +159,32 @@ pub fn section<T: DeserializeOwned>(t: &Table) -> Result<T, SectionError> {
     })
 }
 
-/// Checks every `[families.*]` section: an unknown family or a bad key is
-/// a config error naming where the value came from.
+/// Checks every `[families.*]` section: an unknown family (or one without
+/// a section of its own) or a bad key is a config error naming where the
+/// value came from.
 pub fn check(loaded: &Loaded) -> Result<(), ConfigError> {
     for (name, table) in &loaded.config.families {
-        let Some(f) = ALL.iter().find(|f| f.name == name) else {
-            let known: Vec<&str> = ALL.iter().map(|f| f.name).collect();
+        let build = ALL.iter().find_map(|f| match f.build {
+            Settings::Section(b) if f.name == name => Some(b),
+            _ => None,
+        });
+        let Some(build) = build else {
+            let known: Vec<&str> = ALL
+                .iter()
+                .filter(|f| matches!(f.build, Settings::Section(_)))
+                .map(|f| f.name)
+                .collect();
             let key = format!("families.{name}");
             return Err(ConfigError {
                 origin: origin(loaded, &key),
                 key,
-                reason: format!("unknown metric family (known: {})", known.join(", ")),
+                reason: format!(
+                    "unknown metric family section (known: {})",
+                    known.join(", ")
+                ),
             });
         };
-        if let Err(e) = (f.build)(table) {
+        if let Err(e) = build(table) {
             let key = if e.key.is_empty() || e.key == "." {
                 format!("families.{name}")
             } else {
@@ -145,13 +209,18 @@ fn origin(loaded: &Loaded, key: &str) -> Origin {
     }
 }
 
-/// The sources of every family that is on, in [`ALL`] order. Sections
-/// were checked at load; one that still fails is left out.
-pub fn sources(paths: &HostPaths, sections: &BTreeMap<String, Table>) -> Vec<Box<dyn Source>> {
+/// The sources of every family that is on, in [`ALL`] order, reading the
+/// host at the configuration's paths. Sections were checked at load; one
+/// that still fails is left out.
+pub fn sources(cfg: &Config) -> Vec<Box<dyn Source>> {
+    let paths = cfg.host_paths();
     let empty = Table::new();
     ALL.iter()
-        .filter_map(|f| (f.build)(sections.get(f.name).unwrap_or(&empty)).ok()?)
-        .map(|make| make(paths))
+        .filter_map(|f| match f.build {
+            Settings::Section(b) => b(cfg.families.get(f.name).unwrap_or(&empty)).ok()?,
+            Settings::Config(b) => b(cfg),
+        })
+        .flat_map(|make| make(&paths))
         .collect()
 }
 
@@ -171,7 +240,9 @@ mod tests {
     #[test]
     fn every_family_builds_from_an_empty_section() {
         for f in ALL {
-            assert!((f.build)(&Table::new()).is_ok(), "{}", f.name);
+            if let Settings::Section(b) = f.build {
+                assert!(b(&Table::new()).is_ok(), "{}", f.name);
+            }
         }
     }
 

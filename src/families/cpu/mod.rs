@@ -729,6 +729,13 @@ mod imp {
 
 pub use imp::CpuSource;
 
+/// The cpu family's source; `per_cpu_times` with `[compat] hostmetrics`.
+pub fn build(per_cpu_times: bool) -> super::Builder {
+    super::one(move |paths| {
+        Box::new(CpuSource::new(paths.clone()).with_per_cpu_times(per_cpu_times))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,7 +15,7 @@ use toml::Table;
 
 pub use parse::{DiskLine, parse_diskstats};
 
-use super::{Builder, Family, SectionError, glob_match, section, when};
+use super::{Builder, Family, SectionError, Settings, glob_match, section, when};
 use crate::host::HostPaths;
 use crate::point::Point;
 use crate::semconv::{self, attr};
@@ -25,7 +25,7 @@ use crate::sources::{Snapshot, Source, SourceError};
 
 pub const FAMILY: Family = Family {
     name: "disk",
-    build,
+    build: Settings::Section(build),
 };
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

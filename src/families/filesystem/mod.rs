@@ -492,6 +492,20 @@ mod imp {
 #[cfg(any(target_os = "linux", target_os = "macos"))]
 pub use imp::FilesystemSource;
 
+/// The filesystem family's source: only for `[compat] hostmetrics` (its
+/// names are the receiver's), on Linux and macOS.
+pub fn build(hostmetrics: bool, include_virtual: bool) -> Option<super::Builder> {
+    #[cfg(any(target_os = "linux", target_os = "macos"))]
+    return hostmetrics.then(|| {
+        super::one(move |paths| Box::new(FilesystemSource::new(paths.clone(), include_virtual)))
+    });
+    #[cfg(not(any(target_os = "linux", target_os = "macos")))]
+    {
+        let _ = (hostmetrics, include_virtual);
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -161,6 +161,13 @@ impl FamilySample for GpuStats {
     }
 }
 
+/// The gpu family's source, when `[gpu]` is enabled.
+pub fn build(cfg: &GpuConfig) -> Option<super::Builder> {
+    let cfg = cfg.clone();
+    cfg.enabled
+        .then(|| super::one(move |paths| Box::new(GpuSource::new(&cfg, paths.clone()))))
+}
+
 pub struct GpuSource {
     backends: Vec<Box<dyn Backend>>,
     last_backend: Option<&'static str>,

@@ -175,6 +175,24 @@ mod imp;
 #[cfg(target_os = "macos")]
 pub use imp::{AppleGpuSource, BatterySource, PowermetricsSource};
 
+/// The macOS readers, apple-gpu before powermetrics (which adds to its
+/// devices); `interval` paces the powermetrics child.
+pub fn build(interval: std::time::Duration) -> Option<super::Builder> {
+    #[cfg(target_os = "macos")]
+    return Some(Box::new(move |_: &crate::host::HostPaths| {
+        vec![
+            Box::new(AppleGpuSource::new()) as Box<dyn crate::sources::Source>,
+            Box::new(PowermetricsSource::new(interval)),
+            Box::new(BatterySource::default()),
+        ]
+    }));
+    #[cfg(not(target_os = "macos"))]
+    {
+        let _ = interval;
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -371,6 +371,11 @@ mod imp {
 
 pub use imp::MemorySource;
 
+/// The memory family's source; `states` with `[compat] hostmetrics`.
+pub fn build(states: bool) -> super::Builder {
+    super::one(move |paths| Box::new(MemorySource::new(paths.clone()).with_states(states)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -111,6 +111,13 @@ pub fn parse_ps(body: &[u8]) -> Result<OllamaStats, String> {
     Ok(OllamaStats { models })
 }
 
+/// The models family's source, when `[ollama]` is enabled.
+pub fn build(cfg: &OllamaConfig) -> Option<super::Builder> {
+    let cfg = cfg.clone();
+    cfg.enabled
+        .then(|| super::one(move |_| Box::new(OllamaSource::new(&cfg))))
+}
+
 pub struct OllamaSource {
     url: Result<HttpUrl, String>,
     timeout: Duration,

@@ -18,7 +18,7 @@ use toml::Table;
 
 pub use parse::{Direction, Interface, parse_net_dev};
 
-use super::{Builder, Family, SectionError, glob_match, section, when};
+use super::{Builder, Family, SectionError, Settings, glob_match, section, when};
 use crate::host::HostPaths;
 use crate::point::Point;
 use crate::semconv::{self, attr};
@@ -27,7 +27,7 @@ use crate::sources::{Snapshot, Source, SourceError};
 
 pub const FAMILY: Family = Family {
     name: "network",
-    build,
+    build: Settings::Section(build),
 };
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

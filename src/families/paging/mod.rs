@@ -18,7 +18,7 @@ use toml::Table;
 
 pub use parse::{SwapArea, VmPaging, parse_swaps, parse_vmstat};
 
-use super::{Builder, Family, OnOff, SectionError, section, when};
+use super::{Builder, Family, OnOff, SectionError, Settings, section, when};
 use crate::host::HostPaths;
 use crate::point::Point;
 use crate::semconv::{self, attr};
@@ -27,7 +27,7 @@ use crate::sources::{Snapshot, Source, SourceError};
 
 pub const FAMILY: Family = Family {
     name: "paging",
-    build,
+    build: Settings::Section(build),
 };
 
 fn build(t: &Table) -> Result<Option<Builder>, SectionError> {

@@ -66,6 +66,22 @@ pub struct BatteryState {
     pub ac_online: Option<bool>,
 }
 
+/// The power family's sources, in the order that lets an earlier one win
+/// a domain: RAPL, hwmon, the battery (Linux; macOS's readers are in the
+/// macos family).
+pub fn build() -> Option<super::Builder> {
+    #[cfg(target_os = "linux")]
+    return Some(Box::new(|paths: &crate::host::HostPaths| {
+        vec![
+            Box::new(rapl::RaplSource::new(paths.clone())) as Box<dyn crate::sources::Source>,
+            Box::new(hwmon::HwmonPowerSource::new(paths.clone())),
+            Box::new(battery::BatterySource::new(paths.clone())),
+        ]
+    }));
+    #[cfg(not(target_os = "linux"))]
+    None
+}
+
 impl PowerStats {
     /// The energy domains of the Linux power sources; uncore is left to
     /// the GPU source (power.gpu_watts).

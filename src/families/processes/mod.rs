@@ -13,7 +13,7 @@
 
 use toml::Table;
 
-use super::{Builder, Family, OnOff, SectionError, section, when};
+use super::{Builder, Family, OnOff, SectionError, Settings, section, when};
 use crate::host::HostPaths;
 use crate::point::Point;
 use crate::semconv::{self, attr};
@@ -22,7 +22,7 @@ use crate::sources::{ParseError, Snapshot, Source, SourceError};
 
 pub const FAMILY: Family = Family {
     name: "processes",
-    build,
+    build: Settings::Section(build),
 };
 
 fn build(t: &Table) -> Result<Option<Builder>, SectionError> {

@@ -378,6 +378,11 @@ fn other_points(snap: &Snapshot, svc: &ServicesSample, out: &mut Vec<Point>) {
     }
 }
 
+/// The services family's source.
+pub fn build(section: ServicesSection) -> super::Builder {
+    super::one(move |paths| Box::new(ServiceSource::new(&section, paths.clone())))
+}
+
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]

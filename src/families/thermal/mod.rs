@@ -16,14 +16,14 @@ use toml::Table;
 
 #[cfg(target_os = "linux")]
 use super::when;
-use super::{Builder, Family, OnOff, SectionError, section};
+use super::{Builder, Family, OnOff, SectionError, Settings, section};
 use crate::point::Point;
 use crate::semconv::{self, attr};
 use crate::sources::snapshot::{FamilySample, Snapshot};
 
 pub const FAMILY: Family = Family {
     name: "thermal",
-    build,
+    build: Settings::Section(build),
 };
 
 fn build(t: &Table) -> Result<Option<Builder>, SectionError> {
