@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use opentelemetry::KeyValue;
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::metrics::{Instrument, PeriodicReader, SdkMeterProvider, Stream};
 
 use crate::config::{Config, ExportConfig};
 use crate::counters::ExportCounters;
@@ -101,5 +101,47 @@ pub fn meter_provider(
     SdkMeterProvider::builder()
         .with_resource(resource)
         .with_reader(reader)
+        .with_view(one_series_view)
         .build()
+}
+
+/// The cardinality limit of a registry metric whose points carry no
+/// attribute: it has one series. None for the others, which keep the
+/// SDK's default (2000).
+///
+/// Why: the SDK gives every instrument a map of series sized for its limit
+/// when the instrument is made (4096 buckets at the default), and the
+/// pages it writes stay resident, about 12 KiB an instrument; a point
+/// without attributes never enters the map.
+fn one_series_limit(name: &str) -> Option<usize> {
+    crate::semconv::ALL
+        .iter()
+        .find(|m| m.name == name)
+        .filter(|m| m.attributes.is_empty())
+        .map(|_| 1)
+}
+
+fn one_series_view(i: &Instrument) -> Option<Stream> {
+    let limit = one_series_limit(i.name())?;
+    Stream::builder().with_cardinality_limit(limit).build().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only metrics the registry gives no attribute get the one-series
+    /// limit: a metric with attributes keeps the default, or its series
+    /// past the first would be folded into an overflow series.
+    #[test]
+    fn one_series_limit_only_for_metrics_without_attributes() {
+        let mut limited = 0;
+        for m in crate::semconv::ALL {
+            let limit = one_series_limit(m.name);
+            assert_eq!(limit.is_some(), m.attributes.is_empty(), "{}", m.name);
+            limited += usize::from(limit.is_some());
+        }
+        assert!(limited > 0);
+        assert_eq!(one_series_limit("not.a.registry.metric"), None);
+    }
 }
