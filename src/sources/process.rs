@@ -164,12 +164,17 @@ pub fn parse_proc_io(text: &str) -> Result<ProcIo, ParseError> {
 /// `/proc/<pid>/cmdline`: NUL-separated arguments, joined with spaces.
 /// Kernel threads have none.
 pub fn parse_cmdline(bytes: &[u8]) -> String {
-    let args: Vec<String> = bytes
-        .split(|&b| b == 0)
-        .filter(|a| !a.is_empty())
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect();
-    args.join(" ")
+    // One pass and one allocation: this runs for every process on a full
+    // rescan. NUL is ASCII, so decoding first splits the same arguments.
+    let text = String::from_utf8_lossy(bytes);
+    let mut out = String::with_capacity(text.len());
+    for arg in text.split('\0').filter(|a| !a.is_empty()) {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(arg);
+    }
+    out
 }
 
 /// The container and Kubernetes pod a process runs in, as its cgroup path
@@ -591,6 +596,12 @@ mod tests {
             "python3 -m uvicorn app:main"
         );
         assert_eq!(parse_cmdline(b""), "");
+        // Empty arguments dropped; a broken sequence at an argument's end
+        // is one replacement character, not carried into the next.
+        assert_eq!(
+            parse_cmdline(b"\0a\xff\0\0b\xe2\x82\0c"),
+            "a\u{FFFD} b\u{FFFD} c"
+        );
         assert_eq!(parse_socket_link("socket:[48213]"), Some(48213));
         assert_eq!(parse_socket_link("pipe:[1]"), None);
         assert_eq!(parse_socket_link("/dev/null"), None);
