@@ -354,7 +354,7 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The module path of a file under `src/` (`sources/gpu/mod.rs` →
+/// The module path of a file under `src/` (`families/gpu/mod.rs` →
 /// `families::gpu`); the binary is `main`.
 fn module_path(rel: &Path) -> Vec<String> {
     let mut parts: Vec<String> = rel
