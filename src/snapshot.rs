@@ -12,7 +12,6 @@ use crate::config::CompatConfig;
 use crate::semconv::Metric;
 use crate::sources::{Source, SourceError};
 
-pub use crate::families::services::OTHER;
 pub use crate::point::{AttrValue, Point};
 pub use crate::sources::{Snapshot, SourceStatus};
 
@@ -224,7 +223,7 @@ mod tests {
     use super::*;
     use crate::families::cpu::CpuStats;
     use crate::families::memory::MemoryStats;
-    use crate::families::services::ServicesSample;
+    use crate::families::services::{OTHER, ServicesSample};
     use crate::semconv::{self, attr};
     use std::sync::atomic::{AtomicU32, Ordering};
 

@@ -74,16 +74,7 @@ fn mangle(s: &str) -> String {
 }
 
 fn cpu_times() -> impl Strategy<Value = CpuTimes> {
-    any::<[u64; 8]>().prop_map(|v| CpuTimes {
-        user: v[0],
-        nice: v[1],
-        system: v[2],
-        idle: v[3],
-        iowait: v[4],
-        irq: v[5],
-        softirq: v[6],
-        steal: v[7],
-    })
+    any::<[u64; 8]>().prop_map(CpuTimes::from)
 }
 
 /// A `cpu` line with `columns` of the ten columns (4..=10: old kernels

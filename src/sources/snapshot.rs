@@ -81,11 +81,13 @@ impl Snapshot {
         self
     }
 
-    /// Removes and returns the cycle's stats of type `T`.
+    /// Removes and returns the cycle's stats of type `T` (moved out, copied
+    /// only when a clone of this snapshot still shares them).
     pub fn take<T: FamilySample + Clone>(&mut self) -> Option<T> {
         let i = self.position::<T>()?;
-        let f = self.families.remove(i);
-        (&*f as &dyn Any).downcast_ref::<T>().cloned()
+        let any: Arc<dyn Any + Send + Sync> = self.families.remove(i);
+        let typed = any.downcast::<T>().ok()?;
+        Some(Arc::try_unwrap(typed).unwrap_or_else(|shared| (*shared).clone()))
     }
 
     /// Every family's stats, in the order they were written.

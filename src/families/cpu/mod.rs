@@ -136,6 +136,23 @@ pub struct CpuTimes {
     pub steal: u64,
 }
 
+/// The eight columns in `/proc/stat` order: user, nice, system, idle,
+/// iowait, irq, softirq, steal.
+impl From<[u64; 8]> for CpuTimes {
+    fn from(v: [u64; 8]) -> Self {
+        CpuTimes {
+            user: v[0],
+            nice: v[1],
+            system: v[2],
+            idle: v[3],
+            iowait: v[4],
+            irq: v[5],
+            softirq: v[6],
+            steal: v[7],
+        }
+    }
+}
+
 impl CpuTimes {
     /// guest and guest_nice are already counted in user and nice, so they are
     /// left out of the total (proc(5)).
@@ -217,16 +234,7 @@ fn parse_cpu_columns<'a>(
             None => return Err(ParseError(format!("{label} line has only {i} columns"))),
         }
     }
-    Ok(CpuTimes {
-        user: v[0],
-        nice: v[1],
-        system: v[2],
-        idle: v[3],
-        iowait: v[4],
-        irq: v[5],
-        softirq: v[6],
-        steal: v[7],
-    })
+    Ok(CpuTimes::from(v))
 }
 
 /// The CPU number of a `cpuN` label of `/proc/stat`, or of a

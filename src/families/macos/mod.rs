@@ -44,13 +44,9 @@ pub fn apply_accelerators(
             vram_total_bytes: unified_memory.filter(|_| a.vendor == "apple"),
             name: a.name,
             vendor: a.vendor,
-            uuid: None,
-            pci_bus_id: None,
             vram_used_bytes: a.in_use_bytes,
             utilization_percent: a.utilization_percent,
-            temperature_celsius: None,
-            power_watts: None,
-            energy_counter_mj: None,
+            ..GpuDevice::default()
         })
         .collect();
 }
@@ -114,17 +110,8 @@ pub fn apply_sample(snap: &mut Snapshot, s: &PowermetricsSample, gpu_joules: Opt
         // IOAccelerator's entry its name is unknown.
         None if gpu_watts.is_some() => {
             g.devices.push(GpuDevice {
-                index: 0,
-                name: String::new(),
                 vendor: "apple",
-                uuid: None,
-                pci_bus_id: None,
-                vram_used_bytes: None,
-                vram_total_bytes: None,
-                utilization_percent: None,
-                temperature_celsius: None,
-                power_watts: None,
-                energy_counter_mj: None,
+                ..GpuDevice::default()
             });
             g.devices.len() - 1
         }
