@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::services::service_source;
 use unamentis_agent::config::{Config, ServiceConfig};
-use unamentis_agent::families::services::ServicesSample;
-use unamentis_agent::families::services::{ServiceSample, ServiceSource};
+use unamentis_agent::families::services::{ServiceSample, ServiceSource, ServicesSample};
 use unamentis_agent::host::HostPaths;
 use unamentis_agent::snapshot::Snapshot;
 use unamentis_agent::sources::Source;
@@ -972,9 +972,4 @@ async fn real_cgroup_through_the_binary_and_otlp() {
     assert!(agent.wait(limit).success(), "{}", agent.log_text());
     drop(w);
     drop(cg);
-}
-
-/// The services source of `cfg`, built as the pipeline builds it.
-fn service_source(cfg: &Config) -> ServiceSource {
-    ServiceSource::new(&cfg.services_section(), cfg.host_paths())
 }

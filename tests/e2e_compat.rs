@@ -613,17 +613,23 @@ async fn hostmetrics_and_hw_names_from_the_same_snapshot() {
     );
 }
 
-#[test]
-fn off_by_default() {
-    let dir = fixture();
-    let env = host_env(&dir);
-    let json = support::snapshot_json::run(
+/// `snapshot --json` over the fixture host, GPU and Ollama off, with
+/// `env` on top.
+fn fixture_snapshot(env: &[(&str, &str)]) -> serde_json::Value {
+    let host = host_env(&fixture());
+    support::snapshot_json::run(
         support::agent::command()
             .args(["snapshot", "--json", "--window", "10ms"])
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .envs(host.iter().map(|(k, v)| (*k, v.as_str())))
             .env("UNAMENTIS_AGENT_GPU_ENABLED", "false")
-            .env("UNAMENTIS_AGENT_OLLAMA_ENABLED", "false"),
-    );
+            .env("UNAMENTIS_AGENT_OLLAMA_ENABLED", "false")
+            .envs(env.iter().copied()),
+    )
+}
+
+#[test]
+fn off_by_default() {
+    let json = fixture_snapshot(&[]);
     let names = support::snapshot_json::names(&json);
     assert!(
         names.contains(&"unamentis.server.memory.total_mb"),
@@ -659,17 +665,10 @@ fn off_by_default() {
 /// under the fixture root) are reported too; nfs4 never is.
 #[test]
 fn virtual_filesystems_on_request() {
-    let dir = fixture();
-    let env = host_env(&dir);
-    let json = support::snapshot_json::run(
-        support::agent::command()
-            .args(["snapshot", "--json", "--window", "10ms"])
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .env("UNAMENTIS_AGENT_COMPAT_HOSTMETRICS", "true")
-            .env("UNAMENTIS_AGENT_COMPAT_INCLUDE_VIRTUAL_FILESYSTEMS", "true")
-            .env("UNAMENTIS_AGENT_GPU_ENABLED", "false")
-            .env("UNAMENTIS_AGENT_OLLAMA_ENABLED", "false"),
-    );
+    let json = fixture_snapshot(&[
+        ("UNAMENTIS_AGENT_COMPAT_HOSTMETRICS", "true"),
+        ("UNAMENTIS_AGENT_COMPAT_INCLUDE_VIRTUAL_FILESYSTEMS", "true"),
+    ]);
     let mut mounts = BTreeMap::new();
     for m in support::snapshot_json::metrics(&json)
         .iter()
@@ -696,5 +695,8 @@ fn virtual_filesystems_on_request() {
             m("/srv/archive", "ext4", "ro"),
         ]
     );
-    assert_eq!(mounts[&names[4]], statvfs_total(&dir.join("root/run")));
+    assert_eq!(
+        mounts[&names[4]],
+        statvfs_total(&fixture().join("root/run"))
+    );
 }

@@ -216,6 +216,7 @@ fn a_missing_host_is_absent_not_zero() {
 }
 
 mod support;
+use support::services::service_source;
 
 /// The six default services on a synthetic procfs tree (no real process):
 /// trees, port owners through `fd/N -> socket:[inode]`, and the CPU delta
@@ -568,12 +569,4 @@ fn container_identity_on_service_and_top_process_points() {
         .find(|p| std::ptr::eq(p.metric, &semconv::SERVICE_UP))
         .unwrap();
     assert_eq!(up.attrs.len(), 1, "service.up keeps one series per service");
-}
-
-/// The services source of `cfg`, built as the pipeline builds it.
-fn service_source(cfg: &Config) -> unamentis_agent::families::services::ServiceSource {
-    unamentis_agent::families::services::ServiceSource::new(
-        &cfg.services_section(),
-        cfg.host_paths(),
-    )
 }

@@ -9,9 +9,9 @@ use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::services::service_source;
 use unamentis_agent::config::{Config, ServiceConfig};
-use unamentis_agent::families::services::ServicesSample;
-use unamentis_agent::families::services::{ServiceSample, ServiceSource};
+use unamentis_agent::families::services::{ServiceSample, ServiceSource, ServicesSample};
 use unamentis_agent::snapshot::Snapshot;
 use unamentis_agent::sources::Source;
 
@@ -889,8 +889,14 @@ fn proc_io(pid: u32) -> (u64, u64) {
 
 /// A directory for the writers' files on a filesystem where writes reach a
 /// block device (tmpfs and overlay upper dirs on tmpfs leave write_bytes
-/// at 0), or `None` with the reason.
-fn block_backed_dir() -> Result<tempfile::TempDir, String> {
+/// at 0), or `None` after saying why the test is skipped.
+fn block_backed_dir() -> Option<tempfile::TempDir> {
+    block_backed()
+        .inspect_err(|why| eprintln!("skipped: {why}"))
+        .ok()
+}
+
+fn block_backed() -> Result<tempfile::TempDir, String> {
     const TMPFS_MAGIC: i64 = 0x0102_1994;
     const RAMFS_MAGIC: i64 = 0x8584_58f6;
     const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
@@ -927,12 +933,8 @@ fn disk_io(s: &ServiceSample) -> (u64, u64) {
 fn a_forking_service_counts_its_reaped_writers_once() {
     const KIDS: usize = 3;
     const MIB: u64 = 2;
-    let dir = match block_backed_dir() {
-        Ok(d) => d,
-        Err(why) => {
-            eprintln!("skipped: {why}");
-            return;
-        }
+    let Some(dir) = block_backed_dir() else {
+        return;
     };
     let tag = tag();
     let mut cmd = role_command("io-parent", &tag);
@@ -991,12 +993,8 @@ fn a_forking_service_counts_its_reaped_writers_once() {
 async fn a_writer_through_the_binary_and_otlp() {
     use support::otlp_receiver::{Receiver, attr, metrics, points, value};
     const MIB: u64 = 8;
-    let dir = match block_backed_dir() {
-        Ok(d) => d,
-        Err(why) => {
-            eprintln!("skipped: {why}");
-            return;
-        }
+    let Some(dir) = block_backed_dir() else {
+        return;
     };
     let tag = tag();
     let mut cmd = role_command("io-writer", &tag);
@@ -1054,9 +1052,4 @@ async fn a_writer_through_the_binary_and_otlp() {
     assert_eq!(delta("read"), (truth1.0 - truth0.0) as f64);
     agent.signal("TERM");
     assert!(agent.wait(LIMIT).success(), "{}", agent.log_text());
-}
-
-/// The services source of `cfg`, built as the pipeline builds it.
-fn service_source(cfg: &Config) -> ServiceSource {
-    ServiceSource::new(&cfg.services_section(), cfg.host_paths())
 }

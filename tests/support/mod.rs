@@ -11,6 +11,7 @@ pub mod host_run;
 pub mod http;
 pub mod otlp_receiver;
 pub mod prom;
+pub mod services;
 pub mod snapshot_json;
 pub mod synthetic_host;
 pub mod tcp;
