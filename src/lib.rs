@@ -14,7 +14,6 @@ pub mod doctor;
 pub mod export;
 pub mod families;
 pub mod host;
-pub mod instruments;
 pub mod patterns;
 pub mod pipeline;
 pub mod point;

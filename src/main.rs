@@ -7,16 +7,15 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use opentelemetry::metrics::MeterProvider as _;
 use unamentis_agent::activity::Activity;
 use unamentis_agent::config::{self, ConfigError, Flags, Loaded, LogFormat};
 use unamentis_agent::families::agent::ExportCounters;
 use unamentis_agent::pipeline::Pipeline;
 use unamentis_agent::server::{self, point_json};
 use unamentis_agent::snapshot::{CycleSampler, Point, Sampler};
-use unamentis_agent::{doctor, instruments, telemetry};
+use unamentis_agent::{doctor, telemetry};
 
-/// How long after start the first export is forced: long enough for a CPU
+/// How long after start the first cycle runs: long enough for a CPU
 /// percentage over a meaningful window, well inside the 1 s budget.
 const FIRST_EXPORT_AFTER: Duration = Duration::from_millis(250);
 
@@ -375,71 +374,54 @@ async fn run_async(loaded: &Loaded) -> Result<(), String> {
         pipeline = pipeline.with_export_stats(counters.clone());
     }
     let srcs = pipeline.build();
-    let cycle =
-        CycleSampler::new(Sampler::new(srcs), instruments::reader_count()).with_compat(cfg.compat);
+    let cycle = CycleSampler::new(Sampler::new(srcs)).with_compat(cfg.compat);
+    let resource = resource_attributes(loaded);
     let state = server::ServerState {
         cycle: cycle.clone(),
         activity,
         token: cfg.server.token.clone(),
         push: cfg.activity.push,
-        resource: resource_attributes(loaded).into_iter().collect(),
+        resource: resource.iter().cloned().collect(),
     };
     server::spawn(&cfg.server.listen, std::sync::Arc::new(state)).await;
 
-    if !cfg.export.enabled {
+    let push = if cfg.export.enabled {
+        let exporter = telemetry::build_exporter(&cfg.export, counters)?;
+        tracing::info!(
+            endpoint = %cfg.export.effective_endpoint(),
+            protocol = ?cfg.export.protocol,
+            interval = %humantime::format_duration(cfg.interval.0),
+            "agent started"
+        );
+        Some(telemetry::Push::new(exporter, resource, cfg))
+    } else {
+        // Still sample every interval, for the idle clock and the local
+        // server.
         tracing::warn!(
             "export disabled (OTEL_SDK_DISABLED or export.enabled = false): nothing will be sent"
         );
-        // Still sample every interval, for the idle clock and the local
-        // server; off the runtime thread, which serves HTTP.
-        let (every, cycle) = (cfg.interval.0, cycle.clone());
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            loop {
-                tick.tick().await;
-                let c = cycle.clone();
-                let _ = tokio::task::spawn_blocking(move || c.sample_now()).await;
-            }
-        });
-        let sig = wait_for_signal().await?;
+        None
+    };
+    let exporting = push.is_some();
+    let schedule = telemetry::Schedule {
+        first: FIRST_EXPORT_AFTER,
+        every: cfg.interval.0,
+    };
+    let cycles = telemetry::Cycles::start(cycle, push, schedule)
+        .map_err(|e| format!("cannot start the cycle thread: {e}"))?;
+
+    let sig = wait_for_signal().await?;
+    if !exporting {
         tracing::info!("{sig}: exiting");
         return Ok(());
     }
-
-    let exporter = telemetry::build_exporter(&cfg.export, counters)?;
-    let resource = telemetry::resource(resource_attributes(loaded));
-    let provider = telemetry::meter_provider(exporter, cfg.interval.0, resource);
-    let meter = provider.meter(telemetry::AGENT_NAME);
-    let _instruments = instruments::register(&meter, &cycle, loaded.config.export.descriptions);
-    tracing::info!(
-        endpoint = %cfg.export.effective_endpoint(),
-        protocol = ?cfg.export.protocol,
-        interval = %humantime::format_duration(cfg.interval.0),
-        "agent started"
-    );
-
-    // The reader's first tick is one interval away; export once early so a
-    // dashboard sees the host within a second of start.
-    let early = provider.clone();
-    tokio::task::spawn_blocking(move || {
-        std::thread::sleep(FIRST_EXPORT_AFTER);
-        if let Err(e) = early.force_flush() {
-            tracing::debug!("early export: {e}");
-        }
-    });
-
-    let sig = wait_for_signal().await?;
     tracing::info!("{sig}: flushing the last data and shutting down");
-    // shutdown() blocks on the reader thread, whose export needs this
-    // runtime: run it off the runtime thread.
-    let result = tokio::task::spawn_blocking(move || provider.shutdown())
+    // The final delivery waits on the sender task, which needs this
+    // runtime: stop off the runtime thread. A loss is already logged.
+    tokio::task::spawn_blocking(move || cycles.stop())
         .await
-        .map_err(|e| format!("shutdown task: {e}"))?;
-    if let Err(e) = result {
-        // The exporter has said what was lost; the SDK's error only says
-        // "Failed to shutdown".
-        tracing::debug!("final export: {e}");
-    }
+        .map_err(|e| format!("shutdown task: {e}"))?
+        .ok();
     Ok(())
 }
 

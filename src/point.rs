@@ -5,7 +5,7 @@
 
 use crate::semconv::Metric;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum AttrValue {
     Str(String),
     Int(i64),

@@ -473,7 +473,7 @@ mod tests {
 
     /// A server whose snapshot answer carries `pad` bytes in the resource.
     async fn start(limits: Limits, pad: usize) -> SocketAddr {
-        let cycle = CycleSampler::new(Sampler::new(vec![]), 1);
+        let cycle = CycleSampler::new(Sampler::new(vec![]));
         cycle.sample_now();
         let state = ServerState {
             cycle,

@@ -1,15 +1,14 @@
 //! One sample of every source per collection cycle, and the mapping from
 //! that sample to metric points.
 //!
-//! The PeriodicReader's collect runs every instrument callback; the first
-//! callback of a cycle takes the sample and every later one reads it (see
-//! [`CycleSampler`]). No background thread polls between cycles.
+//! The cycle thread takes one sample an interval ([`CycleSampler`]); the
+//! export and the local server read its points. Nothing polls between
+//! cycles.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::config::CompatConfig;
-use crate::semconv::Metric;
 use crate::sources::{Source, SourceError};
 
 pub use crate::point::{AttrValue, Point};
@@ -121,17 +120,11 @@ impl SourceSlot {
 
 struct CycleState {
     sampler: Sampler,
-    generation: u64,
-    /// The generation each reader last read; a reader that already read
-    /// the current generation is the first of a new cycle.
-    seen: Vec<u64>,
-    points: Arc<Vec<Point>>,
     compat: CompatConfig,
 }
 
-/// Shares one sample per collection cycle between many readers (the
-/// instrument callbacks) without knowing their order: a reader that has
-/// already seen the current sample starts a new cycle.
+/// The agent's cycle: one sample of every source and its points, the
+/// latest kept for the local server.
 #[derive(Clone)]
 pub struct CycleSampler {
     state: Arc<Mutex<CycleState>>,
@@ -144,13 +137,10 @@ pub struct CycleSampler {
 type Latest = (Arc<Snapshot>, Arc<Vec<Point>>);
 
 impl CycleSampler {
-    pub fn new(sampler: Sampler, readers: usize) -> Self {
+    pub fn new(sampler: Sampler) -> Self {
         CycleSampler {
             state: Arc::new(Mutex::new(CycleState {
                 sampler,
-                generation: 0,
-                seen: vec![0; readers],
-                points: Arc::new(Vec::new()),
                 compat: CompatConfig::default(),
             })),
             latest: Arc::new(Mutex::new(None)),
@@ -166,36 +156,16 @@ impl CycleSampler {
         self
     }
 
-    /// Calls `f` with every point of `metric` in the current cycle's sample,
-    /// taking the sample first when `reader` starts a new cycle.
-    pub fn read(&self, reader: usize, metric: &'static Metric, mut f: impl FnMut(&Point)) {
-        // A panic in a callback must not stop every later cycle.
+    /// Runs one cycle: samples every source and maps the sample to points,
+    /// which become the latest.
+    pub fn sample_now(&self) -> Arc<Vec<Point>> {
+        // A panic in a source must not stop every later cycle.
         let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let st = &mut *st;
-        if st.generation == 0 || st.seen.get(reader) == Some(&st.generation) {
-            self.take(st);
-        }
-        if let Some(seen) = st.seen.get_mut(reader) {
-            *seen = st.generation;
-        }
-        for p in st.points.iter().filter(|p| std::ptr::eq(p.metric, metric)) {
-            f(p);
-        }
-    }
-
-    fn take(&self, st: &mut CycleState) {
         let snap = st.sampler.sample();
-        st.points = Arc::new(snap.points_with(st.compat));
+        let points = Arc::new(snap.points_with(st.compat));
         *self.latest.lock().unwrap_or_else(PoisonError::into_inner) =
-            Some((Arc::new(snap), st.points.clone()));
-        st.generation += 1;
-    }
-
-    /// Starts a new cycle without a reader: with export disabled there is
-    /// no PeriodicReader, and the local server still serves fresh samples.
-    pub fn sample_now(&self) {
-        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        self.take(&mut st);
+            Some((Arc::new(snap), points.clone()));
+        points
     }
 
     /// The most recent sample, if any cycle has run.
@@ -243,43 +213,27 @@ mod tests {
         }
     }
 
-    fn total_seen(c: &CycleSampler, reader: usize) -> f64 {
-        let mut v = f64::NAN;
-        c.read(reader, &semconv::MEMORY_TOTAL_MB, |p| v = p.value);
-        v
+    fn totals(points: &[Point]) -> Vec<f64> {
+        points
+            .iter()
+            .filter(|p| std::ptr::eq(p.metric, &semconv::MEMORY_TOTAL_MB))
+            .map(|p| p.value)
+            .collect()
     }
 
     #[test]
-    fn one_sample_per_cycle_whatever_the_reader_order() {
+    fn one_sample_per_cycle_and_latest_points_are_the_cycles() {
         let n = Arc::new(AtomicU32::new(0));
-        let c = CycleSampler::new(Sampler::new(vec![Box::new(Counting(n.clone(), None))]), 3);
-        // Cycle 1 in order 0,1,2; cycle 2 in order 2,0,1; cycle 3 in order 1,2,0.
-        for (cycle, order) in [[0, 1, 2], [2, 0, 1], [1, 2, 0]].iter().enumerate() {
-            for &r in order {
-                assert_eq!(total_seen(&c, r), (cycle + 1) as f64);
-            }
+        let c = CycleSampler::new(Sampler::new(vec![Box::new(Counting(n.clone(), None))]));
+        assert!(c.latest_points().is_none());
+        assert!(c.latest().is_none());
+        for cycle in 1..=3 {
+            let points = c.sample_now();
+            assert_eq!(totals(&points), [f64::from(cycle)]);
+            assert!(Arc::ptr_eq(&points, &c.latest_points().unwrap()));
+            assert_eq!(totals(&c.latest().unwrap().points()), [f64::from(cycle)]);
         }
         assert_eq!(n.load(Ordering::SeqCst), 3);
-    }
-
-    #[test]
-    fn latest_points_are_the_ones_the_readers_got() {
-        let n = Arc::new(AtomicU32::new(0));
-        let c = CycleSampler::new(Sampler::new(vec![Box::new(Counting(n, None))]), 1);
-        assert!(c.latest_points().is_none());
-        for cycle in 1..=2 {
-            let mut read = Vec::new();
-            c.read(0, &semconv::MEMORY_TOTAL_MB, |p| read.push(p.value));
-            let latest: Vec<f64> = c
-                .latest_points()
-                .unwrap()
-                .iter()
-                .filter(|p| std::ptr::eq(p.metric, &semconv::MEMORY_TOTAL_MB))
-                .map(|p| p.value)
-                .collect();
-            assert_eq!(read, vec![f64::from(cycle)]);
-            assert_eq!(latest, read, "cycle {cycle}");
-        }
     }
 
     #[test]

@@ -1,17 +1,18 @@
-//! The OpenTelemetry pipeline: resource, OTLP exporter (gRPC or
-//! HTTP/protobuf) and the meter provider with its periodic reader. Knows
-//! nothing of `/proc`: host facts arrive as a [`HostIdentity`].
+//! The agent's run: the resource, the OTLP exporter (gRPC or
+//! HTTP/protobuf) and the cycle thread that samples every interval and
+//! queues each cycle's request. Knows nothing of `/proc`: host facts
+//! arrive as a [`HostIdentity`], points from the [`CycleSampler`].
 
-use std::time::Duration;
-
-use opentelemetry::KeyValue;
-use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::metrics::{Instrument, PeriodicReader, SdkMeterProvider, Stream};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{Config, ExportConfig};
 use crate::counters::ExportCounters;
+use crate::export::otlp::Encoder;
 use crate::export::{Client, QueueSettings, QueueingExporter};
 use crate::host::HostIdentity;
+use crate::snapshot::CycleSampler;
 
 pub const AGENT_NAME: &str = "unamentis-agent";
 
@@ -62,14 +63,6 @@ fn os_type() -> &'static str {
     }
 }
 
-pub fn resource(attrs: Vec<(String, String)>) -> Resource {
-    // builder_empty: the SDK's own env detector would re-read variables the
-    // config layer already applied, with a different precedence.
-    Resource::builder_empty()
-        .with_attributes(attrs.into_iter().map(|(k, v)| KeyValue::new(k, v)))
-        .build()
-}
-
 /// Builds the OTLP exporter: the agent's own client behind the bounded
 /// replay queue (`crate::export`). Must run inside a tokio runtime, which
 /// must then be driven for exports to go out.
@@ -90,58 +83,171 @@ pub fn build_exporter(
     ))
 }
 
-pub fn meter_provider(
-    exporter: QueueingExporter,
-    interval: Duration,
-    resource: Resource,
-) -> SdkMeterProvider {
-    let reader = PeriodicReader::builder(exporter)
-        .with_interval(interval)
-        .build();
-    SdkMeterProvider::builder()
-        .with_resource(resource)
-        .with_reader(reader)
-        .with_view(one_series_view)
-        .build()
+/// Where each cycle's points go: encoded, into the export queue.
+pub struct Push {
+    pub exporter: QueueingExporter,
+    pub encoder: Encoder,
 }
 
-/// The cardinality limit of a registry metric whose points carry no
-/// attribute: it has one series. None for the others, which keep the
-/// SDK's default (2000).
-///
-/// Why: the SDK gives every instrument a map of series sized for its limit
-/// when the instrument is made (4096 buckets at the default), and the
-/// pages it writes stay resident, about 12 KiB an instrument; a point
-/// without attributes never enters the map.
-fn one_series_limit(name: &str) -> Option<usize> {
-    crate::semconv::ALL
-        .iter()
-        .find(|m| m.name == name)
-        .filter(|m| m.attributes.is_empty())
-        .map(|_| 1)
+impl Push {
+    /// The exporter with an encoder for this run's resource, started now.
+    pub fn new(exporter: QueueingExporter, resource: Vec<(String, String)>, cfg: &Config) -> Self {
+        Push {
+            exporter,
+            encoder: Encoder::new(
+                resource,
+                AGENT_NAME,
+                cfg.export.descriptions,
+                SystemTime::now(),
+            ),
+        }
+    }
+
+    /// Samples one cycle and queues its request.
+    fn cycle(&self, cycle: &CycleSampler) {
+        let points = cycle.sample_now();
+        let encoded = self.encoder.encode(&points, SystemTime::now());
+        tracing::trace!(bytes = encoded.len(), "batch queued");
+        self.exporter.enqueue(encoded);
+    }
 }
 
-fn one_series_view(i: &Instrument) -> Option<Stream> {
-    let limit = one_series_limit(i.name())?;
-    Stream::builder().with_cardinality_limit(limit).build().ok()
+/// When the cycles run: the first `first` after start (a dashboard sees
+/// the host within a second), then on every multiple of `every` since
+/// start. A cycle that overruns skips the ticks it missed instead of
+/// running them back to back.
+#[derive(Debug, Clone, Copy)]
+pub struct Schedule {
+    pub first: Duration,
+    pub every: Duration,
+}
+
+impl Schedule {
+    /// The first tick after `now` of a schedule that began at `start`.
+    fn next(&self, start: Instant, now: Instant) -> Instant {
+        let first = start + self.first;
+        if now < first {
+            return first;
+        }
+        let every = self.every.max(Duration::from_millis(1));
+        let ticks = now.duration_since(start).as_nanos() / every.as_nanos() + 1;
+        start + every * u32::try_from(ticks).unwrap_or(u32::MAX)
+    }
+}
+
+#[derive(Default)]
+struct Stop {
+    stopped: Mutex<bool>,
+    wake: Condvar,
+}
+
+impl Stop {
+    /// Sleeps until `deadline` or a stop; true when stopped.
+    fn wait_until(&self, deadline: Instant) -> bool {
+        let mut stopped = self.stopped.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if *stopped {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            stopped = self
+                .wake
+                .wait_timeout(stopped, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+}
+
+/// The cycle thread: samples on the [`Schedule`] and, with a [`Push`],
+/// queues every cycle's request. Its own thread, off the runtime, so a
+/// slow source never holds up the local server or a delivery.
+pub struct Cycles {
+    stop: Arc<Stop>,
+    thread: Option<JoinHandle<Option<Push>>>,
+}
+
+impl Cycles {
+    pub fn start(
+        cycle: CycleSampler,
+        push: Option<Push>,
+        schedule: Schedule,
+    ) -> std::io::Result<Cycles> {
+        let stop = Arc::new(Stop::default());
+        let thread = {
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("cycle".into())
+                .spawn(move || {
+                    let start = Instant::now();
+                    while !stop.wait_until(schedule.next(start, Instant::now())) {
+                        match &push {
+                            Some(p) => p.cycle(&cycle),
+                            None => {
+                                cycle.sample_now();
+                            }
+                        }
+                    }
+                    // The last data: one more cycle, as the export ends.
+                    if let Some(p) = &push {
+                        p.cycle(&cycle);
+                    }
+                    push
+                })?
+        };
+        Ok(Cycles {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops the cycles, takes a last one when pushing, and delivers what
+    /// is queued (at most [`crate::export::SHUTDOWN_WAIT_MAX`]). Blocks:
+    /// call it off the runtime that drives the exporter. Err: how many
+    /// batches were lost (the exporter has logged why).
+    pub fn stop(mut self) -> Result<(), usize> {
+        *self
+            .stop
+            .stopped
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = true;
+        self.stop.wake.notify_all();
+        let push = self.thread.take().and_then(|t| t.join().ok()).flatten();
+        match push {
+            Some(p) => p.exporter.shutdown(),
+            None => Ok(()),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Only metrics the registry gives no attribute get the one-series
-    /// limit: a metric with attributes keeps the default, or its series
-    /// past the first would be folded into an overflow series.
     #[test]
-    fn one_series_limit_only_for_metrics_without_attributes() {
-        let mut limited = 0;
-        for m in crate::semconv::ALL {
-            let limit = one_series_limit(m.name);
-            assert_eq!(limit.is_some(), m.attributes.is_empty(), "{}", m.name);
-            limited += usize::from(limit.is_some());
-        }
-        assert!(limited > 0);
-        assert_eq!(one_series_limit("not.a.registry.metric"), None);
+    fn schedule_first_early_then_on_multiples_of_the_interval() {
+        let s = Schedule {
+            first: Duration::from_millis(250),
+            every: Duration::from_secs(5),
+        };
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        assert_eq!(s.next(t0, t0), at(250));
+        assert_eq!(s.next(t0, at(249)), at(250));
+        assert_eq!(s.next(t0, at(250)), at(5000));
+        assert_eq!(s.next(t0, at(4999)), at(5000));
+        assert_eq!(s.next(t0, at(5000)), at(10_000));
+        // An overrun skips the missed ticks.
+        assert_eq!(s.next(t0, at(17_300)), at(20_000));
+        // An interval shorter than the first delay.
+        let fast = Schedule {
+            first: Duration::from_millis(250),
+            every: Duration::from_millis(100),
+        };
+        assert_eq!(fast.next(t0, t0), at(250));
+        assert_eq!(fast.next(t0, at(250)), at(300));
     }
 }

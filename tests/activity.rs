@@ -93,10 +93,10 @@ async fn start_server(push: bool) -> (SocketAddr, CycleSampler, Activity) {
     let cfg = config(60.0);
     let clock = ManualClock::default();
     let activity = Activity::with_clock(&cfg, Arc::new(clock));
-    let cycle = CycleSampler::new(
-        Sampler::new(vec![Box::new(IdleSource::new(activity.clone(), None))]),
-        1,
-    );
+    let cycle = CycleSampler::new(Sampler::new(vec![Box::new(IdleSource::new(
+        activity.clone(),
+        None,
+    ))]));
     let state = ServerState {
         cycle: cycle.clone(),
         activity: activity.clone(),
@@ -119,7 +119,7 @@ async fn push_endpoint_over_real_http() {
     assert_eq!(r.status, 200);
     let r = request(addr, "GET", "/readyz", &[], b"").await;
     assert_eq!(r.status, 503, "not ready before the first sample");
-    cycle.read(0, &semconv::IDLE_STATE, |_| {});
+    cycle.sample_now();
     let r = request(addr, "GET", "/readyz", &[], b"").await;
     assert_eq!(r.status, 200);
 

@@ -128,6 +128,26 @@ async fn first_export_is_early_complete_and_sigterm_flushes_the_last() {
     );
     assert_eq!(got.len(), 2, "exactly the early and the final export");
     assert!(find_value(&got[1], "unamentis.server.memory.total_mb", None).is_some());
+
+    // Cumulative from one start: every point of both exports carries the
+    // same start time, before its own collection time, and the final
+    // export was collected after the first.
+    let times = |r: &support::otlp_receiver::Received| -> Vec<(u64, u64)> {
+        metrics(r)
+            .into_iter()
+            .flat_map(points)
+            .map(|p| (p.start_time_unix_nano, p.time_unix_nano))
+            .collect()
+    };
+    let (first_times, last_times) = (times(&got[0]), times(&got[1]));
+    let start = first_times[0].0;
+    assert!(start > 0);
+    for (s, t) in first_times.iter().chain(&last_times) {
+        assert_eq!(*s, start, "one start time for every point");
+        assert!(*t > start, "collected after the start: {t} vs {start}");
+    }
+    let first_at = first_times.iter().map(|p| p.1).max().unwrap();
+    assert!(last_times.iter().all(|p| p.1 > first_at));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,66 +10,73 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use opentelemetry::metrics::MeterProvider as _;
-use opentelemetry_sdk::metrics::SdkMeterProvider;
 use support::agent::Agent;
 use support::otlp_receiver::{Behaviour, Received, Receiver, metrics, points, value};
 use support::tcp::free_port;
 use tonic::Code;
 use unamentis_agent::config::{ExportConfig, Protocol};
 use unamentis_agent::export::QueueingExporter;
+use unamentis_agent::export::otlp::Encoder;
 use unamentis_agent::families::agent::ExportCounters;
-use unamentis_agent::semconv;
+use unamentis_agent::semconv::{self, Instrument, Metric, ValueType};
+use unamentis_agent::snapshot::Point;
 use unamentis_agent::telemetry;
 
 /// Guards against hangs only; nothing asserts on elapsed time.
 const LIMIT: Duration = Duration::from_secs(30);
 
-/// The library pipeline: the agent's exporter behind a PeriodicReader
-/// whose timer never fires (1 h); each `cycle()` is one collection whose
-/// `cycle` gauge reads 1, 2, 3...
+/// A gauge whose value is the cycle number.
+static CYCLE: Metric = Metric {
+    name: "cycle",
+    instrument: Instrument::Gauge,
+    unit: "1",
+    value_type: ValueType::Int,
+    brief: "",
+    attributes: &[],
+};
+
+/// The library pipeline: the agent's exporter and encoder, without the
+/// cycle thread; each `cycle()` is one collection whose `cycle` gauge
+/// reads 1, 2, 3...
 struct Pipeline {
     exporter: QueueingExporter,
-    provider: SdkMeterProvider,
+    encoder: Encoder,
     counters: ExportCounters,
-    _gauge: opentelemetry::metrics::ObservableGauge<u64>,
+    n: AtomicU64,
 }
 
 impl Pipeline {
     fn new(cfg: &ExportConfig) -> Pipeline {
         let counters = ExportCounters::default();
         let exporter = telemetry::build_exporter(cfg, counters.clone()).unwrap();
-        let provider = telemetry::meter_provider(
-            exporter.clone(),
-            Duration::from_secs(3600),
-            telemetry::resource(vec![("service.name".into(), "outage-test".into())]),
+        let encoder = Encoder::new(
+            [("service.name".to_owned(), "outage-test".to_owned())],
+            "test",
+            false,
+            SystemTime::now(),
         );
-        let n = Arc::new(AtomicU64::new(0));
-        let gauge = provider
-            .meter("test")
-            .u64_observable_gauge("cycle")
-            .with_callback(move |o| o.observe(n.fetch_add(1, Ordering::SeqCst) + 1, &[]))
-            .build();
         Pipeline {
             exporter,
-            provider,
+            encoder,
             counters,
-            _gauge: gauge,
+            n: AtomicU64::new(0),
         }
     }
 
     /// One collection; its batch is queued (the call does not wait for
     /// the collector).
     async fn cycle(&self) {
-        let p = self.provider.clone();
-        tokio::task::spawn_blocking(move || p.force_flush())
-            .await
-            .unwrap()
-            .unwrap();
+        let n = self.n.fetch_add(1, Ordering::SeqCst) + 1;
+        let points = [Point {
+            metric: &CYCLE,
+            attrs: Vec::new(),
+            value: n as f64,
+        }];
+        self.exporter
+            .enqueue(self.encoder.encode(&points, SystemTime::now()));
     }
 
     /// Waits until a delivery attempt after now is over.

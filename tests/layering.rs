@@ -42,10 +42,10 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("pipeline", &["pipeline"]),
     // The mapping of a snapshot to points, the sampler, the cycle.
     ("snapshot", &["snapshot"]),
-    // What consumes points or the sampler: instruments, the text format,
-    // the exporter, `doctor`.
-    ("output", &["instruments", "prometheus", "export", "doctor"]),
-    // Wiring: the OpenTelemetry pipeline and the local server.
+    // What consumes points or the sampler: the text format, the OTLP
+    // encoder and exporter, `doctor`.
+    ("output", &["prometheus", "export", "doctor"]),
+    // Wiring: the cycle thread with its export, and the local server.
     ("wiring", &["telemetry", "server"]),
     // The binary.
     ("cli", &["main"]),

@@ -1,28 +1,22 @@
 //! OTLP export with a bounded replay queue.
 //!
-//! The SDK's exporters drop every batch whose export fails. Here the
-//! PeriodicReader's `export` only converts the collected metrics into an
-//! encoded `ExportMetricsServiceRequest` and queues it; a sender task on
-//! the agent's runtime delivers the queue oldest first. While the collector
-//! is down, slow or refusing, batches wait (capped in bytes and age, the
-//! oldest dropped and counted beyond that) and one probe request per
-//! interval tests whether it is back; once it answers, the backlog goes out
-//! at once, with the timestamps of the cycles that collected it. The reader
-//! thread, which runs the collection callbacks, never waits on the network,
-//! so sampling stays on time whatever the collector does.
+//! Each cycle's points are encoded into an `ExportMetricsServiceRequest`
+//! ([`otlp::Encoder`]) and queued as bytes; a sender task on the agent's
+//! runtime delivers the queue oldest first. While the collector is down,
+//! slow or refusing, batches wait (capped in bytes and age, the oldest
+//! dropped and counted beyond that) and one probe request per interval
+//! tests whether it is back; once it answers, the backlog goes out at
+//! once, with the timestamps of the cycles that collected it. The cycle
+//! thread, which samples and encodes, never waits on the network, so
+//! sampling stays on time whatever the collector does.
 
 pub mod client;
+pub mod otlp;
 pub mod queue;
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
-use opentelemetry_sdk::metrics::Temporality;
-use opentelemetry_sdk::metrics::data::ResourceMetrics;
-use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
-use prost::Message;
 use tokio::sync::Notify;
 
 pub use client::{Client, Failure};
@@ -35,9 +29,10 @@ use crate::counters::ExportCounters;
 const REQUEST_MAX_BYTES: usize = 1024 * 1024;
 /// During an outage, at most one warning a minute.
 const REPEAT_WARNING_EVERY: Duration = Duration::from_secs(60);
-/// The SDK waits 5 s for the whole shutdown; the final delivery must
-/// finish (or give up) within that.
-const SHUTDOWN_WAIT_MAX: Duration = Duration::from_millis(4500);
+/// The final delivery at shutdown finishes (or gives up) within this,
+/// whatever the delivery timeout: a service manager or a stopping pod
+/// gives the agent a few seconds before it kills it.
+pub const SHUTDOWN_WAIT_MAX: Duration = Duration::from_millis(4500);
 
 pub struct QueueSettings {
     pub max_bytes: usize,
@@ -107,12 +102,10 @@ impl Shared {
     }
 }
 
-/// The `PushMetricExporter` the PeriodicReader drives; clones share the
-/// queue.
+/// The exporter the cycle thread queues into; clones share the queue.
 #[derive(Clone)]
 pub struct QueueingExporter {
     shared: Arc<Shared>,
-    timeout: Duration,
 }
 
 impl QueueingExporter {
@@ -137,10 +130,7 @@ impl QueueingExporter {
             stats,
         });
         tokio::spawn(sender(shared.clone(), client, endpoint, settings.timeout));
-        QueueingExporter {
-            shared,
-            timeout: settings.timeout,
-        }
+        QueueingExporter { shared }
     }
 
     /// Batches and bytes waiting for the collector.
@@ -149,8 +139,8 @@ impl QueueingExporter {
         (st.queue.len(), st.queue.bytes())
     }
 
-    /// Queues one encoded request and wakes the sender (what `export`
-    /// does after converting; public so tests can queue their own).
+    /// Queues one encoded request (one cycle's batch) and wakes the
+    /// sender.
     pub fn enqueue(&self, encoded: Vec<u8>) {
         let dropped = self.shared.lock().queue.push(encoded, Instant::now());
         self.shared.count_dropped(dropped);
@@ -163,34 +153,13 @@ impl QueueingExporter {
         let round = self.shared.request_round();
         self.shared.wait_round(round, limit)
     }
-}
 
-impl PushMetricExporter for QueueingExporter {
-    async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
-        // Protobuf encoding of the cycle, kept as bytes: ResourceMetrics
-        // cannot be cloned, and bytes are what the cap is about.
-        let encoded = ExportMetricsServiceRequest::from(metrics).encode_to_vec();
-        tracing::trace!(bytes = encoded.len(), "batch queued");
-        self.enqueue(encoded);
-        Ok(())
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        if self.flush(self.timeout) {
-            Ok(())
-        } else {
-            Err(OTelSdkError::InternalFailure(
-                "batches still queued after a delivery attempt".into(),
-            ))
-        }
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+    /// The final delivery: tries to send everything queued, waiting at
+    /// most [`SHUTDOWN_WAIT_MAX`]. When batches are left, logs what was
+    /// lost and why, and returns how many.
+    pub fn shutdown(&self) -> Result<(), usize> {
         let round = self.shared.request_round();
-        if self
-            .shared
-            .wait_round(round, timeout.min(SHUTDOWN_WAIT_MAX))
-        {
+        if self.shared.wait_round(round, SHUTDOWN_WAIT_MAX) {
             return Ok(());
         }
         let (batches, bytes, end) = {
@@ -205,15 +174,7 @@ impl PushMetricExporter for QueueingExporter {
             (st.queue.len(), st.queue.bytes(), end)
         };
         tracing::warn!(batches, bytes, "{}", shutdown_loss(&end));
-        Err(OTelSdkError::InternalFailure(format!(
-            "{batches} batches not delivered"
-        )))
-    }
-
-    fn temporality(&self) -> Temporality {
-        // Cumulative: a counter is continuous across an outage, and one
-        // lost batch loses no total.
-        Temporality::Cumulative
+        Err(batches)
     }
 }
 
