@@ -393,7 +393,11 @@ async fn run_async(loaded: &Loaded) -> Result<(), String> {
             interval = %humantime::format_duration(cfg.interval.0),
             "agent started"
         );
-        Some(telemetry::Push::new(exporter, resource, cfg))
+        Some(telemetry::Push::new(
+            exporter,
+            resource,
+            cfg.export.descriptions,
+        ))
     } else {
         // Still sample every interval, for the idle clock and the local
         // server.

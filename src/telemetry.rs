@@ -91,15 +91,16 @@ pub struct Push {
 
 impl Push {
     /// The exporter with an encoder for this run's resource, started now.
-    pub fn new(exporter: QueueingExporter, resource: Vec<(String, String)>, cfg: &Config) -> Self {
+    /// `descriptions`: send each metric's registry brief
+    /// (`export.descriptions`).
+    pub fn new(
+        exporter: QueueingExporter,
+        resource: Vec<(String, String)>,
+        descriptions: bool,
+    ) -> Self {
         Push {
             exporter,
-            encoder: Encoder::new(
-                resource,
-                AGENT_NAME,
-                cfg.export.descriptions,
-                SystemTime::now(),
-            ),
+            encoder: Encoder::new(resource, AGENT_NAME, descriptions, SystemTime::now()),
         }
     }
 

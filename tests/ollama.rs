@@ -8,7 +8,9 @@ use std::time::Duration;
 use support::fake_ollama::{Answer, FakeOllama, ps_body};
 use unamentis_agent::config::{Config, Dur, OllamaConfig};
 use unamentis_agent::families::memory::MemoryStats;
-use unamentis_agent::families::models::{LoadedModel, OllamaSource, OllamaStats};
+use unamentis_agent::families::models::{
+    LoadedModel, OllamaSource, OllamaStats, RETRY_WHILE_REFUSED,
+};
 use unamentis_agent::host::HostPaths;
 use unamentis_agent::pipeline;
 use unamentis_agent::snapshot::{Sampler, Snapshot};
@@ -117,6 +119,54 @@ fn slow_ollama_times_out() {
     };
     assert!(why.contains("no complete answer"), "{why}");
     assert!(snap.get::<OllamaStats>().is_none());
+}
+
+/// A refused connection (nothing listens) is not retried every cycle, but
+/// after `RETRY_WHILE_REFUSED`; an Ollama that started meanwhile is seen
+/// then. Times are given, not waited for.
+#[test]
+fn refused_is_retried_after_a_while_not_every_cycle() {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut src = source(&format!("http://{addr}"), Duration::from_secs(2));
+    let t0 = std::time::Instant::now();
+    let mut snap = Snapshot::default();
+    let first = src.sample_at(&mut snap, t0);
+    let Err(SourceError::Unavailable(why)) = &first else {
+        panic!("{first:?}")
+    };
+    assert!(why.contains("refused"), "{why}");
+
+    let fake = FakeOllama::start_on(addr, Answer::Json(two_models()));
+    let just_before = t0 + RETRY_WHILE_REFUSED - Duration::from_millis(1);
+    assert_eq!(
+        src.sample_at(&mut snap, just_before),
+        first,
+        "the same answer"
+    );
+    assert!(fake.heads().is_empty(), "no request before the retry time");
+    assert!(snap.get::<OllamaStats>().is_none());
+
+    src.sample_at(&mut snap, t0 + RETRY_WHILE_REFUSED).unwrap();
+    assert_eq!(fake.heads().len(), 1);
+    expect_two(snap.take::<OllamaStats>());
+}
+
+/// An Ollama that is there but does not answer in time is asked again
+/// every cycle: only a refused connection backs off.
+#[test]
+fn a_slow_ollama_is_asked_every_cycle() {
+    let fake = FakeOllama::start(Answer::Silent(Duration::from_secs(10)));
+    let mut src = source(&fake.url(), Duration::from_millis(100));
+    let t0 = std::time::Instant::now();
+    for i in 0..2 {
+        let mut snap = Snapshot::default();
+        let at = t0 + Duration::from_millis(i);
+        assert!(src.sample_at(&mut snap, at).is_err());
+    }
+    assert_eq!(fake.heads().len(), 2);
 }
 
 #[test]

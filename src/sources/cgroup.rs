@@ -16,7 +16,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use super::seq_file::unescape;
-use crate::host::HostPaths;
+use crate::host::{HostPaths, read_file};
 pub use crate::patterns::{check_cgroup_pattern, check_unit};
 
 /// Cgroups one service may match (a glob like `*.scope`), cgroups below
@@ -341,7 +341,7 @@ pub fn procs_recursive(dir: &Path) -> Option<(BTreeSet<u32>, usize)> {
     let mut first = true;
     while let Some(d) = stack.pop() {
         seen += 1;
-        match std::fs::read_to_string(d.join("cgroup.procs")) {
+        match read_file(&d.join("cgroup.procs")) {
             Ok(t) => {
                 for p in parse_procs(&t) {
                     if p == 0 {
@@ -441,7 +441,7 @@ fn read_cgroup(h: &Hierarchies, found_in: &Hierarchy, rel: &str) -> Option<Readi
         };
         let Some(hier) = hier else { continue };
         let dir = hier.dir.join(rel);
-        let Ok(text) = std::fs::read_to_string(dir.join(file)) else {
+        let Ok(text) = read_file(&dir.join(file)) else {
             continue;
         };
         let ns = match from {
@@ -458,12 +458,12 @@ fn read_cgroup(h: &Hierarchies, found_in: &Hierarchy, rel: &str) -> Option<Readi
         }
     }
     let v2 = h.v2.as_ref().and_then(|v| {
-        let t = std::fs::read_to_string(v.dir.join(rel).join("memory.stat")).ok()?;
+        let t = read_file(&v.dir.join(rel).join("memory.stat")).ok()?;
         Some((parse_memory_v2(&t)?, V2_MEMORY_FORMULA))
     });
     r.memory = v2.or_else(|| {
         let m = h.memory.as_ref()?;
-        let t = std::fs::read_to_string(m.dir.join(rel).join("memory.stat")).ok()?;
+        let t = read_file(&m.dir.join(rel).join("memory.stat")).ok()?;
         Some((parse_memory_v1(&t)?, V1_MEMORY_FORMULA))
     });
     Some(r)

@@ -26,15 +26,45 @@ pub struct Response {
 pub static CONNECTS: AtomicU64 = AtomicU64::new(0);
 pub static LOOPBACK_CONNECTED: AtomicU64 = AtomicU64::new(0);
 
+/// Why a GET failed. `refused`: every address refused the connection,
+/// so nothing listens there (the server is not running), as opposed to a
+/// server that is there but slow or answering badly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GetError {
+    pub refused: bool,
+    pub message: String,
+}
+
+impl std::fmt::Display for GetError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<String> for GetError {
+    fn from(message: String) -> Self {
+        GetError {
+            refused: false,
+            message,
+        }
+    }
+}
+
 /// GETs `base + path`; the whole exchange (resolve aside, connect, send,
 /// receive) ends within `timeout`.
-pub fn get(url: &HttpUrl, path: &str, timeout: Duration) -> Result<Response, String> {
+pub fn get(url: &HttpUrl, path: &str, timeout: Duration) -> Result<Response, GetError> {
     let deadline = Instant::now() + timeout;
+    let stream = connect(url, deadline)?;
+    Ok(exchange(stream, url, path, deadline, timeout)?)
+}
+
+fn connect(url: &HttpUrl, deadline: Instant) -> Result<TcpStream, GetError> {
     let addrs: Vec<SocketAddr> = (url.host.as_str(), url.port)
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve {}: {e}", url.host))?
         .collect();
     let mut last_err = format!("{} resolves to no address", url.host);
+    let mut refused = !addrs.is_empty();
     let mut stream = None;
     for addr in addrs {
         let left = remaining(deadline)?;
@@ -47,10 +77,25 @@ pub fn get(url: &HttpUrl, path: &str, timeout: Duration) -> Result<Response, Str
                 stream = Some(s);
                 break;
             }
-            Err(e) => last_err = format!("connect {addr}: {e}"),
+            Err(e) => {
+                refused &= e.kind() == std::io::ErrorKind::ConnectionRefused;
+                last_err = format!("connect {addr}: {e}");
+            }
         }
     }
-    let mut stream = stream.ok_or(last_err)?;
+    stream.ok_or(GetError {
+        refused,
+        message: last_err,
+    })
+}
+
+fn exchange(
+    mut stream: TcpStream,
+    url: &HttpUrl,
+    path: &str,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<Response, String> {
     let request = format!(
         "GET {}{path} HTTP/1.1\r\nHost: {}\r\nAccept: application/json\r\nConnection: close\r\nUser-Agent: unamentis-agent/{}\r\n\r\n",
         url.base,

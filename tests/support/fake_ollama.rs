@@ -30,7 +30,12 @@ pub struct FakeOllama {
 
 impl FakeOllama {
     pub fn start(answer: Answer) -> FakeOllama {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::start_on("127.0.0.1:0".parse().unwrap(), answer)
+    }
+
+    /// On a given address (a port a client was refused on before).
+    pub fn start_on(addr: SocketAddr, answer: Answer) -> FakeOllama {
+        let listener = TcpListener::bind(addr).unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let heads = Arc::new(Mutex::new(Vec::new()));

@@ -4,7 +4,7 @@
 //! are ignored. Ollama down, slow or answering garbage makes this source
 //! unavailable and touches nothing else.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
@@ -118,9 +118,18 @@ pub fn build(cfg: &OllamaConfig) -> Option<super::Builder> {
         .then(|| super::one(move |_| Box::new(OllamaSource::new(&cfg))))
 }
 
+/// While nothing listens at `ollama.url` (connection refused: Ollama is
+/// not running), it is asked again at most this often instead of every
+/// cycle: the name lookup and the refused connect were most of this
+/// source's cost on a host without Ollama. A slow or failing Ollama is
+/// still asked every cycle.
+pub const RETRY_WHILE_REFUSED: Duration = Duration::from_secs(30);
+
 pub struct OllamaSource {
     url: Result<HttpUrl, String>,
     timeout: Duration,
+    /// When the last refused attempt was made, and what it said.
+    refused: Option<(Instant, SourceError)>,
 }
 
 impl OllamaSource {
@@ -128,7 +137,37 @@ impl OllamaSource {
         OllamaSource {
             url: HttpUrl::parse(&cfg.url),
             timeout: cfg.timeout.0,
+            refused: None,
         }
+    }
+
+    /// `sample` at a given time.
+    pub fn sample_at(&mut self, snap: &mut Snapshot, now: Instant) -> Result<(), SourceError> {
+        let url = self
+            .url
+            .as_ref()
+            .map_err(|e| SourceError::Unavailable(e.clone()))?;
+        if let Some((at, err)) = &self.refused
+            && now.saturating_duration_since(*at) < RETRY_WHILE_REFUSED
+        {
+            return Err(err.clone());
+        }
+        let down = |why: &dyn std::fmt::Display| {
+            SourceError::Unavailable(format!("{}: {why}", url.authority))
+        };
+        self.refused = None;
+        let resp = http_get::get(url, "/api/ps", self.timeout).map_err(|e| {
+            let err = down(&e);
+            if e.refused {
+                self.refused = Some((now, err.clone()));
+            }
+            err
+        })?;
+        if resp.status != 200 {
+            return Err(down(&format_args!("/api/ps answered HTTP {}", resp.status)));
+        }
+        snap.put(parse_ps(&resp.body).map_err(|e| down(&e))?);
+        Ok(())
     }
 }
 
@@ -138,17 +177,7 @@ impl Source for OllamaSource {
     }
 
     fn sample(&mut self, snap: &mut Snapshot) -> Result<(), SourceError> {
-        let url = self
-            .url
-            .as_ref()
-            .map_err(|e| SourceError::Unavailable(e.clone()))?;
-        let down = |why: String| SourceError::Unavailable(format!("{}: {why}", url.authority));
-        let resp = http_get::get(url, "/api/ps", self.timeout).map_err(down)?;
-        if resp.status != 200 {
-            return Err(down(format!("/api/ps answered HTTP {}", resp.status)));
-        }
-        snap.put(parse_ps(&resp.body).map_err(down)?);
-        Ok(())
+        self.sample_at(snap, Instant::now())
     }
 }
 
