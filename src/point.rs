@@ -5,7 +5,7 @@
 
 use crate::semconv::Metric;
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum AttrValue {
     Str(String),
     Int(i64),

@@ -21,7 +21,7 @@
 //! The format: opentelemetry-proto's `metrics.proto`,
 //! <https://opentelemetry.io/docs/specs/otel/metrics/data-model/>.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -135,47 +135,80 @@ impl Encoder {
 /// The points by metric, metrics in the order the points first name them.
 fn group(points: &[Point]) -> Vec<(&'static Metric, Vec<&Point>)> {
     let mut out: Vec<(&'static Metric, Vec<&Point>)> = Vec::new();
-    // Keyed by address: a metric is one static of the registry.
-    let mut index: HashMap<*const Metric, usize> = HashMap::new();
     for p in points {
-        let i = *index.entry(p.metric as *const Metric).or_insert_with(|| {
-            out.push((p.metric, Vec::new()));
-            out.len() - 1
-        });
+        // A family writes a metric's points together, so the metric is
+        // most often the last one seen; a metric is one static of the
+        // registry, compared by address.
+        let i = match out.iter().rposition(|(m, _)| std::ptr::eq(*m, p.metric)) {
+            Some(i) => i,
+            None => {
+                out.push((p.metric, Vec::new()));
+                out.len() - 1
+            }
+        };
         out[i].1.push(p);
     }
     out
 }
 
-/// One metric's series: its points' attribute sets, sorted by key, each
-/// with the last value given for it, in first-seen order.
+/// A point's attributes sorted by key, a key's last value kept (as the
+/// SDK would).
+type AttrSet<'a> = Vec<(&'static str, &'a AttrValue)>;
+
+fn attr_set(p: &Point) -> AttrSet<'_> {
+    let mut attrs: AttrSet<'_> = p.attrs.iter().map(|(k, v)| (*k, v)).collect();
+    // Stable sort, then the last of a run of one key.
+    attrs.sort_by_key(|(k, _)| *k);
+    attrs.reverse();
+    attrs.dedup_by_key(|(k, _)| *k);
+    attrs.reverse();
+    attrs
+}
+
+/// One metric's series: its points' attribute sets, each with the last
+/// value given for it, in first-seen order.
 fn series(points: &[&Point]) -> Vec<(Vec<KeyValue>, f64)> {
-    let mut out: Vec<(Vec<KeyValue>, f64)> = Vec::with_capacity(points.len());
-    let mut index: HashMap<Vec<(&str, &AttrValue)>, usize> = HashMap::new();
-    for p in points {
-        let mut attrs: Vec<(&str, &AttrValue)> = p.attrs.iter().map(|(k, v)| (*k, v)).collect();
-        // Stable sort, then keep a key's last value: a later attribute of
-        // the same key wins, as it would in the SDK.
-        attrs.sort_by_key(|(k, _)| *k);
-        attrs.reverse();
-        attrs.dedup_by_key(|(k, _)| *k);
-        attrs.reverse();
-        if points.len() > 1 {
-            if let Some(&i) = index.get(&attrs) {
-                out[i].1 = p.value;
-                continue;
-            }
-            index.insert(attrs.clone(), out.len());
-        }
-        out.push((
-            attrs
+    let mut sets: Vec<(AttrSet<'_>, f64)> = points.iter().map(|p| (attr_set(p), p.value)).collect();
+    merge_duplicates(&mut sets);
+    sets.into_iter()
+        .map(|(attrs, v)| {
+            let kvs = attrs
                 .into_iter()
                 .map(|(k, v)| key_value(k.to_owned(), attr_value(v)))
-                .collect(),
-            p.value,
-        ));
+                .collect();
+            (kvs, v)
+        })
+        .collect()
+}
+
+/// Points with equal attribute sets are one series: the first one's
+/// place, the last one's value. Found by sorting indices, not hashing:
+/// a cycle has a few hundred points and duplicates are rare.
+fn merge_duplicates(sets: &mut Vec<(AttrSet<'_>, f64)>) {
+    if sets.len() < 2 {
+        return;
     }
-    out
+    let mut order: Vec<usize> = (0..sets.len()).collect();
+    order.sort_by(|&a, &b| sets[a].0.cmp(&sets[b].0).then(a.cmp(&b)));
+    let mut keep = vec![true; sets.len()];
+    let mut last_values = Vec::new();
+    for run in order.chunk_by(|&a, &b| sets[a].0 == sets[b].0) {
+        // Equal sets, in point order.
+        if let [first, .., last] = run {
+            last_values.push((*first, sets[*last].1));
+            for &i in &run[1..] {
+                keep[i] = false;
+            }
+        }
+    }
+    for (i, v) in last_values {
+        sets[i].1 = v;
+    }
+    let mut i = 0;
+    sets.retain(|_| {
+        i += 1;
+        keep[i - 1]
+    });
 }
 
 fn key_value(key: String, value: any_value::Value) -> KeyValue {
@@ -390,5 +423,70 @@ mod tests {
             ExportMetricsServiceRequest::decode(bytes.as_slice()).unwrap(),
             e.request(&pts, at(5))
         );
+    }
+
+    /// The series of any list of points, against a plain quadratic
+    /// reading of the rule: one series per attribute set (a key's last
+    /// value), in first-seen order, with the last value given for it.
+    fn naive(points: &[&Point]) -> Vec<(Vec<(String, AttrValue)>, f64)> {
+        let mut out: Vec<(Vec<(String, AttrValue)>, f64)> = Vec::new();
+        for p in points {
+            let mut attrs: Vec<(String, AttrValue)> = Vec::new();
+            for (k, v) in &p.attrs {
+                attrs.retain(|(k2, _)| k2 != k);
+                attrs.push(((*k).to_owned(), v.clone()));
+            }
+            attrs.sort_by(|a, b| a.0.cmp(&b.0));
+            match out.iter_mut().find(|(a, _)| *a == attrs) {
+                Some(s) => s.1 = p.value,
+                None => out.push((attrs, p.value)),
+            }
+        }
+        out
+    }
+
+    fn plain(series: Vec<(Vec<KeyValue>, f64)>) -> Vec<(Vec<(String, AttrValue)>, f64)> {
+        series
+            .into_iter()
+            .map(|(kvs, v)| {
+                let attrs = kvs
+                    .into_iter()
+                    .map(|kv| {
+                        let value = match kv.value.unwrap().value.unwrap() {
+                            any_value::Value::StringValue(s) => AttrValue::Str(s),
+                            any_value::Value::IntValue(i) => AttrValue::Int(i),
+                            other => panic!("{other:?}"),
+                        };
+                        (kv.key, value)
+                    })
+                    .collect();
+                (attrs, v)
+            })
+            .collect()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn series_match_the_plain_rule(
+            raw in proptest::collection::vec(
+                (proptest::collection::vec((0usize..3, 0i64..3, proptest::bool::ANY), 0..4), 0u32..100),
+                0..40,
+            )
+        ) {
+            const KEYS: [&str; 3] = [attr::UNAMENTIS_SERVICE, attr::PROCESS_PID, attr::CPU];
+            let points: Vec<Point> = raw
+                .iter()
+                .map(|(attrs, v)| {
+                    let mut p = Point::new(&semconv::SERVICE_CPU_PERCENT, f64::from(*v));
+                    for (k, n, text) in attrs {
+                        let value = if *text { AttrValue::Str(format!("v{n}")) } else { AttrValue::Int(*n) };
+                        p = p.with(KEYS[*k], value);
+                    }
+                    p
+                })
+                .collect();
+            let refs: Vec<&Point> = points.iter().collect();
+            proptest::prop_assert_eq!(plain(series(&refs)), naive(&refs));
+        }
     }
 }
