@@ -130,9 +130,13 @@ impl Schedule {
         if now < first {
             return first;
         }
-        let every = self.every.max(Duration::from_millis(1));
-        let ticks = now.duration_since(start).as_nanos() / every.as_nanos() + 1;
-        start + every * u32::try_from(ticks).unwrap_or(u32::MAX)
+        let every = self.every.max(Duration::from_millis(1)).as_nanos();
+        let ticks = now.duration_since(start).as_nanos() / every + 1;
+        // In nanoseconds since start: u64 holds 584 years.
+        let since_start = u64::try_from(ticks.saturating_mul(every)).unwrap_or(u64::MAX);
+        start
+            .checked_add(Duration::from_nanos(since_start))
+            .unwrap_or(now + self.every)
     }
 }
 
@@ -250,5 +254,9 @@ mod tests {
         };
         assert_eq!(fast.next(t0, t0), at(250));
         assert_eq!(fast.next(t0, at(250)), at(300));
+        // Years into a run at the shortest interval: still the next tick.
+        let years = Duration::from_secs(20 * 365 * 86_400);
+        let next = fast.next(t0, t0 + years + Duration::from_millis(50));
+        assert_eq!(next, t0 + years + Duration::from_millis(100));
     }
 }
