@@ -95,18 +95,35 @@ fn read_to_string(path: PathBuf) -> Result<String, ReadError> {
 /// buffer, probes with a 32-byte read. That is two to three system calls
 /// more per file, for the 50 or so files of every cycle.
 pub fn read_file(path: &Path) -> io::Result<String> {
-    use io::Read;
-    /// Reads through `read` alone, so `Read`'s default `read_to_string`
-    /// runs instead of `File`'s, which asks for the size.
-    struct Unsized(std::fs::File);
-    impl Read for Unsized {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            self.0.read(buf)
-        }
-    }
-    let mut text = String::with_capacity(4096);
-    Unsized(std::fs::File::open(path)?).read_to_string(&mut text)?;
+    let mut text = String::with_capacity(PAGE);
+    io::Read::read_to_string(&mut Unsized::open(path)?, &mut text)?;
     Ok(text)
+}
+
+/// [`read_file`] for a file that need not be text (`/proc/<pid>/cmdline`).
+pub fn read_bytes(path: &Path) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::with_capacity(PAGE);
+    io::Read::read_to_end(&mut Unsized::open(path)?, &mut bytes)?;
+    Ok(bytes)
+}
+
+/// The first buffer of [`read_file`]: most kernel files fit in a page.
+const PAGE: usize = 4096;
+
+/// A file read through `read` alone, so `Read`'s default `read_to_string`
+/// and `read_to_end` run instead of `File`'s, which ask for the size.
+struct Unsized(std::fs::File);
+
+impl Unsized {
+    fn open(path: &Path) -> io::Result<Self> {
+        std::fs::File::open(path).map(Unsized)
+    }
+}
+
+impl io::Read for Unsized {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
 }
 
 /// Who this host is, for the OpenTelemetry resource.
@@ -177,6 +194,9 @@ mod tests {
             read_file(&bad).unwrap_err().kind(),
             io::ErrorKind::InvalidData
         );
+        assert_eq!(read_bytes(&bad).unwrap(), [0x66, 0xff, 0x66]);
+        let big = dir.path().join("f70000");
+        assert_eq!(read_bytes(&big).unwrap(), std::fs::read(&big).unwrap());
         assert_eq!(
             read_file(&dir.path().join("missing")).unwrap_err().kind(),
             io::ErrorKind::NotFound

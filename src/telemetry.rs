@@ -147,6 +147,11 @@ struct Stop {
 }
 
 impl Stop {
+    fn set(&self) {
+        *self.stopped.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        self.wake.notify_all();
+    }
+
     /// Sleeps until `deadline` or a stop; true when stopped.
     fn wait_until(&self, deadline: Instant) -> bool {
         let mut stopped = self.stopped.lock().unwrap_or_else(PoisonError::into_inner);
@@ -172,7 +177,7 @@ impl Stop {
 /// slow source never holds up the local server or a delivery.
 pub struct Cycles {
     stop: Arc<Stop>,
-    thread: Option<JoinHandle<Option<Push>>>,
+    thread: JoinHandle<Option<Push>>,
 }
 
 impl Cycles {
@@ -203,24 +208,16 @@ impl Cycles {
                     push
                 })?
         };
-        Ok(Cycles {
-            stop,
-            thread: Some(thread),
-        })
+        Ok(Cycles { stop, thread })
     }
 
     /// Stops the cycles, takes a last one when pushing, and delivers what
     /// is queued (at most [`crate::export::SHUTDOWN_WAIT_MAX`]). Blocks:
     /// call it off the runtime that drives the exporter. Err: how many
     /// batches were lost (the exporter has logged why).
-    pub fn stop(mut self) -> Result<(), usize> {
-        *self
-            .stop
-            .stopped
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = true;
-        self.stop.wake.notify_all();
-        let push = self.thread.take().and_then(|t| t.join().ok()).flatten();
+    pub fn stop(self) -> Result<(), usize> {
+        self.stop.set();
+        let push = self.thread.join().ok().flatten();
         match push {
             Some(p) => p.exporter.shutdown(),
             None => Ok(()),

@@ -297,7 +297,7 @@ pub use linux::*;
 #[cfg(target_os = "linux")]
 mod linux {
     use super::*;
-    use crate::host::{HostPaths, ReadError};
+    use crate::host::{HostPaths, ReadError, read_bytes};
 
     /// Every numeric entry of the proc directory: one pass, no file reads.
     pub fn list_pids(paths: &HostPaths) -> Result<Vec<u32>, ReadError> {
@@ -347,7 +347,7 @@ mod linux {
     }
 
     pub fn read_cmdline(paths: &HostPaths, pid: u32) -> Option<String> {
-        std::fs::read(paths.proc_path(format!("{pid}/cmdline")))
+        read_bytes(&paths.proc_path(format!("{pid}/cmdline")))
             .ok()
             .map(|b| parse_cmdline(&b))
     }
