@@ -7,6 +7,23 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
+#[cfg(target_os = "linux")]
+mod held;
+#[cfg(target_os = "linux")]
+pub use held::Cycle;
+
+/// One sampling cycle (Linux keeps its kernel files open between cycles;
+/// elsewhere a cycle is nothing more).
+#[cfg(not(target_os = "linux"))]
+pub struct Cycle;
+
+#[cfg(not(target_os = "linux"))]
+impl Cycle {
+    pub fn begin() -> Cycle {
+        Cycle
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostPaths {
     pub proc: PathBuf,
@@ -94,10 +111,34 @@ fn read_to_string(path: PathBuf) -> Result<String, ReadError> {
 /// answer with 0 or 4096 whatever the file holds, and then, with no
 /// buffer, probes with a 32-byte read. That is two to three system calls
 /// more per file, for the 50 or so files of every cycle.
+///
+/// Inside a [`Cycle`] the file is read once a cycle and, on procfs, sysfs
+/// and cgroupfs, kept open for the next one (`host/held.rs`).
 pub fn read_file(path: &Path) -> io::Result<String> {
+    #[cfg(target_os = "linux")]
+    if let Some(read) = held::read(path) {
+        return read;
+    }
     let mut text = String::with_capacity(PAGE);
     io::Read::read_to_string(&mut Unsized::open(path)?, &mut text)?;
     Ok(text)
+}
+
+/// The names in a directory (those that are UTF-8), in no order. Inside a
+/// [`Cycle`] a directory is listed once a cycle, and a sysfs one once
+/// every few cycles (`host/held.rs`).
+pub fn list_dir(path: &Path) -> io::Result<Vec<String>> {
+    #[cfg(target_os = "linux")]
+    if let Some(list) = held::list(path) {
+        return list;
+    }
+    list_now(path)
+}
+
+fn list_now(path: &Path) -> io::Result<Vec<String>> {
+    Ok(std::fs::read_dir(path)?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect())
 }
 
 /// [`read_file`] for a file that need not be text (`/proc/<pid>/cmdline`).

@@ -490,7 +490,7 @@ mod tests {
     /// Whether the server still holds its end of `client`'s connection,
     /// from the kernel's socket table.
     fn held(server: SocketAddr, client: SocketAddr) -> bool {
-        tcp_sockets(&HostPaths::default(), 1 << TCP_ESTABLISHED)
+        tcp_sockets(&HostPaths::default(), true, 1 << TCP_ESTABLISHED)
             .iter()
             .any(|s| s.local == server && s.remote == client)
     }

@@ -67,6 +67,7 @@ impl Sampler {
     }
 
     pub fn sample(&mut self) -> Snapshot {
+        let _cycle = crate::host::Cycle::begin();
         let mut snap = Snapshot::default();
         for slot in &mut self.slots {
             let name = slot.source.name();

@@ -431,6 +431,9 @@ async fn idle_slow_and_stuck_clients_starve_neither_others_nor_sampling() {
     let _one = SERIAL.lock().await;
     let mut run = start(Some(MAX_FILES)).await;
     let (addr, pid) = (run.addr, run.agent.pid());
+    // Sampling keeps the kernel files it reads at every cycle open from the
+    // second cycle on: they belong to the baseline.
+    run.rx.wait_for(3, LIMIT).await;
     let baseline = open_fds(pid);
     let most_fds = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(baseline));
     let watch = {

@@ -105,6 +105,9 @@ pub struct ConnectionsProbe {
     activity: Activity,
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     paths: crate::host::HostPaths,
+    /// Whether `paths.proc` is a live procfs (it has `self/net`).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    live: bool,
 }
 
 impl ConnectionsProbe {
@@ -140,6 +143,7 @@ impl ConnectionsProbe {
             prev: None,
             gate: None,
             activity,
+            live: crate::sources::net_tcp::is_live(&paths),
             paths,
         }
     }
@@ -277,7 +281,7 @@ mod imp {
     /// `net/tcp{,6}` (fixture trees, or sock_diag refused). The agent's own
     /// sockets are the socket inodes in `/proc/self/fd`.
     pub fn established(p: &mut ConnectionsProbe) -> Result<Vec<Established>, SourceError> {
-        let live = p.paths.proc_path("self/net").exists();
+        let live = p.live;
         // Skip the dump (a walk of the whole established-connections hash
         // table, ~1.2 ms here) when the kernel's TCP counters say that
         // nothing but the agent itself (its probes, the loopback clients of

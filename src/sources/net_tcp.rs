@@ -69,15 +69,48 @@ fn parse_addr(s: &str) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
+/// The TCP line of `/proc/net/sockstat`: sockets hashed in the network
+/// namespace (`inuse`: listening and connected), and allocated on the
+/// host (`alloc`). Any socket that starts or stops listening moves one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SockstatTcp {
+    pub inuse: u64,
+    pub alloc: u64,
+}
+
+/// `TCP: inuse 2 orphan 0 tw 2 alloc 3 mem 150` (net/ipv4/proc.c
+/// `sockstat_seq_show`); `None` without that line.
+pub fn parse_sockstat_tcp(text: &str) -> Option<SockstatTcp> {
+    let line = text.lines().find_map(|l| l.strip_prefix("TCP:"))?;
+    let mut words = line.split_whitespace();
+    let (mut inuse, mut alloc) = (None, None);
+    while let (Some(key), Some(value)) = (words.next(), words.next()) {
+        match key {
+            "inuse" => inuse = value.parse().ok(),
+            "alloc" => alloc = value.parse().ok(),
+            _ => {}
+        }
+    }
+    Some(SockstatTcp {
+        inuse: inuse?,
+        alloc: alloc?,
+    })
+}
+
+/// Whether `paths.proc` is a live procfs (it has `self/net`), for which
+/// sock_diag answers; a fixture tree is not. Asked once, when a source is
+/// built: the answer does not change, and the path walk is not free.
+pub fn is_live(paths: &crate::host::HostPaths) -> bool {
+    paths.proc_path("self/net").exists()
+}
+
 /// TCP sockets in the given states (`1 << TCP_LISTEN`, …) of the host at
-/// `paths`: over sock_diag when `paths.proc` is a live procfs (it has
-/// `self`), else from the `net/tcp{,6}` files (fixture trees). Both show
-/// the agent's own network namespace.
+/// `paths`: over sock_diag when `live` ([`is_live`]), else from the
+/// `net/tcp{,6}` files (fixture trees). Both show the agent's own network
+/// namespace.
 #[cfg(target_os = "linux")]
-pub fn tcp_sockets(paths: &crate::host::HostPaths, states: u32) -> Vec<TcpSocket> {
-    if paths.proc_path("self/net").exists()
-        && let Ok(s) = super::sock_diag::tcp_sockets(states)
-    {
+pub fn tcp_sockets(paths: &crate::host::HostPaths, live: bool, states: u32) -> Vec<TcpSocket> {
+    if live && let Ok(s) = super::sock_diag::tcp_sockets(states) {
         return s;
     }
     let mut out = Vec::new();
@@ -99,6 +132,46 @@ pub fn tcp_sockets(paths: &crate::host::HostPaths, states: u32) -> Vec<TcpSocket
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sockstat_tcp_counts() {
+        // This machine's /proc/net/sockstat (kernel 6.18).
+        let text = "sockets: used 12\n\
+                    TCP: inuse 2 orphan 0 tw 2 alloc 3 mem 150\n\
+                    UDP: inuse 0 mem 0\n\
+                    UDPLITE: inuse 0\n\
+                    RAW: inuse 0\n\
+                    FRAG: inuse 0 memory 0\n";
+        assert_eq!(
+            parse_sockstat_tcp(text),
+            Some(SockstatTcp { inuse: 2, alloc: 3 })
+        );
+        assert_eq!(parse_sockstat_tcp("UDP: inuse 0 mem 0\n"), None);
+        assert_eq!(parse_sockstat_tcp("TCP: inuse x orphan 0 alloc 3\n"), None);
+        assert_eq!(parse_sockstat_tcp("TCP: inuse 1 orphan 0\n"), None);
+        assert_eq!(parse_sockstat_tcp(""), None);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_new_listener_moves_the_live_sockstat_counts() {
+        let read =
+            || parse_sockstat_tcp(&std::fs::read_to_string("/proc/net/sockstat").unwrap()).unwrap();
+        // Other tests open and close sockets at the same time; a close
+        // there could cancel this listener out once, not five times.
+        let mut seen = Vec::new();
+        for _ in 0..5 {
+            let before = read();
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let after = read();
+            drop(l);
+            if after != before {
+                return;
+            }
+            seen.push((before, after));
+        }
+        panic!("a new listener never moved the counts: {seen:?}");
+    }
 
     // Captured from a Linux 6.x host (tcp) and written to the same format (tcp6).
     const TCP: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode

@@ -127,9 +127,37 @@ pub fn tcp_sockets(states: u32) -> std::io::Result<Vec<TcpSocket>> {
         .or_else(|_| dump_all(&[request(AF_INET, states, 1), request(AF_INET6, states, 2)]))
 }
 
-/// The sockets the requests list, in order, on one netlink socket.
+/// The sockets the requests list, in order, on this thread's netlink
+/// socket. The socket (and its receive buffer) stays open between cycles:
+/// creating and closing one costs about as much as a small dump. A dump
+/// that fails closes it, so no reply of a broken dump is read as the next
+/// one's.
 #[cfg(target_os = "linux")]
 fn dump_all(requests: &[Vec<u8>]) -> std::io::Result<Vec<TcpSocket>> {
+    use std::os::fd::AsRawFd;
+    SOCKET.with_borrow_mut(|held| {
+        let (sock, buf) = match held.take() {
+            Some(s) => s,
+            None => (open_socket()?, vec![0u8; 32 * 1024]),
+        };
+        let mut buf = buf;
+        let mut out = Vec::new();
+        for req in requests {
+            dump(sock.as_raw_fd(), req, &mut buf, &mut out)?;
+        }
+        *held = Some((sock, buf));
+        Ok(out)
+    })
+}
+
+#[cfg(target_os = "linux")]
+thread_local! {
+    static SOCKET: std::cell::RefCell<Option<(std::os::fd::OwnedFd, Vec<u8>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+#[cfg(target_os = "linux")]
+fn open_socket() -> std::io::Result<std::os::fd::OwnedFd> {
     // SAFETY: plain socket(2); the fd is owned below and closed on drop.
     let fd = unsafe {
         libc::socket(
@@ -142,13 +170,7 @@ fn dump_all(requests: &[Vec<u8>]) -> std::io::Result<Vec<TcpSocket>> {
         return Err(std::io::Error::last_os_error());
     }
     // SAFETY: fd is a fresh, valid descriptor we own.
-    let sock = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-    let raw = std::os::fd::AsRawFd::as_raw_fd(&sock);
-    let (mut buf, mut out) = (vec![0u8; 32 * 1024], Vec::new());
-    for req in requests {
-        dump(raw, req, &mut buf, &mut out)?;
-    }
-    Ok(out)
+    Ok(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
 }
 
 /// Sends one dump request and reads its replies into `out`.
@@ -300,6 +322,23 @@ mod tests {
     /// One legacy dump lists what the two per-family dumps list: our own
     /// IPv4 and IPv6 loopback connections, both ends.
     #[cfg(target_os = "linux")]
+    #[test]
+    fn the_socket_is_kept_and_every_dump_is_new() {
+        use std::os::fd::AsRawFd;
+        let listen = 1 << super::super::net_tcp::TCP_LISTEN;
+        let held = || SOCKET.with_borrow(|s| s.as_ref().map(|(fd, _)| fd.as_raw_fd()));
+        tcp_sockets(listen).unwrap();
+        let fd = held().expect("kept after a dump");
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let socks = tcp_sockets(listen).unwrap();
+        assert!(socks.iter().any(|s| s.local.port() == port), "{socks:?}");
+        assert_eq!(held(), Some(fd), "the same socket");
+        drop(l);
+        let socks = tcp_sockets(listen).unwrap();
+        assert!(!socks.iter().any(|s| s.local.port() == port), "{socks:?}");
+    }
+
     #[test]
     fn one_walk_lists_both_families_like_two() {
         use std::net::{TcpListener, TcpStream};

@@ -80,12 +80,9 @@ pub fn parse_value<T: FromStr>(text: &str) -> Option<T> {
 /// Names in a sysfs directory, in natural order (`hwmon2` before
 /// `hwmon10`); empty when the directory does not exist.
 pub fn entries(paths: &HostPaths, rel: impl AsRef<Path>) -> Vec<String> {
-    let Ok(dir) = std::fs::read_dir(paths.sys_path(rel)) else {
+    let Ok(mut names) = crate::host::list_dir(&paths.sys_path(rel)) else {
         return Vec::new();
     };
-    let mut names: Vec<String> = dir
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .collect();
     names.sort_by(|a, b| natural_key(a).cmp(&natural_key(b)));
     names
 }

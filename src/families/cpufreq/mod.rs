@@ -75,13 +75,13 @@ struct CpufreqSource {
 impl CpufreqSource {
     fn read_sysfs(&self) -> Vec<(u32, f64)> {
         let dir = self.paths.sys_path("devices/system/cpu");
-        let Ok(entries) = std::fs::read_dir(dir) else {
+        let Ok(names) = crate::host::list_dir(&dir) else {
             return Vec::new();
         };
-        let mut out: Vec<(u32, f64)> = entries
-            .flatten()
-            .filter_map(|e| {
-                let n = cpu_number(e.file_name().to_str()?)?;
+        let mut out: Vec<(u32, f64)> = names
+            .iter()
+            .filter_map(|name| {
+                let n = cpu_number(name)?;
                 let khz = self
                     .paths
                     .read_sys(format!(

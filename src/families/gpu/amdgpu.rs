@@ -119,9 +119,9 @@ impl AmdgpuBackend {
     /// The card's first `device/hwmon/hwmonM` directory (M is not stable).
     fn hwmon_dir(&self, dev: &Path) -> Option<std::path::PathBuf> {
         let rel = dev.join("hwmon");
-        let mut dirs: Vec<String> = std::fs::read_dir(self.paths.sys_path(&rel))
+        let mut dirs: Vec<String> = crate::host::list_dir(&self.paths.sys_path(&rel))
             .ok()?
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .into_iter()
             .filter(|n| n.starts_with("hwmon"))
             .collect();
         dirs.sort();
@@ -136,7 +136,7 @@ impl Backend for AmdgpuBackend {
 
     fn read(&mut self) -> Result<GpuReading, SourceError> {
         let drm = self.paths.sys_path("class/drm");
-        let entries = std::fs::read_dir(&drm).map_err(|e| {
+        let entries = crate::host::list_dir(&drm).map_err(|e| {
             let why = format!("{}: {e}", drm.display());
             match e.kind() {
                 // No DRM at all (a server without graphics, a container
@@ -148,10 +148,8 @@ impl Backend for AmdgpuBackend {
             }
         })?;
         let mut cards: Vec<(u32, String)> = entries
-            .filter_map(|e| {
-                let name = e.ok()?.file_name().into_string().ok()?;
-                Some((card_number(&name)?, name))
-            })
+            .into_iter()
+            .filter_map(|name| Some((card_number(&name)?, name)))
             .collect();
         cards.sort();
         let mut reading = GpuReading::default();

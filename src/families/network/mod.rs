@@ -63,6 +63,7 @@ fn build(t: &Table) -> Result<Option<Builder>, SectionError> {
     Ok(when(cfg.enabled, move |paths| {
         Box::new(NetworkSource {
             paths: paths.clone(),
+            live: crate::sources::net_tcp::is_live(paths),
             cfg,
         })
     }))
@@ -94,6 +95,9 @@ pub struct NetworkStats {
 
 struct NetworkSource {
     paths: HostPaths,
+    /// [`crate::sources::net_tcp::is_live`]
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    live: bool,
     cfg: NetworkConfig,
 }
 
@@ -127,7 +131,7 @@ impl NetworkSource {
         // Every state: the receiver reports each, zero included.
         let mut counts: BTreeMap<&'static str, u64> =
             TCP_STATES.iter().map(|(_, n)| (*n, 0)).collect();
-        for s in crate::sources::net_tcp::tcp_sockets(&self.paths, u32::MAX) {
+        for s in crate::sources::net_tcp::tcp_sockets(&self.paths, self.live, u32::MAX) {
             if let Some((_, name)) = TCP_STATES.iter().find(|(v, _)| *v == s.state) {
                 *counts.entry(name).or_default() += 1;
             }

@@ -9,7 +9,7 @@ use crate::families::cpu::parse_last_pid;
 use crate::host::HostPaths;
 use crate::sources::Snapshot;
 use crate::sources::cgroup::{self, CgroupServices};
-use crate::sources::net_tcp::{TCP_LISTEN, tcp_sockets};
+use crate::sources::net_tcp::{SockstatTcp, TCP_LISTEN, parse_sockstat_tcp, tcp_sockets};
 use crate::sources::process::{
     ContainerIdentity, IoUnreadable, PidStat, ProcIo, clock_ticks_per_second, count_fds, list_pids,
     page_size, read_cmdline, read_container_identity, read_io, read_stat, socket_inodes,
@@ -224,8 +224,12 @@ pub struct ServiceSource {
     /// `loadavg`'s last pid says whether anything forked (a host /proc
     /// mounted into a container without hostPID is not).
     own_pid_ns: bool,
+    /// [`crate::sources::net_tcp::is_live`]
+    live_net: bool,
     /// `loadavg`'s last pid before the last listing of `<proc>`.
     last_pid: Option<u32>,
+    /// `net/sockstat`'s TCP counts at the last look.
+    tcp_counts: Option<SockstatTcp>,
     /// Listening socket inodes on the configured ports.
     listening: BTreeMap<u16, BTreeSet<u64>>,
     port_owners: HashMap<u16, BTreeSet<u32>>,
@@ -261,6 +265,7 @@ impl ServiceSource {
         let cgroups =
             CgroupServices::new(&paths, matchers.iter().map(|m| m.cgroup.clone()).collect());
         let own_pid_ns = own_pid_namespace(&paths);
+        let live_net = crate::sources::net_tcp::is_live(&paths);
         let mut s = ServiceSource {
             paths,
             need_cmdline: matchers
@@ -273,7 +278,9 @@ impl ServiceSource {
             procs: HashMap::new(),
             cycle: 0,
             own_pid_ns,
+            live_net,
             last_pid: None,
+            tcp_counts: None,
             listening: BTreeMap::new(),
             port_owners: HashMap::new(),
             fd_denied: 0,
@@ -353,12 +360,35 @@ impl ServiceSource {
     /// Finds which processes hold the listening sockets of the configured
     /// ports; the fd scan runs only when those sockets changed, or a port
     /// has no known owner and new processes appeared, or on a full rescan.
+    ///
+    /// The listening sockets are dumped again only when new processes
+    /// appeared, on a full rescan, or when `net/sockstat`'s TCP counts
+    /// moved: a socket that starts or stops listening is created, hashed,
+    /// unhashed or freed, and each moves a count. A dump walks the whole
+    /// listening hash table (64 Ki buckets on most hosts), reading
+    /// sockstat does not. A process that swaps one listener for another
+    /// between two cycles leaves the counts as they were; the next full
+    /// rescan sees it.
     fn refresh_ports(&mut self, appeared: bool) {
         if self.ports.is_empty() {
             return;
         }
+        let full = self.cycle % RESCAN_EVERY == 1;
+        let counts = if self.live_net {
+            self.paths
+                .read_proc("net/sockstat")
+                .ok()
+                .and_then(|t| parse_sockstat_tcp(&t))
+        } else {
+            None
+        };
+        let unchanged = counts.is_some() && counts == self.tcp_counts;
+        self.tcp_counts = counts;
+        if unchanged && !full && !appeared {
+            return;
+        }
         let mut listening: BTreeMap<u16, BTreeSet<u64>> = BTreeMap::new();
-        for s in tcp_sockets(&self.paths, 1 << TCP_LISTEN) {
+        for s in tcp_sockets(&self.paths, self.live_net, 1 << TCP_LISTEN) {
             let port = s.local.port();
             if self.ports.contains(&port) {
                 listening.entry(port).or_default().insert(s.inode);
@@ -367,7 +397,6 @@ impl ServiceSource {
         let orphaned = listening
             .keys()
             .any(|p| self.port_owners.get(p).is_none_or(BTreeSet::is_empty));
-        let full = self.cycle % RESCAN_EVERY == 1;
         if listening == self.listening && !full && !(appeared && orphaned) {
             return;
         }
