@@ -113,8 +113,8 @@ struct Entry {
     /// Open between cycles: procfs, sysfs and cgroupfs files read in two
     /// cycles in a row.
     file: Option<File>,
-    /// The text read in cycle `read_in` (valid UTF-8).
-    text: Vec<u8>,
+    /// The text read in cycle `read_in`.
+    text: String,
     read_in: u64,
 }
 
@@ -222,12 +222,18 @@ impl Reads {
         let mut again = false;
         if let Some(e) = self.files.get_mut(path) {
             if e.read_in == cycle {
-                return Ok(text(&e.text));
+                return Ok(e.text.clone());
             }
             if let Some(f) = &e.file {
-                if read_from_start(f, &mut e.text).is_ok() && std::str::from_utf8(&e.text).is_ok() {
+                // The buffer's allocation is reused; the text is checked
+                // once, as it becomes a String.
+                let mut bytes = std::mem::take(&mut e.text).into_bytes();
+                if read_from_start(f, &mut bytes).is_ok()
+                    && let Ok(text) = String::from_utf8(bytes)
+                {
+                    e.text = text;
                     e.read_in = cycle;
-                    return Ok(text(&e.text));
+                    return Ok(e.text.clone());
                 }
                 e.file = None;
             }
@@ -254,7 +260,7 @@ impl Reads {
         let hold = again && self.held() < self.max_held && regenerated_at_each_read(&file);
         let entry = Entry {
             file: hold.then_some(file),
-            text: s.as_bytes().to_vec(),
+            text: s.clone(),
             read_in: cycle,
         };
         if let Some(e) = self.files.get_mut(path) {
@@ -273,11 +279,6 @@ impl Reads {
 /// The error the kernel gave when the shape was learnt, word for word.
 fn not_found() -> io::Error {
     io::Error::from_raw_os_error(libc::ENOENT)
-}
-
-fn text(bytes: &[u8]) -> String {
-    // Checked when read.
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// The whole file from offset 0, into `buf` (its allocation reused).
