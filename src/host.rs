@@ -119,9 +119,16 @@ pub fn read_file(path: &Path) -> io::Result<String> {
     if let Some(read) = held::read(path) {
         return read;
     }
-    let mut text = String::with_capacity(PAGE);
-    io::Read::read_to_string(&mut Unsized::open(path)?, &mut text)?;
+    let mut text = String::new();
+    read_whole(&std::fs::File::open(path)?, &mut text)?;
     Ok(text)
+}
+
+/// `file` from offset 0 to its end, appended to `text` (which keeps its
+/// allocation: `host/held.rs` re-reads an open file into the same buffer).
+fn read_whole(file: &std::fs::File, text: &mut String) -> io::Result<()> {
+    text.reserve(PAGE);
+    io::Read::read_to_string(&mut FromStart { file, at: 0 }, text).map(drop)
 }
 
 /// The names in a directory (those that are UTF-8), in no order. Inside a
@@ -144,26 +151,28 @@ fn list_now(path: &Path) -> io::Result<Vec<String>> {
 /// [`read_file`] for a file that need not be text (`/proc/<pid>/cmdline`).
 pub fn read_bytes(path: &Path) -> io::Result<Vec<u8>> {
     let mut bytes = Vec::with_capacity(PAGE);
-    io::Read::read_to_end(&mut Unsized::open(path)?, &mut bytes)?;
+    let file = std::fs::File::open(path)?;
+    io::Read::read_to_end(&mut FromStart { file: &file, at: 0 }, &mut bytes)?;
     Ok(bytes)
 }
 
 /// The first buffer of [`read_file`]: most kernel files fit in a page.
 const PAGE: usize = 4096;
 
-/// A file read through `read` alone, so `Read`'s default `read_to_string`
-/// and `read_to_end` run instead of `File`'s, which ask for the size.
-struct Unsized(std::fs::File);
-
-impl Unsized {
-    fn open(path: &Path) -> io::Result<Self> {
-        std::fs::File::open(path).map(Unsized)
-    }
+/// A file read with `pread` from offset 0 onwards, whatever its position:
+/// `Read`'s default `read_to_string` and `read_to_end` then run instead of
+/// `File`'s, which ask for the size, and a file kept open reads its text
+/// again from the start (seq_file regenerates it at offset 0).
+struct FromStart<'a> {
+    file: &'a std::fs::File,
+    at: u64,
 }
 
-impl io::Read for Unsized {
+impl io::Read for FromStart<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf)
+        let n = std::os::unix::fs::FileExt::read_at(self.file, buf, self.at)?;
+        self.at += n as u64;
+        Ok(n)
     }
 }
 

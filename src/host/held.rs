@@ -40,11 +40,10 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use super::list_now;
+use super::{list_now, read_whole};
 
 /// The most files a thread keeps open, and the most paths it remembers: a
 /// cycle reads about 40 on a laptop and a few per matched process.
@@ -52,9 +51,6 @@ pub const MAX_HELD: usize = 256;
 
 /// Cycles a sysfs directory listing or a missing sysfs file is trusted.
 pub const RELEARN_EVERY: u64 = 12;
-
-/// The first buffer of a file: most kernel files fit in a page.
-const PAGE: usize = 4096;
 
 thread_local! {
     static READS: RefCell<Reads> = RefCell::new(Reads::default());
@@ -225,12 +221,10 @@ impl Reads {
                 return Ok(e.text.clone());
             }
             if let Some(f) = &e.file {
-                // The buffer's allocation is reused; the text is checked
-                // once, as it becomes a String.
-                let mut bytes = std::mem::take(&mut e.text).into_bytes();
-                if read_from_start(f, &mut bytes).is_ok()
-                    && let Ok(text) = String::from_utf8(bytes)
-                {
+                // The same buffer, read again from offset 0.
+                let mut text = std::mem::take(&mut e.text);
+                text.clear();
+                if read_whole(f, &mut text).is_ok() {
                     e.text = text;
                     e.read_in = cycle;
                     return Ok(e.text.clone());
@@ -245,18 +239,11 @@ impl Reads {
                 self.learn(path, None);
             }
         })?;
-        let mut bytes = Vec::new();
-        if let Err(e) = read_from_start(&file, &mut bytes) {
+        let mut s = String::new();
+        if let Err(e) = read_whole(&file, &mut s) {
             self.files.remove(path);
             return Err(e);
         }
-        let s = match String::from_utf8(bytes) {
-            Ok(s) => s,
-            Err(e) => {
-                self.files.remove(path);
-                return Err(io::Error::new(io::ErrorKind::InvalidData, e.utf8_error()));
-            }
-        };
         let hold = again && self.held() < self.max_held && regenerated_at_each_read(&file);
         let entry = Entry {
             file: hold.then_some(file),
@@ -279,29 +266,6 @@ impl Reads {
 /// The error the kernel gave when the shape was learnt, word for word.
 fn not_found() -> io::Error {
     io::Error::from_raw_os_error(libc::ENOENT)
-}
-
-/// The whole file from offset 0, into `buf` (its allocation reused).
-fn read_from_start(f: &File, buf: &mut Vec<u8>) -> io::Result<()> {
-    buf.clear();
-    buf.resize(buf.capacity().max(PAGE), 0);
-    let mut len = 0;
-    loop {
-        if len == buf.len() {
-            buf.resize(len * 2, 0);
-        }
-        match f.read_at(&mut buf[len..], len as u64) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                buf.clear();
-                return Err(e);
-            }
-        }
-    }
-    buf.truncate(len);
-    Ok(())
 }
 
 // File system magic numbers (linux/magic.h).
@@ -346,7 +310,8 @@ fn fs_type(st: &libc::statfs) -> i64 {
     st.f_type as i64
 }
 
-/// Forgets this thread's files (a test starts from none).
+/// Forgets this thread's files: a test thread may have run another
+/// test before.
 #[cfg(test)]
 pub fn reset() {
     READS.with_borrow_mut(|r| *r = Reads::default());
@@ -366,11 +331,6 @@ mod tests {
         read(path).expect("inside a cycle")
     }
 
-    /// A test thread may have run another test before.
-    fn fresh() {
-        reset();
-    }
-
     #[test]
     fn outside_a_cycle_nothing_goes_through_here() {
         assert!(read(Path::new("/proc/self/stat")).is_none());
@@ -378,7 +338,7 @@ mod tests {
 
     #[test]
     fn a_kernel_file_is_held_and_read_again_from_the_start() {
-        fresh();
+        reset();
         // /proc/self/schedstat's first field is this thread's CPU time in
         // ns: it grows between two cycles, and the held file must see it.
         let path = Path::new("/proc/thread-self/schedstat");
@@ -417,7 +377,7 @@ mod tests {
 
     #[test]
     fn files_not_read_in_a_cycle_are_closed_at_its_end() {
-        fresh();
+        reset();
         for _ in 0..2 {
             let _c = Cycle::begin();
             read_in_cycle(Path::new("/proc/loadavg")).unwrap();
@@ -437,7 +397,7 @@ mod tests {
 
     #[test]
     fn a_regular_file_is_read_once_a_cycle_and_never_held() {
-        fresh();
+        reset();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("value");
         std::fs::write(&path, "1\n").unwrap();
@@ -456,7 +416,7 @@ mod tests {
 
     #[test]
     fn a_held_file_of_a_process_that_exited_is_opened_again_by_path() {
-        fresh();
+        reset();
         let mut child = std::process::Command::new("sleep")
             .arg("30")
             .spawn()
@@ -477,7 +437,7 @@ mod tests {
 
     #[test]
     fn missing_and_invalid_files_fail_as_a_plain_read_does() {
-        fresh();
+        reset();
         let dir = tempfile::tempdir().unwrap();
         let bad = dir.path().join("bad");
         std::fs::write(&bad, [0xff, 0xfe]).unwrap();
@@ -494,7 +454,7 @@ mod tests {
 
     #[test]
     fn a_file_longer_than_a_page_is_read_whole_and_again() {
-        fresh();
+        reset();
         // /proc/self/smaps is many pages; read twice through the held file.
         let path = Path::new("/proc/self/maps");
         for _ in 0..2 {
@@ -504,14 +464,13 @@ mod tests {
             assert!(t.lines().count() > 5);
         }
         let _c = Cycle::begin();
-        let mut v = Vec::new();
-        read_from_start(&File::open("/proc/self/smaps").unwrap(), &mut v).unwrap();
-        assert!(v.len() > PAGE, "{} bytes", v.len());
+        let t = read_in_cycle(Path::new("/proc/self/smaps")).unwrap();
+        assert!(t.len() > 4096, "{} bytes", t.len());
     }
 
     #[test]
     fn sysfs_listings_and_missing_files_are_learnt_again_every_few_cycles() {
-        fresh();
+        reset();
         let cpus = Path::new("/sys/devices/system/cpu");
         let missing = cpus.join("cpu0/no_such_attribute");
         let listed = list_now(cpus).unwrap();
@@ -537,7 +496,7 @@ mod tests {
 
     #[test]
     fn other_listings_and_missing_files_are_learnt_at_every_cycle() {
-        fresh();
+        reset();
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("later");
         {
@@ -558,7 +517,7 @@ mod tests {
 
     #[test]
     fn listings_and_shapes_not_used_in_a_cycle_are_forgotten() {
-        fresh();
+        reset();
         let cpus = Path::new("/sys/devices/system/cpu");
         {
             let _c = Cycle::begin();
@@ -574,7 +533,7 @@ mod tests {
     #[test]
     fn files_read_every_other_cycle_are_never_held() {
         // A full rescan's files: read, then not, then read again.
-        fresh();
+        reset();
         for i in 0..4 {
             let _c = Cycle::begin();
             if i % 2 == 0 {
@@ -586,7 +545,7 @@ mod tests {
 
     #[test]
     fn held_files_stay_under_an_eighth_of_the_descriptor_limit() {
-        fresh();
+        reset();
         let limit = descriptor_limit();
         READS.with_borrow(|r| assert_eq!(r.max_held, MAX_HELD.min(limit / 8)));
         READS.with_borrow_mut(|r| r.max_held = 2);
@@ -602,7 +561,7 @@ mod tests {
 
     #[test]
     fn no_more_than_max_held_files_are_kept() {
-        fresh();
+        reset();
         let dir = tempfile::tempdir().unwrap();
         let _c = Cycle::begin();
         // Entries count against the limit whether held or not.

@@ -136,11 +136,10 @@ pub fn tcp_sockets(states: u32) -> std::io::Result<Vec<TcpSocket>> {
 fn dump_all(requests: &[Vec<u8>]) -> std::io::Result<Vec<TcpSocket>> {
     use std::os::fd::AsRawFd;
     SOCKET.with_borrow_mut(|held| {
-        let (sock, buf) = match held.take() {
+        let (sock, mut buf) = match held.take() {
             Some(s) => s,
             None => (open_socket()?, vec![0u8; 32 * 1024]),
         };
-        let mut buf = buf;
         let mut out = Vec::new();
         for req in requests {
             dump(sock.as_raw_fd(), req, &mut buf, &mut out)?;
