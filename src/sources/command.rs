@@ -2,8 +2,10 @@
 //! deadline: a command that hangs is killed and reaped, never left behind,
 //! and never blocks a collection cycle longer than its timeout.
 
+use std::ffi::OsStr;
 use std::fmt;
 use std::io::{self, Read};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -46,6 +48,43 @@ impl fmt::Display for CommandError {
 }
 
 impl std::error::Error for CommandError {}
+
+/// Where `program` would run from, searched as `execvp` does: itself when
+/// it names a path, else the first executable file of that name in a
+/// directory of `path` (the value of `PATH`). `None` when there is none:
+/// spawning it would fork a child only to fail its exec, about half a
+/// millisecond of an agent's start on a host without the tool.
+pub fn find_program(program: &Path, path: Option<&OsStr>) -> Option<PathBuf> {
+    if program.components().count() != 1 || program.is_absolute() {
+        return is_executable(program).then(|| program.to_path_buf());
+    }
+    std::env::split_paths(path?)
+        // An empty entry means the working directory.
+        .map(|dir| {
+            if dir.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                dir
+            }
+        })
+        .map(|dir| dir.join(program))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(p: &Path) -> bool {
+    let Ok(meta) = std::fs::metadata(p) else {
+        return false;
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        meta.is_file() && meta.permissions().mode() & 0o111 != 0
+    }
+    #[cfg(not(unix))]
+    {
+        meta.is_file()
+    }
+}
 
 /// Runs `cmd` with stdin and stderr closed and returns its stdout, killing
 /// it when it has not exited within `timeout`.
@@ -163,5 +202,41 @@ mod tests {
             !std::path::Path::new(&format!("/proc/{pid}")).exists(),
             "pid {pid} still exists"
         );
+    }
+
+    #[test]
+    fn programs_are_found_on_path_as_execvp_finds_them() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        let make = |p: &Path, mode: u32| {
+            std::fs::write(p, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        // Not executable in the first directory: the second one's.
+        make(&a.join("tool"), 0o644);
+        make(&b.join("tool"), 0o755);
+        // A directory of that name is not a program either.
+        std::fs::create_dir(a.join("other")).unwrap();
+        make(&b.join("other"), 0o700);
+        let path = std::env::join_paths([&a, &b]).unwrap();
+        let find = |p: &str| find_program(Path::new(p), Some(&path));
+        assert_eq!(find("tool"), Some(b.join("tool")));
+        assert_eq!(find("other"), Some(b.join("other")));
+        assert_eq!(find("nvidia-smi"), None);
+        assert_eq!(find_program(Path::new("tool"), None), None, "no PATH");
+        // A path is taken as it is, found or not.
+        let full = b.join("tool");
+        assert_eq!(find(full.to_str().unwrap()), Some(full.clone()));
+        assert_eq!(
+            find(a.join("tool").to_str().unwrap()),
+            None,
+            "not executable"
+        );
+        assert_eq!(find("/nonexistent/tool"), None);
+        // What the test runner's PATH holds.
+        assert!(find_program(Path::new("sh"), std::env::var_os("PATH").as_deref()).is_some());
     }
 }

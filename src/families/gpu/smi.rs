@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use super::{Backend, GpuDevice, GpuProcess, GpuReading, normalize_pci_bus_id};
 use crate::sources::SourceError;
-use crate::sources::command::{CommandError, run_with_timeout};
+use crate::sources::command::{CommandError, find_program, run_with_timeout};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -115,7 +115,22 @@ impl Backend for SmiBackend {
         if let Some(why) = &self.missing {
             return Err(why.clone());
         }
-        let text = match run_command(&self.program, &[QUERY_GPU, FORMAT], self.timeout) {
+        // Looked up before spawning: on a host without it, a spawn is a
+        // fork whose exec fails.
+        let Some(program) = find_program(&self.program, std::env::var_os("PATH").as_deref()) else {
+            let e = SourceError::Unavailable(format!(
+                "cannot run {}: not found{}",
+                self.program.display(),
+                if self.program.components().count() == 1 {
+                    " on PATH"
+                } else {
+                    ""
+                }
+            ));
+            self.missing = Some(e.clone());
+            return Err(e);
+        };
+        let text = match run_command(&program, &[QUERY_GPU, FORMAT], self.timeout) {
             Ok(text) => text,
             Err(e) => {
                 let not_installed =
@@ -138,7 +153,7 @@ impl Backend for SmiBackend {
             });
         }
         // Per-process memory is a bonus: without it the devices still count.
-        let processes = run(&self.program, &[QUERY_APPS, FORMAT], self.timeout)
+        let processes = run(&program, &[QUERY_APPS, FORMAT], self.timeout)
             .map(|t| {
                 parse_query_compute_apps(&t)
                     .into_iter()
