@@ -14,6 +14,8 @@ pub struct PidStat {
     pub comm: String,
     pub state: char,
     pub ppid: u32,
+    /// The kernel's per-task flags (`PF_*` of include/linux/sched.h).
+    pub flags: u32,
     /// Minor faults of the children this process has waited for: grows at
     /// every reap (a process that ran user code faulted at least once), so
     /// it tells whether a vanished child's counters went to this parent.
@@ -37,6 +39,13 @@ pub struct PidStat {
 impl PidStat {
     pub fn cpu_ticks(&self) -> u64 {
         self.utime + self.stime
+    }
+
+    /// A kernel thread (`PF_KTHREAD`): no user memory, an empty `cmdline`.
+    /// Most of the pids of an idle host are these.
+    pub fn is_kernel_thread(&self) -> bool {
+        const PF_KTHREAD: u32 = 0x0020_0000;
+        self.flags & PF_KTHREAD != 0
     }
 
     /// CPU ticks of the reaped children (`cutime` + `cstime`).
@@ -88,6 +97,8 @@ pub fn parse_pid_stat(text: &str) -> Result<PidStat, ParseError> {
         comm,
         state,
         ppid: u32::try_from(num(4)?).map_err(|_| ParseError("ppid out of range".into()))?,
+        // `%u` since Linux 2.6.22; wider values are not flags this knows.
+        flags: num(9)? as u32,
         cminflt: num(11)?,
         utime: num(14)?,
         stime: num(15)?,
@@ -404,6 +415,31 @@ mod tests {
         assert_eq!(s.num_threads, 1);
         assert_eq!(s.starttime, 143719);
         assert_eq!(s.rss_pages, 380);
+    }
+
+    /// `/proc/2/stat` (kthreadd) and `/proc/14/stat` (ksoftirqd/0) of the
+    /// development machine: `flags` has PF_KTHREAD (0x200000).
+    const KTHREADD: &str = "2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 0 2 0 0 20 0 1 0 22 0 0 18446744073709551615 0 0 0 0 0 0 0 2147483647 0 1 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n";
+    const KSOFTIRQD: &str = "14 (ksoftirqd/0) S 2 0 0 0 -1 69238848 0 0 0 0 8 457 0 0 20 0 1 0 22 0 0 18446744073709551615 0 0 0 0 0 0 0 2147483647 0 1 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n";
+
+    #[test]
+    fn kernel_threads_by_their_flags() {
+        for text in [KTHREADD, KSOFTIRQD] {
+            let s = parse_pid_stat(text).unwrap();
+            assert!(s.is_kernel_thread(), "{text}");
+            assert_eq!(s.rss_pages, 0);
+        }
+        assert_eq!(parse_pid_stat(KTHREADD).unwrap().flags, 2129984);
+        // `cat`, a user process: PF_RANDOMIZE only.
+        let cat = parse_pid_stat(STAT).unwrap();
+        assert_eq!(cat.flags, 0x40_0000);
+        assert!(!cat.is_kernel_thread());
+        // This very process.
+        #[cfg(target_os = "linux")]
+        {
+            let me = std::fs::read_to_string("/proc/self/stat").unwrap();
+            assert!(!parse_pid_stat(&me).unwrap().is_kernel_thread());
+        }
     }
 
     #[test]

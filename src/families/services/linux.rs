@@ -337,7 +337,9 @@ impl ServiceSource {
             let first_seen = same.map_or(self.cycle, |k| k.first_seen);
             let identity = same.and_then(|k| k.identity.clone());
             appeared |= same.is_none();
-            let cmdline = if self.need_cmdline {
+            // A kernel thread's cmdline is empty: not worth a read, and
+            // they are most of an idle host's pids.
+            let cmdline = if self.need_cmdline && !stat.is_kernel_thread() {
                 read_cmdline(&self.paths, pid).unwrap_or_default()
             } else {
                 String::new()
