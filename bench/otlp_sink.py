@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Local OTLP/gRPC metrics sink with a byte-counting TCP proxy in front.
 
-    client --TCP--> [proxy, public port] --TCP--> [gRPC server, internal port]
+    client --TCP--> [proxy, public port] --Unix socket--> [gRPC server]
 
 The proxy counts every byte the client sends (what goes over the wire: gzip'd
 payload, gRPC message framing, HTTP/2 frames and HPACK headers, the HTTP/2
@@ -16,6 +16,12 @@ writes one JSON line per export received:
 On SIGTERM/SIGINT it stops accepting, closes the proxy and the gRPC server and
 writes a final line {"summary": true, "exports": n, "wire_bytes": n, ...}.
 
+The hop from the proxy to the gRPC server is a Unix socket, not TCP: the
+host's TCP counters (`/proc/net/snmp`: opens, established connections) then
+move as a collector's would, by the client's connection alone. The agent's
+connections probe reads those counters to decide whether it must list every
+socket; a second loopback connection per client would make it do so.
+
 Usage:
     python bench/otlp_sink.py [--host 127.0.0.1] [--port 0] [--out FILE]
                               [--port-file FILE]
@@ -27,8 +33,10 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 from concurrent import futures
@@ -215,14 +223,14 @@ async def pump(reader, writer, count) -> None:
             pass
 
 
-async def run_proxy(args, counters: Counters, backend_port: int, stop: asyncio.Event):
+async def run_proxy(args, counters: Counters, backend: str, stop: asyncio.Event):
     tasks: set[asyncio.Task] = set()
 
     async def handle(client_reader, client_writer):
         with counters.lock:
             counters.connections += 1
         try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", backend_port)
+            up_reader, up_writer = await asyncio.open_unix_connection(backend)
         except OSError as e:
             print(f"otlp_sink: backend connect failed: {e}", file=sys.stderr)
             client_writer.close()
@@ -253,7 +261,7 @@ async def run_proxy(args, counters: Counters, backend_port: int, stop: asyncio.E
     server = await asyncio.start_server(handle, args.host, args.port, reuse_address=True)
     port = server.sockets[0].getsockname()[1]
     print(f"otlp_sink listening on {args.host}:{port} "
-          f"(grpc backend 127.0.0.1:{backend_port})", flush=True)
+          f"(grpc backend unix:{backend})", flush=True)
     if args.port_file:
         with open(args.port_file + ".tmp", "w") as f:
             f.write(f"{port}\n")
@@ -284,9 +292,10 @@ def main() -> int:
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(MetricsSink(counters, out), server)
-    backend_port = server.add_insecure_port("127.0.0.1:0")
-    if not backend_port:
-        print("otlp_sink: could not bind the gRPC backend port", file=sys.stderr)
+    backend_dir = tempfile.mkdtemp(prefix="otlp_sink.")
+    backend = os.path.join(backend_dir, "grpc.sock")
+    if not server.add_insecure_port(f"unix:{backend}"):
+        print(f"otlp_sink: could not bind the gRPC backend socket {backend}", file=sys.stderr)
         return 1
     server.start()
 
@@ -296,7 +305,7 @@ def main() -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        loop.run_until_complete(run_proxy(args, counters, backend_port, stop))
+        loop.run_until_complete(run_proxy(args, counters, backend, stop))
     except OSError as e:
         print(f"otlp_sink: {e}", file=sys.stderr)
         server.stop(0)
@@ -305,6 +314,7 @@ def main() -> int:
         loop.close()
 
     server.stop(grace=1).wait(3)
+    shutil.rmtree(backend_dir, ignore_errors=True)
     with counters.lock:
         summary = {
             "summary": True,

@@ -378,6 +378,72 @@ fn the_agents_own_connections_and_ignored_sources_are_not_activity() {
     );
 }
 
+/// On the live procfs: while nothing listens on a watched port, the probe
+/// lists no established socket (a walk of the kernel's whole connections
+/// table); a listener and a client in another process bring it back, and
+/// it stops again once both are gone.
+#[test]
+fn no_listener_on_a_watched_port_no_walk_of_the_connections_table() {
+    use unamentis_agent::sources::sock_diag::established_table_walks;
+    let (web, tts) = (support::tcp::free_port(), support::tcp::free_port());
+    let cfg = connections_config((web, tts), None);
+    let clock = ManualClock::default();
+    let (mut s, _) = sampler(&cfg, &clock, vec![]);
+    let walks = established_table_walks();
+    for _ in 0..3 {
+        let snap = s.sample();
+        assert_eq!(
+            value(&snap, &semconv::ACTIVITY_CONNECTIONS, svc("web")),
+            Some(0.0)
+        );
+    }
+    assert_eq!(established_table_walks(), walks, "nothing listens: no walk");
+
+    // The service comes up; a client in another process connects. The
+    // connection waits in the accept queue, so no fd of this process
+    // (the agent here) holds either end.
+    let listener = std::net::TcpListener::bind(("127.0.0.1", web)).unwrap();
+    let mut client = std::process::Command::new("bash")
+        .args([
+            "-c",
+            &format!("exec 3<>/dev/tcp/127.0.0.1/{web}; echo up; read -r _"),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut up = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(client.stdout.as_mut().unwrap()),
+        &mut up,
+    )
+    .unwrap();
+    assert_eq!(up, "up\n");
+    clock.advance(secs(4.0));
+    let snap = s.sample();
+    assert_eq!(
+        value(&snap, &semconv::ACTIVITY_CONNECTIONS, svc("web")),
+        Some(1.0)
+    );
+    assert_eq!(idle(&snap, Some("web")), 0.0, "the connection is activity");
+    assert!(established_table_walks() > walks);
+
+    // Both gone: one more look finds nothing, then no walk again.
+    drop(client.stdin.take());
+    client.wait().unwrap();
+    drop(listener);
+    let snap = s.sample();
+    assert_eq!(
+        value(&snap, &semconv::ACTIVITY_CONNECTIONS, svc("web")),
+        Some(0.0)
+    );
+    let walks = established_table_walks();
+    for _ in 0..3 {
+        s.sample();
+    }
+    assert_eq!(established_table_walks(), walks, "down again: no walk");
+}
+
 // ---------------------------------------------------------------- ollama
 
 fn ps(expires_at: &str) -> Answer {
@@ -519,4 +585,49 @@ async fn requests_to_the_agents_own_server_leave_the_gate_shut() {
         }
     }
     panic!("every request to the agent's own server opened the gate");
+}
+
+/// The exporter's connection to a loopback collector stays open between
+/// exports: its opens and its two established ends are the agent's own, so
+/// the gate stays shut after the first export (else the first export, and
+/// every reconnect, cost a walk of every socket).
+#[tokio::test]
+async fn the_exporters_connection_leaves_the_gate_shut() {
+    use support::otlp_receiver::Receiver;
+    use unamentis_agent::activity::connections::{Gate, own_connects, parse_snmp_tcp};
+    use unamentis_agent::config::{ExportConfig, Protocol};
+    use unamentis_agent::export::client::Client;
+    let rx = Receiver::grpc().await;
+    let cfg = ExportConfig {
+        endpoint: Some(rx.endpoint()),
+        protocol: Protocol::Grpc,
+        ..ExportConfig::default()
+    };
+    let counters = || parse_snmp_tcp(&std::fs::read_to_string("/proc/net/snmp").unwrap()).unwrap();
+    // Other processes on the machine move the counters too: find one
+    // window in which only the exporter connected.
+    for _ in 0..30 {
+        let gate = Gate {
+            counters: counters(),
+            own: own_connects(),
+            sockets: vec![],
+        };
+        let client = Client::new(&cfg).unwrap();
+        client.send(&[], Duration::from_secs(10)).await.unwrap();
+        let connected = gate.unchanged(&counters(), own_connects());
+        drop(client);
+        if connected {
+            return;
+        }
+        // The channel closes its connection in the background: wait for
+        // both ends to leave CurrEstab, within a bound, so the next try's
+        // baseline holds no closing connection of this one.
+        for _ in 0..100 {
+            if counters().curr_estab <= gate.counters.curr_estab {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    panic!("every export connection opened the gate");
 }

@@ -17,7 +17,15 @@
 //! established hash table, sized by memory, once for both families: ~1.2 ms
 //! a cycle measured on a host with 262,144 buckets and 20 sockets (reading
 //! `/proc/net/tcp` and `tcp6` walks it twice); `activity.connections =
-//! false` saves it.
+//! false` saves it. Two checks make it rare (on a live procfs):
+//! - While no socket listens on a watched port (a LISTEN dump, which walks
+//!   only the listening table) and none did at the last look, with no
+//!   connection on one then, there is no connection to list: none is
+//!   accepted without a listener. So a host where the services are down
+//!   never walks the table.
+//! - Otherwise the last dump is reused while the kernel's TCP counters
+//!   (`/proc/net/snmp`) moved only by the agent's own connections: its
+//!   probes', its exporter's, the loopback clients of its server.
 //!
 //! Not activity: connections the agent itself holds (its sockets, from
 //! `/proc/self/fd`, and the server ends of connections it opened) and
@@ -25,7 +33,10 @@
 //!
 //! Limits: a connection opened and closed between two cycles is not seen,
 //! and requests on a kept-alive connection are not either; services that
-//! can should push (`POST /v1/activity`).
+//! can should push (`POST /v1/activity`). A connection whose listener
+//! closed before the agent looked (a service that stopped listening and
+//! still drains, at the agent's start or between two cycles) is not seen
+//! until a listener is up on a watched port again.
 
 use std::collections::{BTreeSet, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -108,6 +119,10 @@ pub struct ConnectionsProbe {
     /// Whether `paths.proc` is a live procfs (it has `self/net`).
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     live: bool,
+    /// At the last look no socket listened on a watched port and none of
+    /// the connections was on one.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    quiet: bool,
 }
 
 impl ConnectionsProbe {
@@ -145,7 +160,17 @@ impl ConnectionsProbe {
             activity,
             live: crate::sources::net_tcp::is_live(&paths),
             paths,
+            // Before the first look: a connection on a port nobody listens
+            // on at start (a service that closed its listener and still
+            // drains) is the limit below.
+            quiet: true,
         }
+    }
+
+    /// Whether `port` is one of a service's.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    fn watches(&self, port: u16) -> bool {
+        self.ports.iter().any(|p| p.contains(&port))
     }
 
     /// Counts this cycle's connections and records the new ones.
@@ -214,21 +239,37 @@ pub fn parse_snmp_tcp(text: &str) -> Option<TcpCounters> {
 #[derive(Debug, Clone)]
 pub struct Gate {
     pub counters: TcpCounters,
-    /// The agent's own connect attempts and loopback connections then.
-    pub own: (u64, u64),
+    /// The agent's own connections then.
+    pub own: Own,
     pub sockets: Vec<Established>,
 }
 
+/// The agent's own TCP connections, as `/proc/net/snmp` counts them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Own {
+    /// Active opens: every connect it made.
+    pub active: u64,
+    /// Passive opens: its connects that reached a loopback listener, and
+    /// the loopback clients of its server.
+    pub passive: u64,
+    /// Established sockets of its long-lived connections (the exporter's),
+    /// both ends of a loopback one.
+    pub established: u64,
+}
+
 impl Gate {
-    /// True when every connection opened since the dump was the agent's
-    /// own (each of its connects is an active open, and one that reached a
-    /// loopback listener a passive open too, both closed again within the
-    /// cycle) and no connection closed or was reset.
-    pub fn unchanged(&self, now: &TcpCounters, own: (u64, u64)) -> bool {
-        let was = &self.counters;
-        now.active_opens.wrapping_sub(was.active_opens) == own.0.wrapping_sub(self.own.0)
-            && now.passive_opens.wrapping_sub(was.passive_opens) == own.1.wrapping_sub(self.own.1)
-            && now.curr_estab == was.curr_estab
+    /// True when every connection opened or closed since the dump was the
+    /// agent's own (each of its connects is an active open, and one that
+    /// reached a loopback listener a passive open too; the short ones
+    /// closed again within the cycle, the exporter's stay established) and
+    /// no connection was reset.
+    pub fn unchanged(&self, now: &TcpCounters, own: Own) -> bool {
+        let (was, mine) = (&self.counters, &self.own);
+        now.active_opens.wrapping_sub(was.active_opens) == own.active.wrapping_sub(mine.active)
+            && now.passive_opens.wrapping_sub(was.passive_opens)
+                == own.passive.wrapping_sub(mine.passive)
+            && now.curr_estab.wrapping_sub(was.curr_estab)
+                == own.established.wrapping_sub(mine.established)
             && now.estab_resets == was.estab_resets
     }
 }
@@ -270,9 +311,9 @@ pub use imp::own_connects;
 mod imp {
     use std::collections::HashSet;
 
-    use super::{ConnectionsProbe, Established, Gate, parse_snmp_tcp};
+    use super::{ConnectionsProbe, Established, Gate, Own, parse_snmp_tcp};
     use crate::sources::SourceError;
-    use crate::sources::net_tcp::{TCP_ESTABLISHED, TcpSocket, parse_net_tcp};
+    use crate::sources::net_tcp::{TCP_ESTABLISHED, TCP_LISTEN, TcpSocket, parse_net_tcp};
     use crate::sources::process::parse_socket_link;
     use crate::sources::sock_diag;
 
@@ -282,10 +323,34 @@ mod imp {
     /// sockets are the socket inodes in `/proc/self/fd`.
     pub fn established(p: &mut ConnectionsProbe) -> Result<Vec<Established>, SourceError> {
         let live = p.live;
-        // Skip the dump (a walk of the whole established-connections hash
-        // table, ~1.2 ms here) when the kernel's TCP counters say that
-        // nothing but the agent itself (its probes, the loopback clients of
-        // its server) opened or closed a connection.
+        // A connection on a service's port was accepted from a listener
+        // there. When none listens now, none did at the last look and no
+        // connection was on one then, there is none now: no dump. The
+        // LISTEN dump that tells walks only the listening table. The
+        // limit: a listener that opened, accepted and closed between two
+        // looks while its connection stays open is not seen until its
+        // connection moves the counters below with a listener up again.
+        let listening = if live {
+            sock_diag::tcp_sockets(1 << TCP_LISTEN)
+                .ok()
+                .map(|l| l.iter().any(|s| p.watches(s.local.port())))
+        } else {
+            None
+        };
+        if listening == Some(false) && p.quiet {
+            return Ok(Vec::new());
+        }
+        let sockets = gated(p, live)?;
+        p.quiet = listening == Some(false) && !sockets.iter().any(|s| p.watches(s.local.port()));
+        Ok(sockets)
+    }
+
+    /// The established sockets, from the last dump while the kernel's TCP
+    /// counters say that nothing but the agent itself (its probes, its
+    /// exporter, the loopback clients of its server) opened or closed a
+    /// connection since (a dump walks the whole established-connections
+    /// hash table, ~1.2 ms here).
+    fn gated(p: &mut ConnectionsProbe, live: bool) -> Result<Vec<Established>, SourceError> {
         let own = own_connects();
         let counters = if live {
             p.paths
@@ -309,18 +374,22 @@ mod imp {
         Ok(sockets)
     }
 
-    /// The agent's own (active, passive) opens so far: its connects (the
-    /// Ollama probe), of which those to a loopback listener are a passive
-    /// open too, and the loopback clients of its server (both at once).
-    pub fn own_connects() -> (u64, u64) {
-        use crate::counters::LOOPBACK_ACCEPTED;
+    /// The agent's own connections so far: its connects (the Ollama
+    /// probe's and the exporter's), of which those to a loopback listener
+    /// are a passive open too, and the loopback clients of its server (both
+    /// at once).
+    pub fn own_connects() -> Own {
+        use crate::counters::{EXPORT_TCP, LOOPBACK_ACCEPTED};
         use crate::sources::http_get::{CONNECTS, LOOPBACK_CONNECTED};
-        use std::sync::atomic::Ordering;
-        let accepted = LOOPBACK_ACCEPTED.load(Ordering::Relaxed);
-        (
-            CONNECTS.load(Ordering::Relaxed) + accepted,
-            LOOPBACK_CONNECTED.load(Ordering::Relaxed) + accepted,
-        )
+        use std::sync::atomic::Ordering::Relaxed;
+        let accepted = LOOPBACK_ACCEPTED.load(Relaxed);
+        Own {
+            active: CONNECTS.load(Relaxed) + EXPORT_TCP.connected.load(Relaxed) + accepted,
+            passive: LOOPBACK_CONNECTED.load(Relaxed)
+                + EXPORT_TCP.loopback_connected.load(Relaxed)
+                + accepted,
+            established: EXPORT_TCP.established.load(Relaxed),
+        }
     }
 
     fn dump(p: &ConnectionsProbe, live: bool) -> Result<Vec<Established>, SourceError> {
@@ -516,20 +585,39 @@ mod gate_tests {
 
     #[test]
     fn only_the_agents_own_connections_leave_the_gate_shut() {
+        let own = |active, passive, established| Own {
+            active,
+            passive,
+            established,
+        };
         let g = Gate {
             counters: counters(100, 50, 4, 7),
-            own: (10, 3),
+            own: own(10, 3, 0),
             sockets: vec![],
         };
         // The agent made 2 connects, one to a local listener: nothing else.
-        assert!(g.unchanged(&counters(102, 51, 4, 7), (12, 4)));
-        assert!(g.unchanged(&counters(100, 50, 4, 7), (10, 3)));
+        assert!(g.unchanged(&counters(102, 51, 4, 7), own(12, 4, 0)));
+        assert!(g.unchanged(&counters(100, 50, 4, 7), own(10, 3, 0)));
+        // The exporter connected to a loopback collector and stays: one
+        // open each way, both ends established.
+        assert!(g.unchanged(&counters(101, 51, 6, 7), own(11, 4, 2)));
+        // ... and to a remote one: one end here.
+        assert!(g.unchanged(&counters(101, 50, 5, 7), own(11, 3, 1)));
         // Someone connected to a local service (a passive open not ours).
-        assert!(!g.unchanged(&counters(100, 51, 5, 7), (10, 3)));
+        assert!(!g.unchanged(&counters(100, 51, 5, 7), own(10, 3, 0)));
         // An outbound connection of another process.
-        assert!(!g.unchanged(&counters(101, 50, 4, 7), (10, 3)));
+        assert!(!g.unchanged(&counters(101, 50, 4, 7), own(10, 3, 0)));
         // A connection closed, or was reset.
-        assert!(!g.unchanged(&counters(100, 50, 3, 7), (10, 3)));
-        assert!(!g.unchanged(&counters(100, 50, 4, 8), (10, 3)));
+        assert!(!g.unchanged(&counters(100, 50, 3, 7), own(10, 3, 0)));
+        assert!(!g.unchanged(&counters(100, 50, 4, 8), own(10, 3, 0)));
+        // The exporter's connection closed while another one opened.
+        let up = Gate {
+            counters: counters(100, 50, 6, 7),
+            own: own(10, 3, 2),
+            sockets: vec![],
+        };
+        assert!(!up.unchanged(&counters(101, 51, 6, 7), own(10, 3, 0)));
+        // The exporter's connection closed: its ends leave CurrEstab.
+        assert!(up.unchanged(&counters(100, 50, 4, 7), own(10, 3, 0)));
     }
 }

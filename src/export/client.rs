@@ -319,7 +319,10 @@ impl Client {
                         "export.endpoint {endpoint:?}: this build has no TLS (cargo feature `tls`)"
                     ));
                 }
-                let mut client = tonic::client::Grpc::new(GzipFrames(ep.connect_lazy()));
+                let channel = ep.connect_with_connector_lazy(
+                    super::connect::CountingConnector::new(&crate::counters::EXPORT_TCP),
+                );
+                let mut client = tonic::client::Grpc::new(GzipFrames(channel));
                 let gzip = cfg.compression == Compression::Gzip;
                 if gzip {
                     // Requests are compressed here (GzipFrames); responses

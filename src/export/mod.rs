@@ -11,6 +11,7 @@
 //! sampling stays on time whatever the collector does.
 
 pub mod client;
+mod connect;
 pub mod otlp;
 pub mod queue;
 

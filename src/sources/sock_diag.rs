@@ -123,8 +123,19 @@ fn parse_diag_msg(m: &[u8]) -> Result<TcpSocket, ParseError> {
 /// `states` (a bit per TCP state, `1 << TCP_LISTEN`), IPv4 and IPv6.
 #[cfg(target_os = "linux")]
 pub fn tcp_sockets(states: u32) -> std::io::Result<Vec<TcpSocket>> {
+    if states & !(1 << super::net_tcp::TCP_LISTEN) != 0 {
+        WALKS.set(WALKS.get() + 1);
+    }
     dump_all(&[request_both_families(states, 1)])
         .or_else(|_| dump_all(&[request(AF_INET, states, 1), request(AF_INET6, states, 2)]))
+}
+
+/// Dumps asked on this thread that walk the established-connections table
+/// (any state but LISTEN): what the connections probe's gates save. Per
+/// thread, so a test reads its own.
+#[cfg(target_os = "linux")]
+pub fn established_table_walks() -> u64 {
+    WALKS.get()
 }
 
 /// The sockets the requests list, in order, on this thread's netlink
@@ -151,6 +162,7 @@ fn dump_all(requests: &[Vec<u8>]) -> std::io::Result<Vec<TcpSocket>> {
 
 #[cfg(target_os = "linux")]
 thread_local! {
+    static WALKS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
     static SOCKET: std::cell::RefCell<Option<(std::os::fd::OwnedFd, Vec<u8>)>> =
         const { std::cell::RefCell::new(None) };
 }
